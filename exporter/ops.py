@@ -1,0 +1,118 @@
+"""The op set the code generator supports, and how an unsupported op is traced to a PyTorch layer.
+
+``SUPPORTED_OPS`` is the single list both the exporter's check and the C code generator use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is only needed by the functions that inspect a torch model
+    from torch import nn
+
+# TFLite builtin ops with an int8 kernel in tinysplit's C library (TFLite integer semantics).
+SUPPORTED_OPS: frozenset[str] = frozenset({
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "PAD", "AVERAGE_POOL_2D",
+    "MAX_POOL_2D", "MEAN", "RESHAPE", "CONCATENATION", "SOFTMAX", "LOGISTIC", "QUANTIZE", "DEQUANTIZE",
+})
+
+# PyTorch layers (torch.nn class names) that are known not to lower to the supported set; checked before any conversion
+# so the user gets the answer in milliseconds, with the layer's name.
+UNSUPPORTED_MODULES: dict[str, str] = {
+    "LSTM": "recurrent layers lower to UNIDIRECTIONAL_SEQUENCE_LSTM/WHILE, which int8 TFLite Micro code generation does not support; "
+             "use convolutions over time (Conv1d as Conv2d) instead",
+    "GRU": "recurrent layers lower to WHILE loops, which the code generator does not support; use convolutions over time",
+    "RNN": "recurrent layers lower to WHILE loops, which the code generator does not support; use convolutions over time",
+    "LSTMCell": "recurrent cells are not supported; use convolutions over time",
+    "GRUCell": "recurrent cells are not supported; use convolutions over time",
+    "Upsample": "upsampling lowers to RESIZE_NEAREST_NEIGHBOR/RESIZE_BILINEAR, which are not supported; "
+                 "keep upsampling in the host tail",
+    "ConvTranspose2d": "transposed convolution lowers to TRANSPOSE_CONV, which is not supported; keep it in the host tail",
+    "MultiheadAttention": "attention needs BATCH_MATMUL and float softmax paths that are not supported",
+    "Embedding": "embeddings lower to GATHER, which is not supported",
+    "LayerNorm": "LayerNorm lowers to float/RSQRT ops that are not supported; use BatchNorm (folded at export)",
+    "GELU": "GELU is not supported; use ReLU or ReLU6",
+}
+
+# ONNX op types whose conversion is known to stay inside SUPPORTED_OPS (or to fold away).
+ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
+    "Conv", "Relu", "Clip", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Pad", "AveragePool",
+    "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Gemm", "MatMul", "Flatten",
+    "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
+    "Transpose", "Shape", "Gather", "Cast",
+})
+
+# For an unsupported TFLite op: the ONNX op types it usually comes from.
+TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
+    "RESIZE_NEAREST_NEIGHBOR": frozenset({"Resize", "Upsample"}),
+    "RESIZE_BILINEAR": frozenset({"Resize", "Upsample"}),
+    "TRANSPOSE_CONV": frozenset({"ConvTranspose"}),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({"LSTM"}),
+    "WHILE": frozenset({"LSTM", "GRU", "RNN", "Loop"}),
+    "GATHER": frozenset({"Gather"}),
+    "BATCH_MATMUL": frozenset({"MatMul"}),
+    "HARD_SWISH": frozenset({"HardSwish"}),
+    "TANH": frozenset({"Tanh"}),
+    "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),
+    "SQRT": frozenset({"Sqrt"}),
+    "TRANSPOSE": frozenset({"Transpose"}),
+    "SUB": frozenset({"Sub"}),
+    "LEAKY_RELU": frozenset({"LeakyRelu"}),
+    "PRELU": frozenset({"PRelu"}),
+}
+
+
+@dataclass(frozen=True)
+class OnnxNodeInfo:
+    """One ONNX node and the PyTorch layer it came from (from the exporter's scoped node name)."""
+
+    op_type: str
+    node_name: str
+    torch_layer: str  # dotted module path, "" for the top-level module
+
+
+def torch_layer_of(node_name: str) -> str:
+    """'/conv2/conv2.0/Conv' -> 'conv2.0'; '/Resize' -> '' (the top-level module's forward)."""
+    parts = [p for p in node_name.split("/") if p]
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def describe_layer(model: nn.Module | None, layer: str) -> str:
+    if not layer:
+        kind = type(model).__name__ if model is not None else "model"
+        return f"the forward() of the top-level module ({kind})"
+    try:
+        kind = type(model.get_submodule(layer)).__name__ if model is not None else "?"
+    except AttributeError:
+        kind = "?"
+    return f"layer '{layer}' ({kind})"
+
+
+def find_unsupported_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """[(dotted name, module, reason)] for every submodule of a known-unsupported type."""
+    from torch import nn
+
+    classes = {getattr(nn, k): reason for k, reason in UNSUPPORTED_MODULES.items()}
+    out = []
+    for name, mod in model.named_modules():
+        for cls, reason in classes.items():
+            if isinstance(mod, cls):
+                out.append((name or "(top level)", mod, reason))
+                break
+    return out
+
+
+def layers_for_tflite_op(op: str, nodes: list[OnnxNodeInfo], model: nn.Module | None) -> list[str]:
+    """Describe the PyTorch layers an unsupported TFLite op most likely came from."""
+    sources = TFLITE_FROM_ONNX.get(op, frozenset())
+    hits = [n for n in nodes if n.op_type in sources]
+    if not hits:  # fall back to any ONNX node outside the known-good set
+        hits = [n for n in nodes if n.op_type not in ONNX_OPS_KNOWN_GOOD]
+    seen, out = set(), []
+    for n in hits:
+        d = f"{describe_layer(model, n.torch_layer)} via ONNX {n.op_type} '{n.node_name}'"
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out

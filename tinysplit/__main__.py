@@ -1,0 +1,3 @@
+from tinysplit.cli import main
+
+raise SystemExit(main())

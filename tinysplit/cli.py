@@ -1,0 +1,173 @@
+"""The ``tinysplit`` command. The only place that exits the process or maps errors to exit codes.
+
+Exit codes: 0 success; 2 bad input or usage; 3 unsupported model; 4 conversion failed;
+5 verification failed; 6 toolchain missing; 70 internal error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any, Callable
+
+from tinysplit import __version__
+from tinysplit.errors import TinysplitError
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+class Progress:
+    """Progress lines on stderr with elapsed time; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[tinysplit {time.perf_counter() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def emit_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export trained PyTorch device pieces to a verified int8 bundle",
+                       description="Convert device pieces (torch -> ONNX -> TFLite int8), export host tails "
+                                   "to ONNX, verify (int8 vs float, TFLite Micro vs TFLite reference, "
+                                   "measured arena) and write a bundle directory with manifest.json and "
+                                   "report.json.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--example", choices=["digits", "digits-classifier"],
+                     help="train a built-in example (seconds, no download) and export it")
+    src.add_argument("--spec", metavar="FILE.py[:FUNC]",
+                     help="a Python file or module whose function (default: build) returns an ExportSpec")
+    p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to create (must not exist)")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists (only once the new bundle is whole)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs for --example (default 30)")
+    p.add_argument("--json", action="store_true", help="print the report's summary as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def _run_export(args) -> int:
+    progress = Progress(args.quiet)
+    if args.example:
+        if args.epochs < 1:
+            raise _usage("--epochs must be at least 1")
+        progress(f"training the '{args.example}' example ({args.epochs} epochs)")
+        from tinysplit.examples.digits import digits_spec
+
+        spec, trained = digits_spec(args.example, epochs=args.epochs)
+        progress(f"trained: float accuracy on the held-out split {100 * trained.heldout_accuracy:.2f}%")
+    else:
+        from tinysplit.specfile import load_export_spec
+
+        progress(f"loading export spec from {args.spec}")
+        spec = load_export_spec(args.spec)
+    from tinysplit.exporter import export_bundle
+
+    result = export_bundle(spec, args.out, force=args.force, progress=progress)
+    rep = result.report
+    if args.json:
+        emit_json({"bundle": str(result.bundle_dir), "bundle_id": result.manifest.bundle_id,
+                   **{k: rep[k] for k in ("int8", "tflm", "model", "ops")}})
+    elif not args.quiet:
+        print((result.bundle_dir / "report.txt").read_text(), end="")
+        print(f"bundle written to {result.bundle_dir}")
+    return 0
+
+
+# --- inspect --------------------------------------------------------------------------------------
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="validate a bundle and show its manifest and report",
+                       description="Validate BUNDLE/manifest.json against its schema and the files' sha256, "
+                                   "then print a summary (or the manifest and report as JSON).")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--json", action="store_true", help="print {manifest, report} as JSON")
+
+
+def _run_inspect(args) -> int:
+    from pathlib import Path
+
+    from tinysplit.manifest import load_manifest
+
+    m = load_manifest(args.bundle)
+    rep_path = Path(args.bundle) / "report.json"
+    rep = json.loads(rep_path.read_text()) if rep_path.is_file() else None
+    if args.json:
+        emit_json({"manifest": m.to_json(), "report": rep})
+        return 0
+    print(f"bundle '{m.name}' id {m.bundle_id}, method {m.method}, manifest v{m.version} "
+          f"(tinysplit {m.tinysplit_version}), input NCHW {list(m.input.shape_nchw)}")
+    for d in m.device_models:
+        io = ", ".join(f"{t.name} {list(t.shape)} s={t.scale:.4g} zp={t.zero_point}" for t in (*d.inputs, *d.outputs))
+        print(f"  device '{d.name}' ({d.kind}) {d.file}: {d.flash_bytes:,} B, arena {d.arena_bytes:,} B, "
+              f"ops {' '.join(d.ops)}; {io}")
+    for t in m.host_tails:
+        print(f"  host tail '{t.name}' {t.file} <- {', '.join(t.consumes)}")
+    report_txt = Path(args.bundle) / "report.txt"
+    if report_txt.is_file():
+        print(report_txt.read_text(), end="")
+    return 0
+
+
+# --- registry and entry point ---------------------------------------------------------------------
+
+COMMANDS: dict[str, tuple[Callable, Callable]] = {
+    "export": (_add_export, _run_export),
+    "inspect": (_add_inspect, _run_inspect),
+}
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(msg: str) -> _UsageError:
+    return _UsageError(msg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinysplit", description="Split-computing models to microcontroller "
+                                "firmware (int8, bit-exact with TFLite Micro) and a host tail server.")
+    p.add_argument("--version", action="version", version=f"tinysplit {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command][1](args)
+    except _UsageError as e:
+        parser.error(str(e))  # exits 2
+    except TinysplitError as e:
+        if args.verbose:
+            logging.exception("error")
+        print(f"tinysplit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tinysplit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug: say so, keep the traceback one flag away
+        if args.verbose:
+            logging.exception("internal error")
+        print(f"tinysplit: internal error: {type(e).__name__}: {e} (rerun with -v for the traceback; "
+              "please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+    return 0

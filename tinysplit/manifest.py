@@ -1,0 +1,214 @@
+"""The bundle manifest: schema-versioned contract between exporter, firmware generator and host.
+
+``load_manifest(bundle_dir)`` validates ``manifest.json`` against the checked-in JSON Schema and
+returns frozen dataclasses; every error names the offending field (``device_models[0].scale``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from tinysplit import __version__
+from tinysplit.errors import ManifestError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "tinysplit-bundle"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """An int8 tensor of a device model: NHWC shape and its affine quantization."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class FTensor:
+    """A float tensor of a host tail."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    name: str
+    file: str
+    sha256: str
+    kind: str  # "features" | "classifier"
+    inputs: tuple[QTensor, ...]
+    outputs: tuple[QTensor, ...]
+    ops: tuple[str, ...]
+    flash_bytes: int
+    arena_bytes: int
+
+
+@dataclass(frozen=True)
+class HostTail:
+    name: str
+    file: str
+    sha256: str
+    consumes: tuple[str, ...]
+    inputs: tuple[FTensor, ...]
+    outputs: tuple[FTensor, ...]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape_nchw: tuple[int, ...]
+    dtype: str = "float32"
+    heldout_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    bundle_id: str
+    method: str
+    input: InputSpec
+    classes: tuple[str, ...]
+    device_models: tuple[DeviceModel, ...]
+    host_tails: tuple[HostTail, ...]
+    method_data: dict[str, Any] = field(default_factory=dict)
+    tinysplit_version: str = __version__
+    format: str = FORMAT
+    version: int = VERSION
+
+    def device_model(self, name: str) -> DeviceModel:
+        for m in self.device_models:
+            if m.name == name:
+                return m
+        raise ManifestError(f"manifest has no device model named '{name}' "
+                            f"(it has: {', '.join(m.name for m in self.device_models)})")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["input"].get("heldout_file") is None:
+            d["input"].pop("heldout_file")
+        return _lists(d)
+
+
+def _lists(x: Any) -> Any:
+    """Tuples -> lists, recursively, so the dict is plain JSON."""
+    if isinstance(x, dict):
+        return {k: _lists(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_lists(v) for v in x]
+    return x
+
+
+@lru_cache(maxsize=1)
+def manifest_schema() -> dict[str, Any]:
+    text = resources.files("tinysplit.schemas").joinpath("manifest.schema.json").read_text()
+    return json.loads(text)
+
+
+def _field_path(path: Any) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def validate_manifest_dict(data: Any, source: str = MANIFEST_NAME) -> None:
+    """Raise ManifestError naming the first offending field (by schema path) if ``data`` is invalid."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: expected a JSON object at the top level, got {type(data).__name__}")
+    fmt, ver = data.get("format"), data.get("version")
+    if fmt == FORMAT and isinstance(ver, int) and ver != VERSION:
+        raise ManifestError(
+            f"{source}: field 'version' is {ver}, this tinysplit {__version__} reads version {VERSION}; "
+            "re-export the bundle with this tinysplit or install the matching release")
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.path), list(map(str, e.path))))
+    if errors:
+        e = errors[0]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ManifestError(f"{source}: field '{_field_path(e.path)}': {e.message}{more}")
+    names = [m["name"] for m in data["device_models"]]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{source}: field 'device_models': names must be unique, got {names}")
+    for i, t in enumerate(data["host_tails"]):
+        for c in t["consumes"]:
+            if c not in names:
+                raise ManifestError(f"{source}: field 'host_tails[{i}].consumes': '{c}' is not a device model "
+                                    f"(device models: {', '.join(names)})")
+
+
+def manifest_from_dict(data: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
+    validate_manifest_dict(data, source)
+    q = lambda ts: tuple(QTensor(t["name"], tuple(t["shape"]), t["dtype"], float(t["scale"]), int(t["zero_point"]))
+                         for t in ts)
+    f = lambda ts: tuple(FTensor(t["name"], tuple(t["shape"]), t["dtype"]) for t in ts)
+    inp = data["input"]
+    return Manifest(
+        name=data["name"], bundle_id=data["bundle_id"], method=data["method"],
+        input=InputSpec(tuple(inp["shape_nchw"]), inp["dtype"], inp.get("heldout_file")),
+        classes=tuple(data["classes"]),
+        device_models=tuple(
+            DeviceModel(m["name"], m["file"], m["sha256"], m["kind"], q(m["inputs"]), q(m["outputs"]),
+                        tuple(m["ops"]), m["flash_bytes"], m["arena_bytes"]) for m in data["device_models"]),
+        host_tails=tuple(
+            HostTail(t["name"], t["file"], t["sha256"], tuple(t["consumes"]), f(t["inputs"]), f(t["outputs"]))
+            for t in data["host_tails"]),
+        method_data=dict(data["method_data"]),
+        tinysplit_version=data["tinysplit_version"], format=data["format"], version=data["version"],
+    )
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
+    """Load and validate ``bundle_dir/manifest.json``; with ``check_files``, verify every file's sha256."""
+    bundle = Path(bundle_dir)
+    path = bundle / MANIFEST_NAME
+    if not bundle.is_dir():
+        raise ManifestError(f"bundle directory '{bundle}' does not exist; create one with 'tinysplit export'")
+    if not path.is_file():
+        raise ManifestError(f"'{bundle}' has no {MANIFEST_NAME}: is it a tinysplit bundle? "
+                            "(create one with 'tinysplit export')")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    m = manifest_from_dict(data, str(path))
+    if check_files:
+        entries = [("device_models", i, d.file, d.sha256) for i, d in enumerate(m.device_models)]
+        entries += [("host_tails", i, t.file, t.sha256) for i, t in enumerate(m.host_tails)]
+        for key, i, rel, digest in entries:
+            fp = bundle / rel
+            if not fp.is_file():
+                raise ManifestError(f"{path}: field '{key}[{i}].file': '{rel}' is missing from the bundle")
+            if sha256_file(fp) != digest:
+                raise ManifestError(f"{path}: field '{key}[{i}].sha256': '{rel}' does not match its recorded "
+                                    "sha256 (the file was changed after export); re-export the bundle")
+    return m
+
+
+def write_manifest(manifest: Manifest, bundle_dir: Path) -> Path:
+    data = manifest.to_json()
+    validate_manifest_dict(data)
+    path = Path(bundle_dir) / MANIFEST_NAME
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def bundle_id_for(device_model_digests: list[str]) -> str:
+    """32-bit bundle id: the first 8 hex digits of sha256 over the device models' sha256s, in order."""
+    return hashlib.sha256("".join(device_model_digests).encode()).hexdigest()[:8]
