@@ -1,0 +1,1 @@
+"""Board description files (one per board), validated by a schema."""

@@ -1,0 +1,1 @@
+"""Jinja templates and the portable C runtime for generated firmware projects."""

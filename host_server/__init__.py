@@ -1,0 +1,1 @@
+"""Host tail server (asyncio): transports, per-method assemblers, tail runners, sinks."""
