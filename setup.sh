@@ -74,7 +74,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c '
   say "virtual environment up to date"
 else
   say "installing tinysplit[$extras] into $venv (first time: a few minutes, ~3 GB)"
-  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  "$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" >/dev/null \
+    || die "pip could not upgrade pip/setuptools in $venv (is the package registry reachable?)"
   # torch first and pinned: the CPU build; an unpinned resolve could pull a multi-GB CUDA build.
   "$venv/bin/python" -m pip install -q "torch==2.13.0" || die "pip could not install torch==2.13.0"
   "$venv/bin/python" -m pip install -q -e "$here[$extras]" || die "pip install -e .[$extras] failed (see pip's message above)"

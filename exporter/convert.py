@@ -133,7 +133,10 @@ def onnx_to_saved_model(onnx_model: OnnxModel, out_dir: Path, calibration_nhwc: 
         with warnings.catch_warnings(), redirect_fds(log_path):
             warnings.simplefilter("ignore")
             import onnx2tf
+            import tf_keras
 
+            # Fresh layer-name counters: the same model converts to the same bytes in any process.
+            tf_keras.backend.clear_session()
             onnx2tf.convert(input_onnx_file_path=str(onnx_model.path), output_folder_path=str(out_dir),
                             non_verbose=True, disable_model_save=False)
     except Exception as e:

@@ -86,8 +86,10 @@ def parse_tflite(buf: bytes) -> TfliteModel:
         m = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
     except Exception as e:  # the flatbuffer library raises assorted errors on garbage
         raise InputError(f"not a valid .tflite flatbuffer ({type(e).__name__}: {e})") from None
-    if not m.subgraphs or len(m.subgraphs) != 1:
-        raise ConversionError(f"expected a .tflite model with exactly one subgraph, got {len(m.subgraphs or [])}")
+    if not m.subgraphs:
+        raise InputError("not a valid .tflite model: it has no subgraph")
+    if len(m.subgraphs) != 1:
+        raise ConversionError(f"expected a .tflite model with exactly one subgraph, got {len(m.subgraphs)}")
     sg = m.subgraphs[0]
     names = _op_names()
     tensors = []

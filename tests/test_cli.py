@@ -1,0 +1,101 @@
+"""The command line as a user meets it: help everywhere, JSON where scripts read, meaningful exits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from tinysplit.cli import COMMANDS, build_parser
+
+
+def test_top_level_help_lists_every_command():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for name in COMMANDS:
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command):
+    r = run_cli(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert f"usage: tinysplit {command}" in r.stdout
+
+
+def test_usage_errors_exit_2():
+    r = run_cli("export", "--out", "x")  # neither --example nor --spec
+    assert r.returncode == 2 and "one of the arguments --example --spec is required" in r.stderr
+    r = run_cli("no-such-command")
+    assert r.returncode == 2
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("tinysplit ")
+
+
+def test_export_json_and_inspect(tmp_path):
+    out = tmp_path / "bundle"
+    r = run_cli("export", "--example", "digits-classifier", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)  # stdout is only the JSON; progress went to stderr
+    assert data["bundle"] == str(out) and len(data["bundle_id"]) == 8
+    assert data["int8"]["top1_agreement"] >= 0.99 and data["tflm"]["arena_bytes"] > 0
+    assert "head: torch -> ONNX" not in r.stderr and "classifier: torch -> ONNX" in r.stderr
+    r = run_cli("inspect", str(out), "--json")
+    assert r.returncode == 0
+    got = json.loads(r.stdout)
+    assert got["manifest"]["bundle_id"] == data["bundle_id"]
+    assert got["report"]["tflm"] == data["tflm"]
+    r = run_cli("inspect", str(out))
+    assert r.returncode == 0 and "device 'classifier' (classifier)" in r.stdout
+
+
+def test_inspect_reports_a_broken_bundle(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "tinysplit-bundle", "version": 1}))
+    r = run_cli("inspect", str(tmp_path))
+    assert r.returncode == 2
+    assert "manifest.json" in r.stderr and "field" in r.stderr
+
+
+def test_parser_builds_without_heavy_imports():
+    """The CLI starts without importing torch or tensorflow (they load only when a command needs them)."""
+    code = ("import sys; from tinysplit.cli import build_parser; build_parser(); "
+            "print(any(m in sys.modules for m in ('torch', 'tensorflow', 'onnx2tf')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr
+    assert build_parser().prog == "tinysplit"
+
+
+def test_wheel_installs_a_working_command_outside_the_repo(tmp_path):
+    """A fresh `pip install .` gives a working `tinysplit`: build the wheel, install it alone, run it."""
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path / "wheel"), str(REPO)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    wheel = next((tmp_path / "wheel").glob("tinysplit-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for must in ("tinysplit/cli.py", "tinysplit/exporter/bundle.py", "tinysplit/host_server/__init__.py",
+                 "tinysplit/schemas/manifest.schema.json", "tinysplit/examples/digits.py"):
+        assert must in names, must
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                        str(wheel)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    code = "import tinysplit, sys; from tinysplit.cli import main; print(tinysplit.__file__); sys.exit(main(['--help']))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith(str(target))  # the installed copy, not the checkout
+    assert "export" in r.stdout
+    schema = subprocess.run([sys.executable, "-c", "from tinysplit.manifest import manifest_schema; "
+                             "print(manifest_schema()['title'])"], capture_output=True, text=True,
+                            cwd=elsewhere, env=env)
+    assert "manifest" in schema.stdout, schema.stderr
