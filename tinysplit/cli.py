@@ -160,10 +160,13 @@ def _run_inspect(args) -> int:
 
 # --- registry and entry point ---------------------------------------------------------------------
 
+from tinysplit.host_server import command as _serve_command  # noqa: E402  (light: imports nothing heavy)
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "demo": (_add_demo, _run_demo),
     "export": (_add_export, _run_export),
     "inspect": (_add_inspect, _run_inspect),
+    "serve": (_serve_command.add_parser, _serve_command.run),
 }
 
 

@@ -108,12 +108,18 @@ def train_digits(epochs: int = 30, seed: int = SEED, log=None) -> TrainedDigits:
 
 
 VARIANTS = ("digits", "digits-classifier")
+SPLIT_LAYER = "conv2.0"  # the head's last conv (its BatchNorm is folded in before ranking)
+TAIL_FIRST_LAYER = "conv3.0"
+UNIT_CHANNELS = 2
 
 
 def digits_spec(variant: str = "digits", epochs: int = 30, log=None):
     """The export spec of the digits example.
 
-    ``digits``: head on the device (features, 4x4x32), tail on the host.
+    ``digits``: head on the device (features, 4x4x32), tail on the host; the head's 32 output
+    channels are ranked by NAIR importance (L1 norm of the last conv's filters), grouped into 16
+    units of 2 channels, and the order is baked into the weights (the float model is unchanged),
+    so a device can send the most important units first.
     ``digits-classifier``: the whole network on the device, labels out.
     Calibration uses 300 training images; verification the 360 held-out ones.
     """
@@ -125,7 +131,11 @@ def digits_spec(variant: str = "digits", epochs: int = 30, log=None):
     calib = t.x_train[np.random.default_rng(SEED).permutation(len(t.x_train))[:300]]
     common = dict(calibration=calib, heldout=t.x_heldout, heldout_labels=t.y_heldout, classes=CLASSES)
     if variant == "digits":
+        from tinysplit.methods.nair import bake_order
+
+        order = bake_order(t.model.head, SPLIT_LAYER, t.model.tail, TAIL_FIRST_LAYER, UNIT_CHANNELS)
         return ExportSpec(name="digits", device=[DevicePiece("head", t.model.head, "features")],
-                          tails=[TailPiece("tail", t.model.tail, ("head",))], **common), t
+                          tails=[TailPiece("tail", t.model.tail, ("head",))], method="nair",
+                          method_data=order.method_data(), **common), t
     return ExportSpec(name="digits_classifier", device=[DevicePiece("classifier", t.model, "classifier")],
                       **common), t

@@ -1,0 +1,1 @@
+"""Per-method assemblers: turn a device's frames into complete samples for the tails."""

@@ -1,0 +1,87 @@
+"""``tinysplit serve``: run the tail server until SIGINT/SIGTERM (or --duration)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from tinysplit.errors import InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the host tail server for a bundle",
+                       description="Receive frames from devices over UDP and serial links, assemble samples "
+                                   "(NAIR: zero-fill missing units at the deadline), run the host tail in ONNX "
+                                   "Runtime (micro-batched) and write predictions as JSONL. Counters are served "
+                                   "as Prometheus text and printed on exit. Stops cleanly on SIGINT/SIGTERM.")
+    p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory (from tinysplit export)")
+    p.add_argument("--listen", action="append", default=[], metavar="URL",
+                   help="udp://HOST:PORT to listen on (repeatable)")
+    p.add_argument("--serial", action="append", default=[], metavar="URL",
+                   help="serial:///dev/ttyACM0?baud=115200 or socket://HOST:PORT (QEMU) (repeatable)")
+    p.add_argument("--out", default="predictions.jsonl", metavar="FILE",
+                   help="JSONL predictions file, appended to (default predictions.jsonl)")
+    p.add_argument("--deadline-ms", type=float, default=500.0,
+                   help="a sample completes this long after its first slice at the latest (default 500)")
+    p.add_argument("--send-results", action="store_true", help="send each prediction back to its device")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus text at http://HOST:PORT/metrics")
+    p.add_argument("--max-batch", type=int, default=64, help="largest tail micro-batch (default 64)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (for scripts)")
+    p.add_argument("--json", action="store_true", help="print the final counters as JSON on stdout")
+
+
+def _metrics_addr(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--metrics '{text}' must be HOST:PORT, e.g. 127.0.0.1:9100")
+    return host or "127.0.0.1", int(port)
+
+
+async def _serve(args) -> dict:
+    from tinysplit.host_server.server import ServerConfig, TailServer
+    from tinysplit.host_server.sinks import JsonlSink
+
+    urls = [*args.listen, *args.serial]
+    if not urls:
+        raise InputError("nothing to listen on: give --listen udp://HOST:PORT and/or --serial URL")
+    if args.deadline_ms <= 0 or args.max_batch < 1:
+        raise InputError("--deadline-ms must be > 0 and --max-batch >= 1")
+    config = ServerConfig(Path(args.bundle), urls, deadline_s=args.deadline_ms / 1000, send_results=args.send_results,
+                          max_batch=args.max_batch, metrics_addr=_metrics_addr(args.metrics))
+    server = TailServer(config, JsonlSink(args.out))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        print(f"tinysplit serve: bundle '{server.manifest.name}' ({server.manifest.bundle_id}) on "
+              f"{', '.join(urls)}; predictions -> {args.out}"
+              + (f"; metrics on http://{config.metrics_addr[0]}:{server.metrics_port}/metrics"
+                 if config.metrics_addr else ""), file=sys.stderr, flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration)
+        except asyncio.TimeoutError:
+            pass
+    finally:
+        await server.stop()
+    return server.report()
+
+
+def run(args) -> int:
+    report = asyncio.run(_serve(args))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        c, lat = report["counters"], report["latency_ms"]
+        print(f"frames {c['frames']}, samples {c['samples']}, predictions {c['predictions']}, deadline misses "
+              f"{c['deadline_misses']}, duplicates {c['duplicates']}, late {c['late']}, drops "
+              f"{dict(report['drops'])} transport drops {report['transport_drops']}"
+              + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,33 @@
+"""Stream transports (serial ports, QEMU's TCP serial, in-memory loops) share COBS framing."""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+from tinysplit.host_server.transports.base import OnFrame, Transport
+from tinysplit.wire.cobs import CobsDeframer, cobs_encode
+
+
+class CobsStream(Transport):
+    """Base for byte streams: feed received bytes to ``_received``; ``_write`` sends raw bytes."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._deframer = CobsDeframer()
+        self._on_frame: OnFrame | None = None
+
+    def _received(self, data: bytes, peer: Hashable) -> None:
+        self.stats.bytes_in += len(data)
+        before = dict(self._deframer.drops)
+        frames = self._deframer.feed(data)
+        for reason, n in self._deframer.drops.items():
+            if n != before.get(reason, 0):
+                self.stats.drop(reason, n - before.get(reason, 0))
+        for f in frames:
+            self.stats.frames_in += 1
+            if self._on_frame is not None:
+                self._on_frame(f, peer)
+
+    @staticmethod
+    def encode(frame: bytes) -> bytes:
+        return cobs_encode(frame) + b"\x00"

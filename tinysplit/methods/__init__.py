@@ -1,0 +1,1 @@
+"""The split-computing methods (NAIR, ReBEL, RoCoIn, Adaptive ResNet) as tinysplit implements them."""
