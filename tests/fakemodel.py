@@ -1,0 +1,75 @@
+"""A tiny fake C "model" that honours the ModelSources contract, so firmware tests do not depend on
+the real code generator.
+
+    out[i] = in[i % IN] + 3 + i  (mod 256), then out[0] += sum(in) (mod 256)
+
+It keeps input and output inside one static arena of ``arena_bytes`` (as generated models do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinysplit.modelsrc import ModelSources, TensorIO
+
+
+def write_fake_model(out_dir: Path, prefix: str = "fake", in_bytes: int = 64, out_bytes: int = 10,
+                     arena_bytes: int = 1024, const_bytes: int = 0) -> ModelSources:
+    P = prefix.upper()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header = out_dir / f"{prefix}_model.h"
+    source = out_dir / f"{prefix}_model.c"
+    header.write_text(f"""/* fake model for tests */
+#ifndef {P}_MODEL_H
+#define {P}_MODEL_H
+#include <stdint.h>
+#define {P}_ARENA_BYTES  {arena_bytes}
+#define {P}_INPUT_BYTES  {in_bytes}
+#define {P}_OUTPUT_BYTES {out_bytes}
+int8_t *{prefix}_input(void);
+const int8_t *{prefix}_output(void);
+int {prefix}_invoke(void);
+#endif
+""")
+    source.write_text(f"""/* fake model for tests */
+#include "{prefix}_model.h"
+_Static_assert({P}_INPUT_BYTES + {P}_OUTPUT_BYTES <= {P}_ARENA_BYTES, "arena too small");
+static int8_t {prefix}_arena[{P}_ARENA_BYTES] __attribute__((aligned(16)));
+#define CONST_BYTES {const_bytes}
+#if CONST_BYTES > 0
+static const uint8_t {prefix}_weights[CONST_BYTES] = {{1}};
+#endif
+int8_t *{prefix}_input(void) {{ return {prefix}_arena; }}
+const int8_t *{prefix}_output(void) {{ return {prefix}_arena + {P}_INPUT_BYTES; }}
+int {prefix}_invoke(void)
+{{
+    const uint8_t *in = (const uint8_t *){prefix}_arena;
+    uint8_t *out = (uint8_t *)({prefix}_arena + {P}_INPUT_BYTES);
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < {P}_INPUT_BYTES; i++) {{
+        sum += in[i];
+    }}
+#if CONST_BYTES > 0
+    sum += {prefix}_weights[sum % CONST_BYTES];
+#endif
+    for (uint32_t i = 0; i < {P}_OUTPUT_BYTES; i++) {{
+        out[i] = (uint8_t)(in[i % {P}_INPUT_BYTES] + 3u + i);
+    }}
+    out[0] = (uint8_t)(out[0] + sum);
+    return 0;
+}}
+""")
+    return ModelSources(prefix=prefix, sources=(source,), headers=(header,), header=header.name,
+                        arena_bytes=arena_bytes, const_bytes=const_bytes,
+                        input=TensorIO((1, in_bytes), 0.5, 0, in_bytes),
+                        output=TensorIO((1, out_bytes), 0.25, -3, out_bytes))
+
+
+def fake_expected(x: np.ndarray, out_bytes: int = 10) -> np.ndarray:
+    """What the fake model computes for one int8 input (const_bytes == 0)."""
+    u = x.astype(np.uint8).astype(np.int64)
+    out = np.array([(u[i % len(u)] + 3 + i) % 256 for i in range(out_bytes)], dtype=np.int64)
+    out[0] = (out[0] + int(u.sum())) % 256
+    return out.astype(np.uint8).astype(np.int8)
