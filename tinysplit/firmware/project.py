@@ -121,6 +121,7 @@ class ProjectContext:
     uart_base: str
     fpu: int
     icount_shift: int
+    minstret_shift: int  # QEMU's minstret counts 2^shift per instruction under -icount; 0 on chips
     exit_fault: int
     app: str
     exit_code: int
@@ -224,6 +225,7 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         uart_base=f"0x{board.uart.base:08X}",
         fpu=int(board.core.fpu),
         icount_shift=ICOUNT_SHIFT,
+        minstret_shift=ICOUNT_SHIFT if board.emulated else 0,
         exit_fault=EXIT_FAULT,
         app=app,
         exit_code=exit_code,
