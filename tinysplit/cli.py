@@ -122,9 +122,15 @@ def _run_inspect(args) -> int:
 
 # --- registry and entry point ---------------------------------------------------------------------
 
+from tinysplit.firmware import commands as _fw  # noqa: E402
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "export": (_add_export, _run_export),
     "inspect": (_add_inspect, _run_inspect),
+    "boards": _fw.COMMANDS["boards"],
+    "firmware": _fw.COMMANDS["firmware"],
+    "build": _fw.COMMANDS["build"],
+    "run": _fw.COMMANDS["run"],
 }
 
 

@@ -119,15 +119,17 @@ class QemuInstance:
         assert self.proc is not None
         return self.proc.poll()
 
-    def wait(self, timeout: float) -> int:
-        """Wait for QEMU to exit; its status is the firmware's. EmulatorTimeoutError (QEMU killed) after timeout."""
+    def wait(self, timeout: float, limit: float | None = None) -> int:
+        """Wait up to ``timeout`` s for QEMU to exit; its status is the firmware's. Past it QEMU is
+        killed and EmulatorTimeoutError raised (its message names ``limit``, the whole run's limit)."""
         assert self.proc is not None
         try:
             return self.proc.wait(timeout=max(timeout, 0.0))
         except subprocess.TimeoutExpired:
             self.kill()
             raise EmulatorTimeoutError(f"firmware '{self.elf}' on {self.board.name} did not exit within "
-                                       f"{timeout:.1f} s; QEMU was stopped (is it waiting for input, or hung?)") from None
+                                       f"{limit if limit is not None else timeout:.1f} s; QEMU was stopped "
+                                       "(is it waiting for input, or hung?)") from None
 
     def kill(self) -> None:
         if self.serial is not None:
@@ -178,6 +180,6 @@ def run_elf(board: Board, elf: str | Path, timeout: float = 30.0,
             uart += chunk
             if on_uart is not None:
                 on_uart(chunk)
-        code = q.wait(deadline - time.monotonic())
+        code = q.wait(deadline - time.monotonic(), limit=timeout)
         seconds = time.perf_counter() - q.t0
         return RunResult(code, bytes(uart), q.output(), seconds)
