@@ -146,7 +146,10 @@ def board_from_dict(data: Any, source: str) -> Board:
     if errors:
         e = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise InputError(f"{source}: field '{_field_path(e.path)}': {e.message}{more}")
+        path = list(e.path)
+        if e.validator == "required" and isinstance(e.instance, dict):  # name the missing field itself
+            path += [next(r for r in e.validator_value if r not in e.instance)]
+        raise InputError(f"{source}: field '{_field_path(path)}': {e.message}{more}")
     regions = tuple(MemoryRegion(r["name"], r["origin"], r["length"], r["kind"]) for r in data["memory"])
     names = [r.name for r in regions]
     if len(set(names)) != len(names):

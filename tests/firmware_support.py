@@ -1,13 +1,20 @@
-"""A tiny fake C "model" that honours the ModelSources contract, so firmware tests do not depend on
-the real code generator.
+"""Test support for firmware tests: a fake model and a cache of built projects.
+
+The fake C "model" honours the ModelSources contract, so firmware tests do not depend on the real
+code generator:
 
     out[i] = in[i % IN] + 3 + i  (mod 256), then out[0] += sum(in) (mod 256)
 
 It keeps input and output inside one static arena of ``arena_bytes`` (as generated models do).
+``built(board_name, app)`` renders and builds a project once per test session.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +23,10 @@ from tinysplit.modelsrc import ModelSources, TensorIO
 
 
 def write_fake_model(out_dir: Path, prefix: str = "fake", in_bytes: int = 64, out_bytes: int = 10,
-                     arena_bytes: int = 1024, const_bytes: int = 0) -> ModelSources:
+                     arena_bytes: int = 1024, const_bytes: int = 0, declared_arena_bytes: int | None = None,
+                     extra_c: str = "") -> ModelSources:
+    """Write the fake model's C files; ``declared_arena_bytes`` lets the ModelSources lie about the
+    arena (to reach the post-build fit check), ``extra_c`` appends code to the source."""
     P = prefix.upper()
     out_dir.mkdir(parents=True, exist_ok=True)
     header = out_dir / f"{prefix}_model.h"
@@ -60,9 +70,10 @@ int {prefix}_invoke(void)
     out[0] = (uint8_t)(out[0] + sum);
     return 0;
 }}
-""")
+""" + extra_c)
     return ModelSources(prefix=prefix, sources=(source,), headers=(header,), header=header.name,
-                        arena_bytes=arena_bytes, const_bytes=const_bytes,
+                        arena_bytes=arena_bytes if declared_arena_bytes is None else declared_arena_bytes,
+                        const_bytes=const_bytes,
                         input=TensorIO((1, in_bytes), 0.5, 0, in_bytes),
                         output=TensorIO((1, out_bytes), 0.25, -3, out_bytes))
 
@@ -73,3 +84,28 @@ def fake_expected(x: np.ndarray, out_bytes: int = 10) -> np.ndarray:
     out = np.array([(u[i % len(u)] + 3 + i) % 256 for i in range(out_bytes)], dtype=np.int64)
     out[0] = (out[0] + int(u.sum())) % 256
     return out.astype(np.uint8).astype(np.int8)
+
+
+IN_BYTES = 64
+OUT_BYTES = 10
+EXIT_CODE = 42  # the non-zero status the 'exit' app returns in tests
+
+_ROOT = Path(tempfile.mkdtemp(prefix="tinysplit-fwtest-"))
+atexit.register(shutil.rmtree, _ROOT, True)
+
+
+@lru_cache(maxsize=None)
+def fake_model() -> ModelSources:
+    return write_fake_model(_ROOT / "model", in_bytes=IN_BYTES, out_bytes=OUT_BYTES)
+
+
+@lru_cache(maxsize=None)
+def built(board_name: str, app: str = "hil"):
+    """Render and build (once per session) the fake-model project for a board and app."""
+    from tinysplit.boards import get_board
+    from tinysplit.firmware.build import build_project
+    from tinysplit.firmware.project import render_project
+
+    project = render_project(get_board(board_name), fake_model(), _ROOT / f"{board_name}-{app}", app=app,
+                             exit_code=EXIT_CODE if app == "exit" else 0)
+    return project, build_project(project.dir)
