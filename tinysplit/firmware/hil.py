@@ -13,9 +13,12 @@ The device (app ``hil``) speaks a tiny binary protocol over its UART:
 
 Instruction counts: on Cortex-M the device reads SysTick (core clock f) while QEMU runs with
 ``-icount shift=7``, where each instruction is 2^7 ns of virtual time, and reports
-``ticks * (1e9 / f) / 2^7`` (the SysTick wrap handler's few instructions are included); on
-RISC-V it reports the exact ``minstret`` difference. Both are deterministic: the same input gives
-the same count on every run.
+``instructions = ticks * (1e9 / f) / 2^7`` (the SysTick wrap handler's 5 instructions per 2^24
+ticks are included); on RISC-V it reports the ``minstret`` difference, which QEMU 7.2 under
+-icount counts in virtual ns (2^7 per instruction), so the device shifts it right by 7 (exact).
+Checked with the 'L' command: a loop of 2n instructions reads 2n + 13 (Cortex-M) or 2n + 20
+(RV32) on every board, for any n. Both are deterministic: the same input gives the same count on
+every run.
 
 Every read on the host side has a timeout; a device that stops answering raises
 EmulatorTimeoutError, one that answers nonsense raises HilProtocolError.
