@@ -24,7 +24,7 @@ from tinysplit.modelsrc import ModelSources, TensorIO
 
 def write_fake_model(out_dir: Path, prefix: str = "fake", in_bytes: int = 64, out_bytes: int = 10,
                      arena_bytes: int = 1024, const_bytes: int = 0, declared_arena_bytes: int | None = None,
-                     extra_c: str = "", hang: bool = False) -> ModelSources:
+                     extra_c: str = "", hang: bool = False, fault: bool = False) -> ModelSources:
     """Write the fake model's C files; ``declared_arena_bytes`` lets the ModelSources lie about the
     arena (to reach the post-build fit check), ``extra_c`` appends code to the source."""
     P = prefix.upper()
@@ -68,6 +68,9 @@ int {prefix}_invoke(void)
         out[i] = (uint8_t)(in[i % {P}_INPUT_BYTES] + 3u + i);
     }}
     out[0] = (uint8_t)(out[0] + sum);
+    if ({int(fault)}) {{
+        __builtin_trap(); /* fault=True: an undefined instruction (udf / ebreak) */
+    }}
     while ({int(hang)}) {{
         __asm__ volatile("" ::: "memory"); /* hang=True: a model that never returns */
     }}

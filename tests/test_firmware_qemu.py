@@ -17,7 +17,7 @@ from tinysplit.boards import get_board, list_boards
 from tinysplit.errors import ToolchainError
 from tinysplit.firmware.build import build_project
 from tinysplit.firmware.hil import HilProtocolError, HilSession
-from tinysplit.firmware.project import render_project
+from tinysplit.firmware.project import EXIT_FAULT, render_project
 from tinysplit.firmware.qemu import EmulatorTimeoutError, qemu_command, run_elf
 
 pytestmark = pytest.mark.emulator
@@ -93,6 +93,16 @@ def test_model_that_never_returns_times_out_on_read(tmp_path: Path):
         assert time.monotonic() - t0 < 2.5
         s.qemu.close()
     assert s.qemu.poll() is not None  # QEMU stopped
+
+
+@pytest.mark.parametrize("board_name", EMULATED)
+def test_a_fault_exits_with_the_fault_status(board_name: str, tmp_path: Path):
+    board = get_board(board_name)
+    model = write_fake_model(tmp_path / "m", in_bytes=IN_BYTES, out_bytes=OUT_BYTES, fault=True)
+    elf = build_project(render_project(board, model, tmp_path / "p").dir).elf
+    with HilSession(board, elf, timeout=5) as s:
+        with pytest.raises(HilProtocolError, match=f"exited with status {EXIT_FAULT}"):
+            s.infer(np.zeros(IN_BYTES, dtype=np.int8))
 
 
 def test_cli_run_exits_with_the_firmware_status(capsysbinary):

@@ -53,9 +53,22 @@ def run_boards(args: Any) -> int:
 
 # --- firmware -------------------------------------------------------------------------------------
 
-def add_firmware(sub: Any) -> None:
+def _board_choices() -> list[str] | None:
+    """Board names for argparse choices; None (checked at run time) if a board file is broken, so
+    that one bad file does not break every other command."""
     from tinysplit.boards import board_names
+    from tinysplit.errors import TinysplitError
+
+    try:
+        return list(board_names())
+    except TinysplitError:
+        return None
+
+
+def add_firmware(sub: Any) -> None:
     from tinysplit.firmware.project import APPS
+
+    names = _board_choices()
 
     p = sub.add_parser("firmware", help="generate a firmware project for a bundle's device model and a board",
                        description="Generate C for the bundle's device model (ahead-of-time code generator) and "
@@ -63,8 +76,8 @@ def add_firmware(sub: Any) -> None:
                                    "driver, instruction counter, the app. Fails before rendering if the model "
                                    "does not fit the board's RAM or flash.")
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory from 'tinysplit export'")
-    p.add_argument("--board", required=True, choices=board_names(), metavar="NAME",
-                   help="target board (see 'tinysplit boards'): " + ", ".join(board_names()))
+    p.add_argument("--board", required=True, choices=names, metavar="NAME",
+                   help="target board (see 'tinysplit boards'): " + ", ".join(names or ["?"]))
     p.add_argument("--out", required=True, metavar="PROJECT", help="project directory to create")
     p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
     p.add_argument("--app", choices=APPS, default="hil", help="application (default: hil)")

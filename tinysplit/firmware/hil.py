@@ -36,7 +36,7 @@ import numpy as np
 
 from tinysplit.boards import Board
 from tinysplit.errors import TinysplitError
-from tinysplit.firmware.qemu import EmulatorTimeoutError, QemuInstance
+from tinysplit.firmware.qemu import EmulatorTimeoutError, QemuInstance, import_pyserial
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class HilSession:
 
     # -- low level ---------------------------------------------------------------------------------
     def _read_exact(self, n: int, what: str) -> bytes:
-        import serial
+        serial = import_pyserial()
 
         deadline = time.monotonic() + self.timeout
         buf = bytearray()

@@ -36,6 +36,15 @@ class EmulatorTimeoutError(TinysplitError):
     exit_code = 124
 
 
+def import_pyserial():
+    """pyserial (the ``host`` extra), or ToolchainError saying how to install it."""
+    try:
+        import serial
+    except ImportError:
+        raise ToolchainError("pyserial is not installed; run ./setup.sh or pip install 'tinysplit[host]'") from None
+    return serial
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -67,7 +76,7 @@ class QemuInstance:
     """A running QEMU with its UART connected. Use as a context manager; ``close()`` kills it."""
 
     def __init__(self, board: Board, elf: str | Path, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
-        import serial  # pyserial: the host extra
+        serial = import_pyserial()
 
         self.board = board
         self.elf = Path(elf)
