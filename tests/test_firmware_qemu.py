@@ -14,7 +14,7 @@ import pytest
 from firmware_support import EXIT_CODE, IN_BYTES, OUT_BYTES, built, fake_expected, write_fake_model
 from tinysplit import cli
 from tinysplit.boards import get_board, list_boards
-from tinysplit.errors import ToolchainError
+from tinysplit.errors import InputError, ToolchainError
 from tinysplit.firmware.build import build_project
 from tinysplit.firmware.hil import HilProtocolError, HilSession
 from tinysplit.firmware.project import EXIT_FAULT, render_project
@@ -122,6 +122,28 @@ def test_missing_qemu_is_a_toolchain_error(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolchainError, match=r"qemu-system-arm.*\./setup\.sh"):
         run_elf(get_board("qemu-mps2-an386"), r.elf, timeout=5)
+
+
+def test_images_qemu_cannot_run_are_refused_before_starting_it(tmp_path: Path):
+    bad = tmp_path / "firmware.elf"
+    bad.write_text("not an ELF at all")
+    with pytest.raises(InputError, match="not a 32-bit little-endian ELF"):
+        run_elf(get_board("qemu-mps2-an386"), bad, timeout=10)
+    _, riscv = built("qemu-riscv32-virt", "exit")
+    with pytest.raises(InputError, match="not for qemu-mps2-an386"):
+        run_elf(get_board("qemu-mps2-an386"), riscv.elf, timeout=10)
+
+
+def test_qemu_that_exits_early_is_a_toolchain_error(tmp_path: Path, monkeypatch):
+    """A QEMU that dies before opening its serial port (here: a stand-in that prints and exits 1)."""
+    fake = tmp_path / "bin" / "qemu-system-arm"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'qemu-system-arm: no such machine' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    _, r = built("qemu-mps2-an386", "exit")
+    with pytest.raises(ToolchainError, match="exited with status 1 before the firmware started.*no such machine"):
+        run_elf(get_board("qemu-mps2-an386"), r.elf, timeout=10)
 
 
 def test_qemu_command_line():

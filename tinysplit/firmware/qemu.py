@@ -18,11 +18,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 from tinysplit.boards import Board
 from tinysplit.errors import InputError, TinysplitError, ToolchainError
-from tinysplit.firmware.build import require_tool
+from tinysplit.firmware.build import SETUP_HINT, require_tool
 from tinysplit.firmware.project import ICOUNT_SHIFT
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,21 @@ def import_pyserial():
     except ImportError:
         raise ToolchainError("pyserial is not installed; run ./setup.sh or pip install 'tinysplit[host]'") from None
     return serial
+
+
+ELF_MACHINES = {"cortex_m": 40, "riscv": 243}  # e_machine: EM_ARM, EM_RISCV
+
+
+def check_elf(elf: Path, board: Board) -> None:
+    """InputError unless ``elf`` is a 32-bit little-endian ELF for the board's architecture (QEMU
+    would otherwise fail after the guest is supposed to start, indistinguishable from exit 1)."""
+    head = elf.read_bytes()[:20]
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] != 1 or head[5] != 1:
+        raise InputError(f"'{elf}' is not a 32-bit little-endian ELF file; build the project with 'tinysplit build'")
+    machine = int.from_bytes(head[18:20], "little")
+    if machine != ELF_MACHINES[board.family]:
+        raise InputError(f"'{elf}' is built for ELF machine {machine}, not for {board.name} ({board.family}); "
+                         "was the project generated for another board?")
 
 
 def free_port() -> int:
@@ -84,18 +99,36 @@ class QemuInstance:
             raise InputError(f"firmware '{self.elf}' does not exist; build the project first ('tinysplit build')")
         if board.emulator is None:
             raise InputError(f"board '{board.name}' has no emulator; it runs only on hardware")
+        check_elf(self.elf, board)
         qemu = require_tool(board.emulator.qemu_binary, f"QEMU for {board.name}")
         self.t0 = time.perf_counter()
         self._log: IO[bytes] = tempfile.TemporaryFile()
         self.proc: subprocess.Popen | None = None
         self.serial = None
-        for attempt in range(3):  # a free port can be taken between our check and QEMU's bind
+        try:
+            self._start(serial, qemu, connect_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.serial._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.start_seconds = time.perf_counter() - self.t0
+        log.debug("QEMU %s up, UART connected after %.3f s", board.emulator.qemu_machine, self.start_seconds)
+
+    def _start(self, serial: Any, qemu: str, connect_timeout: float) -> None:
+        """Start QEMU on a free port and connect to its UART (retried if the port was taken)."""
+        em = self.board.emulator
+        assert em is not None
+        for _attempt in range(3):  # a free port can be taken between our check and QEMU's bind
             port = free_port()
-            cmd = qemu_command(board, self.elf, port, qemu)
+            cmd = qemu_command(self.board, self.elf, port, qemu)
             log.debug("starting %s", " ".join(cmd))
             self._log.seek(0)
             self._log.truncate()
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+            try:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                             stderr=subprocess.STDOUT)
+            except OSError as e:
+                raise ToolchainError(f"could not start {qemu}: {e.strerror}; {SETUP_HINT}") from None
             deadline = time.monotonic() + connect_timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 try:
@@ -109,15 +142,12 @@ class QemuInstance:
             self.kill()
             if "in use" not in out:
                 if self.proc.returncode is None or self.proc.returncode < 0:
-                    raise EmulatorTimeoutError(f"QEMU ({board.emulator.qemu_machine}) did not open its serial port "
+                    raise EmulatorTimeoutError(f"QEMU ({em.qemu_machine}) did not open its serial port "
                                                f"within {connect_timeout:.0f} s")
-                raise ToolchainError(f"QEMU ({board.emulator.qemu_machine}) exited with status "
+                raise ToolchainError(f"QEMU ({em.qemu_machine}) exited with status "
                                      f"{self.proc.returncode} before the firmware started: {out.strip()[-800:]}")
         if self.serial is None:
             raise ToolchainError("QEMU could not bind a free 127.0.0.1 port after 3 attempts")
-        self.serial._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.start_seconds = time.perf_counter() - self.t0
-        log.debug("QEMU %s up, UART connected after %.3f s", board.emulator.qemu_machine, self.start_seconds)
 
     def output(self) -> str:
         self._log.flush()
