@@ -160,12 +160,18 @@ def _run_inspect(args) -> int:
 
 # --- registry and entry point ---------------------------------------------------------------------
 
-from tinysplit.host_server import command as _serve_command  # noqa: E402  (light: imports nothing heavy)
+# Commands that live beside their stage; each module imports only light things at top level.
+from tinysplit.firmware import commands as _fw  # noqa: E402
+from tinysplit.host_server import command as _serve_command  # noqa: E402
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "demo": (_add_demo, _run_demo),
     "export": (_add_export, _run_export),
     "inspect": (_add_inspect, _run_inspect),
+    "boards": _fw.COMMANDS["boards"],
+    "firmware": _fw.COMMANDS["firmware"],
+    "build": _fw.COMMANDS["build"],
+    "run": _fw.COMMANDS["run"],
     "serve": (_serve_command.add_parser, _serve_command.run),
 }
 

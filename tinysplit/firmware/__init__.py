@@ -1,0 +1,1 @@
+"""Firmware projects: render a C project for a board and a model, build it, run it in QEMU, talk to it."""

@@ -1,0 +1,182 @@
+"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``.
+
+Each command is an (add_parser, run) pair registered in ``tinysplit.cli.COMMANDS``; ``run``
+returns the process exit status and raises tinysplit errors (the CLI maps them to exit codes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from tinysplit.errors import InputError, ToolchainError
+
+
+def _emit_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _kib(n: int) -> str:
+    return f"{n:,} B ({n / 1024:.1f} KiB)"
+
+
+# --- boards ---------------------------------------------------------------------------------------
+
+def add_boards(sub: Any) -> None:
+    p = sub.add_parser("boards", help="list the boards firmware can be generated for",
+                       description="List the boards in boards/ (validated against board.schema.json).")
+    p.add_argument("--json", action="store_true", help="print the boards as JSON")
+    p.add_argument("--emulated", action="store_true", help="only boards with an emulator")
+
+
+def run_boards(args: Any) -> int:
+    from tinysplit.boards import list_boards
+
+    boards = list_boards(emulated_only=args.emulated)
+    if args.json:
+        _emit_json([{"name": b.name, "description": b.description, "family": b.family, "cpu": b.core.cpu,
+                     "flash_bytes": b.flash.length, "ram_bytes": b.ram.length, "clock_hz": b.clock_hz,
+                     "uart": b.uart.kind, "nic": b.nic.kind, "transports": list(b.transports),
+                     "emulator": None if b.emulator is None else b.emulator.qemu_machine} for b in boards])
+        return 0
+    for b in boards:
+        em = b.emulator.qemu_machine if b.emulator else "hardware only"
+        print(f"{b.name:22} {b.core.cpu:11} flash {b.flash.length // 1024:5} KiB  RAM {b.ram.length // 1024:5} KiB  "
+              f"{b.uart.kind:11} {'+'.join(b.transports):9} {em}")
+    return 0
+
+
+# --- firmware -------------------------------------------------------------------------------------
+
+def _board_choices() -> list[str] | None:
+    """Board names for argparse choices; None (checked at run time) if a board file is broken, so
+    that one bad file does not break every other command."""
+    from tinysplit.boards import board_names
+    from tinysplit.errors import TinysplitError
+
+    try:
+        return list(board_names())
+    except TinysplitError:
+        return None
+
+
+def add_firmware(sub: Any) -> None:
+    from tinysplit.firmware.project import APPS
+
+    names = _board_choices()
+
+    p = sub.add_parser("firmware", help="generate a firmware project for a bundle's device model and a board",
+                       description="Generate C for the bundle's device model (ahead-of-time code generator) and "
+                                   "render a complete CMake project for BOARD: startup, linker script, UART "
+                                   "driver, instruction counter, the app. Fails before rendering if the model "
+                                   "does not fit the board's RAM or flash.")
+    p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory from 'tinysplit export'")
+    p.add_argument("--board", required=True, choices=names, metavar="NAME",
+                   help="target board (see 'tinysplit boards'): " + ", ".join(names or ["?"]))
+    p.add_argument("--out", required=True, metavar="PROJECT", help="project directory to create")
+    p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
+    p.add_argument("--app", choices=APPS, default="hil", help="application (default: hil)")
+
+
+def _c_prefix(name: str) -> str:
+    prefix = re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
+    return prefix if re.match(r"^[a-z_]", prefix) else f"m_{prefix}"
+
+
+def run_firmware(args: Any) -> int:
+    from tinysplit.boards import get_board
+    from tinysplit.firmware.project import render_project
+    from tinysplit.manifest import load_manifest
+
+    board = get_board(args.board)
+    manifest = load_manifest(args.bundle)
+    dm = manifest.device_model(args.model) if args.model else manifest.device_models[0]
+    try:
+        from tinysplit.exporter.codegen import generate_model_sources
+    except ImportError as e:
+        raise ToolchainError(f"the C code generator (tinysplit.exporter.codegen) is not available in this "
+                             f"install ({e}); install a tinysplit release that includes it") from None
+    tflite = (Path(args.bundle) / dm.file).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
+        sources = generate_model_sources(tflite, _c_prefix(dm.name), Path(tmp))
+        project = render_project(board, sources, args.out, app=args.app)
+    f = project.fit
+    print(f"project for '{dm.name}' on {board.name} (app {args.app}) written to {project.dir}")
+    print(f"  estimate: RAM {_kib(f.ram_needed)} of {_kib(f.ram_available)}, "
+          f"flash {_kib(f.flash_needed)} of {_kib(f.flash_available)}")
+    print(f"  next: tinysplit build {project.dir}")
+    return 0
+
+
+# --- build ----------------------------------------------------------------------------------------
+
+def add_build(sub: Any) -> None:
+    p = sub.add_parser("build", help="build a firmware project (CMake) and print its flash and RAM use",
+                       description="Configure and build PROJECT with CMake and the board's cross compiler; "
+                                   "measure flash and RAM from the ELF's sections.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel compile jobs (default: CPU count)")
+
+
+def run_build(args: Any) -> int:
+    from tinysplit.firmware.build import build_project
+
+    r = build_project(args.project, jobs=args.jobs)
+    if args.json:
+        _emit_json(r.to_json())
+        return 0
+    print(f"built {r.elf} for {r.board} in {r.seconds:.1f} s")
+    print(f"  flash {_kib(r.flash_bytes)} of {_kib(r.flash_available)} "
+          f"({100 * r.flash_bytes / r.flash_available:.1f}%)")
+    print(f"  RAM   {_kib(r.ram_bytes)} of {_kib(r.ram_available)} "
+          f"({100 * r.ram_bytes / r.ram_available:.1f}%, stack {r.stack_bytes:,} B)")
+    return 0
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+def add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a built firmware project in an emulator; exits with its exit status",
+                       description="Run PROJECT/build/firmware.elf on its board's QEMU machine (icount, "
+                                   "semihosting), print what it writes to its UART, and exit with the "
+                                   "firmware's exit status (124 if it did not finish within --timeout).")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--emulator", choices=["qemu"], default="qemu", help="emulator (default: qemu)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="hard time limit (default 30 s)")
+
+
+def run_run(args: Any) -> int:
+    from tinysplit.boards import get_board
+    from tinysplit.firmware.project import load_project_meta
+    from tinysplit.firmware.qemu import run_elf
+
+    meta = load_project_meta(args.project)
+    board = get_board(meta["board"])
+    elf = Path(args.project) / "build" / "firmware.elf"
+    if not elf.is_file():
+        raise InputError(f"'{elf}' does not exist; build the project first: tinysplit build {args.project}")
+    if args.timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {args.timeout}")
+
+    def echo(chunk: bytes) -> None:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+
+    result = run_elf(board, elf, timeout=args.timeout, on_uart=echo)
+    print(f"[tinysplit] firmware exited with status {result.exit_code} after {result.seconds:.2f} s",
+          file=sys.stderr)
+    return result.exit_code
+
+
+COMMANDS: dict[str, tuple[Callable, Callable]] = {
+    "boards": (add_boards, run_boards),
+    "firmware": (add_firmware, run_firmware),
+    "build": (add_build, run_build),
+    "run": (add_run, run_run),
+}
