@@ -17,7 +17,7 @@ REPORT_KEYS = [("int8", "top1_agreement"), ("int8", "cosine_min"), ("tflm", "ide
 
 def test_bundle_layout_and_manifest(digits_bundle):
     m = load_manifest(digits_bundle)  # validates schema and sha256 of every file
-    assert m.method == "plain" and m.classes == tuple(str(i) for i in range(10))
+    assert m.method == "nair" and m.method_data["nair"]["units_total"] == 16 and m.classes == tuple(str(i) for i in range(10))
     head = m.device_model("head")
     assert head.kind == "features"
     assert head.inputs[0].shape == (1, 8, 8, 1) and head.outputs[0].shape == (1, 4, 4, 32)
