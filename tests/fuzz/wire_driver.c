@@ -1,0 +1,141 @@
+/*
+ * wire_driver.c -- a stdin/stdout driver around the C wire codec (ts_wire.c), for the Python
+ * cross-check in tests/test_wire_c.py. Part of tinysplit (test support, host only).
+ *
+ * One command per line, one answer per line ("-" stands for empty hex):
+ *   D <frame hex>                          -> "DROP <reason>" |
+ *        "OK <type> <dev> <bundle> <seq> <pidx> <pcount> <payload hex> <payload check> <re-encoded hex>"
+ *   E <type> <dev> <bundle> <seq> <pidx> <pcount> <payload hex>  -> "F <frame hex>" | "ERR"
+ *   C <hex>                                -> "C <COBS-encoded hex>"
+ *   S <stream hex>  (a fresh receiver)     -> "S <frame hex>,<frame hex>,... <cobs drops> <oversize drops>"
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_wire.h"
+
+static char line[1 << 17];
+static uint8_t bytes[1 << 16];
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Parses hex (or "-") at s into a fresh exactly-sized heap block, so ASan sees any over-read. */
+static uint8_t *parse_hex(const char *s, size_t *n)
+{
+    size_t len = 0;
+    uint8_t *p;
+    if (strcmp(s, "-") != 0) {
+        while (hexval((unsigned char)s[2 * len]) >= 0 && hexval((unsigned char)s[2 * len + 1]) >= 0) {
+            bytes[len] = (uint8_t)(hexval((unsigned char)s[2 * len]) * 16 + hexval((unsigned char)s[2 * len + 1]));
+            len++;
+        }
+    }
+    p = malloc(len ? len : 1);
+    if (!p) exit(3);
+    memcpy(p, bytes, len);
+    *n = len;
+    return p;
+}
+
+static void print_hex(const uint8_t *p, size_t n)
+{
+    size_t i;
+    if (n == 0) putchar('-');
+    for (i = 0; i < n; i++) printf("%02x", p[i]);
+}
+
+int main(void)
+{
+    static uint8_t out[4 * TS_MAX_ENCODED];
+    while (fgets(line, sizeof line, stdin)) {
+        char *arg = line + 2;
+        size_t n = 0;
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0] == 'D') {
+            uint8_t *b = parse_hex(arg, &n);
+            ts_frame_view v;
+            ts_drop_reason r = ts_frame_decode(b, n, &v);
+            if (r != TS_OK) {
+                printf("DROP %s\n", ts_drop_reason_name(r));
+            } else {
+                size_t m = ts_frame_encode(&v.h, v.payload, v.payload_len, out, sizeof out);
+                printf("OK %u %u %lu %lu %u %u ", v.h.type, v.h.device_id, (unsigned long)v.h.bundle_id,
+                       (unsigned long)v.h.seq, v.h.part_index, v.h.part_count);
+                print_hex(v.payload, v.payload_len);
+                printf(" %s ", ts_drop_reason_name(ts_payload_check(&v)));
+                print_hex(out, m);
+                putchar('\n');
+            }
+            free(b);
+        } else if (line[0] == 'E') {
+            unsigned t, dev, pidx, pcount;
+            unsigned long bundle, seq;
+            int off = 0;
+            ts_frame_header h;
+            uint8_t *b;
+            size_t m;
+            if (sscanf(arg, "%u %u %lu %lu %u %u %n", &t, &dev, &bundle, &seq, &pidx, &pcount, &off) != 6) {
+                printf("BADCMD\n");
+                continue;
+            }
+            h.type = (uint8_t)t;
+            h.device_id = (uint16_t)dev;
+            h.bundle_id = (uint32_t)bundle;
+            h.seq = (uint32_t)seq;
+            h.part_index = (uint16_t)pidx;
+            h.part_count = (uint16_t)pcount;
+            b = parse_hex(arg + off, &n);
+            m = ts_frame_encode(&h, b, n, out, sizeof out);
+            if (m == 0) {
+                printf("ERR\n");
+            } else {
+                printf("F ");
+                print_hex(out, m);
+                putchar('\n');
+            }
+            free(b);
+        } else if (line[0] == 'C') {
+            uint8_t *b = parse_hex(arg, &n);
+            size_t m = ts_cobs_encode(b, n, out, sizeof out);
+            printf("C ");
+            print_hex(out, m);
+            putchar('\n');
+            free(b);
+        } else if (line[0] == 'S') {
+            uint8_t *b = parse_hex(arg, &n);
+            uint8_t *rxbuf = malloc(TS_MAX_ENCODED);
+            ts_drop_counters drops;
+            ts_cobs_rx rx;
+            size_t i;
+            int first = 1;
+            if (!rxbuf) return 3;
+            ts_drops_reset(&drops);
+            ts_cobs_rx_init(&rx, rxbuf, TS_MAX_ENCODED, &drops);
+            printf("S ");
+            for (i = 0; i < n; i++) {
+                const uint8_t *f;
+                size_t fl;
+                if (ts_cobs_rx_push(&rx, b[i], &f, &fl)) {
+                    if (!first) putchar(',');
+                    print_hex(f, fl);
+                    first = 0;
+                }
+            }
+            if (first) putchar('=');
+            printf(" %lu %lu\n", (unsigned long)drops.count[TS_DROP_COBS], (unsigned long)drops.count[TS_DROP_OVERSIZE]);
+            free(rxbuf);
+            free(b);
+        } else {
+            printf("BADCMD\n");
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
