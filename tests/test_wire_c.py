@@ -420,3 +420,55 @@ def test_cross_compiles_clean(tmp_path, cc, flags):
         r = subprocess.run([size, str(obj)], capture_output=True, text=True)
         text = int(r.stdout.splitlines()[1].split()[0])
         assert 0 < text < 8192, r.stdout  # a small codec; measured about 2.5 KB on Cortex-M4 -Os
+
+
+# ---------------------------------------------------------------------------------------------
+# The fuzz harness: a bounded CI run, and proofs that it can fail.
+
+FUZZ_SECONDS = 20
+FUZZ_MAX_ITERATIONS = 300_000
+FUZZ_MIN_ITERATIONS = 100_000
+_SUMMARY = re.compile(r"^wire_fuzz: iterations=(\d+) seconds=([\d.]+) rate=(\d+)/s seed=(\d+) .* ok=(\d+) .*"
+                      r"crc=(\d+) .*payload_ok=(\d+) payload_bad=(\d+) rx_frames=(\d+) rx_drops=(\d+)$", re.M)
+
+
+def _seed_file(tmp_path: Path) -> Path:
+    p = tmp_path / "seeds.txt"
+    p.write_text("\n".join([v["frame"] for v in VECTORS["frames"]] + [v["frame"] for v in VECTORS["bad"]]) + "\n")
+    return p
+
+
+def _fuzz_exe(tmp_path: Path, name: str, defines: list[str] | None = None) -> Path:
+    return _build(tmp_path, name, [FUZZ_DIR / "wire_fuzz.c", CODEC], [f"-D{d}" for d in defines or []])
+
+
+@needs_gcc
+def test_fuzz_harness_runs_clean(tmp_path):
+    exe = _fuzz_exe(tmp_path, "wire_fuzz")
+    r = _run(exe, ["20261123", str(FUZZ_MAX_ITERATIONS), str(FUZZ_SECONDS), str(_seed_file(tmp_path))],
+             timeout=FUZZ_SECONDS + 60)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-6000:]
+    m = _SUMMARY.search(r.stdout)
+    assert m, r.stdout
+    iterations, ok, crc, payload_ok, payload_bad, rx_frames, rx_drops = (int(m.group(i)) for i in (1, 5, 6, 7, 8, 9, 10))
+    print(m.group(0))
+    assert iterations >= FUZZ_MIN_ITERATIONS, m.group(0)
+    # The inputs reached every stage: accepted frames, CRC drops, valid and invalid payloads, the receiver.
+    assert min(ok, crc, payload_ok, payload_bad, rx_frames, rx_drops) > 100, m.group(0)
+
+
+@needs_gcc
+def test_fuzz_harness_sanitizer_catches_an_injected_out_of_bounds_read(tmp_path):
+    exe = _fuzz_exe(tmp_path, "wire_fuzz_oob", ["WIRE_FUZZ_INJECT_OOB"])
+    r = _run(exe, ["1", "100000", "20", str(_seed_file(tmp_path))], timeout=80)
+    assert r.returncode != 0
+    assert "AddressSanitizer: heap-buffer-overflow" in r.stderr
+    assert "wire_fuzz: iterations=" not in r.stdout
+
+
+@needs_gcc
+def test_fuzz_harness_invariants_catch_a_wrong_verdict(tmp_path):
+    exe = _fuzz_exe(tmp_path, "wire_fuzz_blind", ["WIRE_FUZZ_INJECT_BLIND_REFERENCE"])
+    r = _run(exe, ["1", "100000", "20", str(_seed_file(tmp_path))], timeout=80)
+    assert r.returncode != 0
+    assert "INVARIANT FAILED" in r.stderr and "decoder verdict equals the reference" in r.stderr

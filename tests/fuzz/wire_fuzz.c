@@ -29,6 +29,8 @@
  *
  * -DWIRE_FUZZ_INJECT_OOB builds a deliberately broken variant that reads one byte past the input
  * whenever the decoder reports a `length` drop: the test suite checks that the sanitizer catches it.
+ * -DWIRE_FUZZ_INJECT_BLIND_REFERENCE makes the reference decoder skip its CRC check: the test suite
+ * checks that the verdict comparison then fails (the invariants are live, not vacuous).
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c99 */
 #include <stdint.h>
@@ -106,7 +108,9 @@ static ts_drop_reason ref_decode(const uint8_t *b, size_t n)
     if (b[2] != 1) return TS_DROP_VERSION;
     plen = le16(b + 18);
     if (plen > 1024 || 24 + plen != n) return TS_DROP_LENGTH;
+#ifndef WIRE_FUZZ_INJECT_BLIND_REFERENCE /* the broken variant: a reference that ignores the CRC */
     if (le32(b + 20 + plen) != ref_crc32(b, 20 + plen)) return TS_DROP_CRC;
+#endif
     if (b[3] < 1 || b[3] > 9) return TS_DROP_TYPE;
     if (le16(b + 16) == 0 || le16(b + 14) >= le16(b + 16)) return TS_DROP_PART;
     return TS_OK;
