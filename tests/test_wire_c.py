@@ -288,8 +288,10 @@ def _python_decode_line(b: bytes) -> str:
         check = "ok"
     except DecodeError as e:
         check = e.reason
+    # A valid payload is parsed and rebuilt by the C builders: byte-identical to the Python encoders.
+    rebuilt = _h(encode_frame(f)) if check == "ok" else "="
     return (f"OK {int(f.type)} {f.device_id} {f.bundle_id} {f.seq} {f.part_index} {f.part_count} {_h(f.payload)} "
-            f"{check} {_h(encode_frame(f))}")
+            f"{check} {_h(encode_frame(f))} {rebuilt}")
 
 
 def test_c_decodes_and_reencodes_python_frames(driver):

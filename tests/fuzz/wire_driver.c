@@ -4,7 +4,9 @@
  *
  * One command per line, one answer per line ("-" stands for empty hex):
  *   D <frame hex>                          -> "DROP <reason>" |
- *        "OK <type> <dev> <bundle> <seq> <pidx> <pcount> <payload hex> <payload check> <re-encoded hex>"
+ *        "OK <type> <dev> <bundle> <seq> <pidx> <pcount> <payload hex> <payload check> <re-encoded hex> <rebuilt>"
+ *        where <rebuilt> is the frame parsed with its type's parser and rebuilt with its type's builder
+ *        (hex), or "=" when the payload check failed
  *   E <type> <dev> <bundle> <seq> <pidx> <pcount> <payload hex>  -> "F <frame hex>" | "ERR"
  *   C <hex>                                -> "C <COBS-encoded hex>"
  *   S <stream hex>  (a fresh receiver)     -> "S <frame hex>,<frame hex>,... <cobs drops> <oversize drops>"
@@ -44,6 +46,39 @@ static uint8_t *parse_hex(const char *s, size_t *n)
     return p;
 }
 
+/* Parse v with its type's parser, then rebuild it with the type's builder; 0 when either refuses. */
+static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
+{
+    static ts_kv items[204];
+    ts_hello he;
+    ts_nair_slice ns;
+    ts_early_label el;
+    ts_rocoin_portion rp;
+    ts_result re;
+    const uint8_t *d;
+    size_t n, i;
+    switch (v->h.type) {
+    case TS_HELLO: return ts_parse_hello(v, &he) == TS_OK ? ts_build_hello(&v->h, &he, out, cap) : 0;
+    case TS_INPUT:
+    case TS_LATENT: return ts_parse_chunk(v, &d, &n) == TS_OK ? ts_build_chunk(&v->h, d, n, out, cap) : 0;
+    case TS_NAIR_SLICE: return ts_parse_nair_slice(v, &ns) == TS_OK ? ts_build_nair_slice(&v->h, &ns, out, cap) : 0;
+    case TS_EARLY_LABEL: return ts_parse_early_label(v, &el) == TS_OK ? ts_build_early_label(&v->h, &el, out, cap) : 0;
+    case TS_ROCOIN_PORTION:
+        return ts_parse_rocoin_portion(v, &rp) == TS_OK ? ts_build_rocoin_portion(&v->h, &rp, out, cap) : 0;
+    case TS_RESULT: return ts_parse_result(v, &re) == TS_OK ? ts_build_result(&v->h, &re, out, cap) : 0;
+    case TS_CONTROL:
+    case TS_STATS:
+        if (ts_parse_kv(v, &n) != TS_OK) {
+            return 0;
+        }
+        for (i = 0; i < n; i++) {
+            items[i] = ts_kv_at(v, i);
+        }
+        return v->h.type == TS_STATS ? ts_build_stats(&v->h, items, n, out, cap) : ts_build_kv(&v->h, items, n, out, cap);
+    default: return 0;
+    }
+}
+
 static void print_hex(const uint8_t *p, size_t n)
 {
     size_t i;
@@ -71,6 +106,14 @@ int main(void)
                 print_hex(v.payload, v.payload_len);
                 printf(" %s ", ts_drop_reason_name(ts_payload_check(&v)));
                 print_hex(out, m);
+                putchar(' ');
+                if (ts_payload_check(&v) == TS_OK) {
+                    m = rebuild(&v, out, sizeof out);
+                    if (m == 0) printf("REFUSED");
+                    else print_hex(out, m);
+                } else {
+                    putchar('=');
+                }
                 putchar('\n');
             }
             free(b);
