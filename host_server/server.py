@@ -38,6 +38,7 @@ class ServerConfig:
     send_results: bool = False
     max_batch: int = 64
     metrics_addr: tuple[str, int] | None = None
+    max_devices: int = 4096  # sessions beyond this are refused (drop reason 'devices'): bounded memory
 
 
 @dataclass
@@ -139,6 +140,8 @@ class TailServer:
         key = (transport.url, device)
         s = self.sessions.get(key)
         if s is None:
+            if len(self.sessions) >= self.config.max_devices:
+                raise DecodeError("devices", f"more than {self.config.max_devices} devices")
             s = self.sessions[key] = Session(device, transport, peer)
         s.peer = peer
         s.frames += 1
