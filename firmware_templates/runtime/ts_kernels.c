@@ -1,0 +1,566 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * tinysplit int8 kernel library (see ts_kernels.h). Portable C99, no libc calls, no heap.
+ * Integer semantics follow TFLite / TFLite Micro reference kernels so results are bit-exact:
+ *   - MultiplyByQuantizedMultiplier with double rounding (the default TFLM build),
+ *   - ADD: inputs scaled up by 2^left_shift, each requantized, summed, requantized again,
+ *   - AVERAGE_POOL / plain MEAN: integer division rounding half away from zero / truncating,
+ *   - SOFTMAX / LOGISTIC: gemmlowp fixed-point exp, reciprocal and logistic.
+ */
+#include "ts_kernels.h"
+
+#define TS_INT32_MIN (-2147483647 - 1)
+#define TS_INT32_MAX 2147483647
+
+static int32_t ts_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+int32_t ts_srdhm(int32_t a, int32_t b) {
+    int64_t ab;
+    int32_t nudge;
+    if (a == b && a == TS_INT32_MIN) {
+        return TS_INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+int32_t ts_rdbpot(int32_t x, int exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift) {
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    const int32_t shifted = (int32_t)(uint32_t)((uint32_t)x << left);
+    return ts_rdbpot(ts_srdhm(shifted, multiplier), right);
+}
+
+/* ------------------------------------------------------------------ convolutions */
+
+void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                  const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    const int32_t in_c = p->in_c;
+    const int32_t tap = p->k_w * in_c;
+    int32_t oy, ox, oc, ky, kx, ic;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            int8_t *o = out + ((int32_t)oy * p->out_w + ox) * p->out_c;
+            for (oc = 0; oc < p->out_c; ++oc) {
+                const int8_t *f = filter + oc * p->k_h * tap;
+                int32_t acc = 0;
+                int32_t wsum = 0;
+                for (ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        const int8_t *x;
+                        const int8_t *w;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        x = in + (iy * p->in_w + ix) * in_c;
+                        w = f + ky * tap + kx * in_c;
+                        for (ic = 0; ic < in_c; ++ic) {
+                            acc += (int32_t)w[ic] * (int32_t)x[ic];
+                            wsum += w[ic];
+                        }
+                    }
+                }
+                /* sum(w * (x + off)) computed as sum(w * x) + off * sum(w): identical integers */
+                acc += p->in_offset * wsum;
+                if (bias) {
+                    acc += bias[oc];
+                }
+                acc = ts_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
+                o[oc] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+#define TS_DW_CHUNK 32
+
+void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                    const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    const int32_t out_c = p->out_c;
+    const int32_t in_c = p->in_c;
+    const int32_t dm = p->depth_mult;
+    int32_t oy, ox, ky, kx, c0, j;
+    int32_t acc[TS_DW_CHUNK];
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            int8_t *o = out + ((int32_t)oy * p->out_w + ox) * out_c;
+            for (c0 = 0; c0 < out_c; c0 += TS_DW_CHUNK) {
+                const int32_t n = (out_c - c0) < TS_DW_CHUNK ? (out_c - c0) : TS_DW_CHUNK;
+                for (j = 0; j < n; ++j) {
+                    acc[j] = 0;
+                }
+                for (ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        const int8_t *x;
+                        const int8_t *w;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        x = in + (iy * p->in_w + ix) * in_c;
+                        w = filter + (ky * p->k_w + kx) * out_c + c0;
+                        if (dm == 1) {
+                            for (j = 0; j < n; ++j) {
+                                acc[j] += (int32_t)w[j] * ((int32_t)x[c0 + j] + p->in_offset);
+                            }
+                        } else {
+                            for (j = 0; j < n; ++j) {
+                                acc[j] += (int32_t)w[j] * ((int32_t)x[(c0 + j) / dm] + p->in_offset);
+                            }
+                        }
+                    }
+                }
+                for (j = 0; j < n; ++j) {
+                    const int32_t oc = c0 + j;
+                    int32_t a = acc[j];
+                    if (bias) {
+                        a += bias[oc];
+                    }
+                    a = ts_mbqm(a, mult[oc], shift[oc]) + p->out_offset;
+                    o[oc] = (int8_t)ts_clamp(a, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ fully connected */
+
+void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bias,
+              const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    int32_t b, u, d;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *x = in + b * p->depth;
+        for (u = 0; u < p->units; ++u) {
+            const int8_t *w = weights + u * p->depth;
+            int32_t acc = 0;
+            for (d = 0; d < p->depth; ++d) {
+                acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)x[d] + p->in_offset);
+            }
+            if (bias) {
+                acc += bias[u];
+            }
+            acc = ts_mbqm(acc, mult[u], shift[u]) + p->out_offset;
+            out[b * p->units + u] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ elementwise binary */
+
+static int8_t ts_add_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
+    const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
+    const int32_t s1 = ts_mbqm(x1, p->in1_mult, p->in1_shift);
+    const int32_t s2 = ts_mbqm(x2, p->in2_mult, p->in2_shift);
+    const int32_t r = ts_mbqm(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ts_clamp(r, p->act_min, p->act_max);
+}
+
+static int8_t ts_mul_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    const int32_t x = (p->in1_offset + a) * (p->in2_offset + b);
+    const int32_t r = ts_mbqm(x, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ts_clamp(r, p->act_min, p->act_max);
+}
+
+typedef int8_t (*ts_binary_fn)(const ts_binary_params_t *, int8_t, int8_t);
+
+static void ts_binary(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2,
+                      int8_t *out, ts_binary_fn fn) {
+    int32_t i0, i1, i2, i3;
+    if (p->flat) {
+        for (i0 = 0; i0 < p->size; ++i0) {
+            out[i0] = fn(p, in1[i0], in2[i0]);
+        }
+        return;
+    }
+    for (i0 = 0; i0 < p->dims[0]; ++i0) {
+        for (i1 = 0; i1 < p->dims[1]; ++i1) {
+            for (i2 = 0; i2 < p->dims[2]; ++i2) {
+                const int32_t a = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2];
+                const int32_t b = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2];
+                for (i3 = 0; i3 < p->dims[3]; ++i3) {
+                    *out++ = fn(p, in1[a + i3 * p->s1[3]], in2[b + i3 * p->s2[3]]);
+                }
+            }
+        }
+    }
+}
+
+void ts_add_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_add_one);
+}
+
+void ts_mul_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_mul_one);
+}
+
+/* ------------------------------------------------------------------ pad */
+
+void ts_pad_s8(const ts_pad_params_t *p, const int8_t *in, int8_t *out) {
+    const int32_t total = p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3];
+    int32_t i, i0, i1, i2, i3;
+    for (i = 0; i < total; ++i) {
+        out[i] = (int8_t)p->value;
+    }
+    for (i0 = 0; i0 < p->in_dims[0]; ++i0) {
+        for (i1 = 0; i1 < p->in_dims[1]; ++i1) {
+            for (i2 = 0; i2 < p->in_dims[2]; ++i2) {
+                const int8_t *src = in + ((i0 * p->in_dims[1] + i1) * p->in_dims[2] + i2) * p->in_dims[3];
+                int8_t *dst = out + (((i0 + p->before[0]) * p->out_dims[1] + i1 + p->before[1]) * p->out_dims[2]
+                                     + i2 + p->before[2]) * p->out_dims[3] + p->before[3];
+                for (i3 = 0; i3 < p->in_dims[3]; ++i3) {
+                    dst[i3] = src[i3];
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ pooling */
+
+void ts_avgpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t oy, ox, c, fy, fx;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t fy1 = (p->in_h - iy0) < p->k_h ? (p->in_h - iy0) : p->k_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t fx1 = (p->in_w - ix0) < p->k_w ? (p->in_w - ix0) : p->k_w;
+            for (c = 0; c < p->ch; ++c) {
+                int32_t acc = 0;
+                int32_t count = 0;
+                for (fy = fy0; fy < fy1; ++fy) {
+                    for (fx = fx0; fx < fx1; ++fx) {
+                        acc += in[((iy0 + fy) * p->in_w + ix0 + fx) * p->ch + c];
+                        ++count;
+                    }
+                }
+                if (count > 0) {
+                    acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                }
+                out[(oy * p->out_w + ox) * p->ch + c] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void ts_maxpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t oy, ox, c, fy, fx;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t fy1 = (p->in_h - iy0) < p->k_h ? (p->in_h - iy0) : p->k_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t fx1 = (p->in_w - ix0) < p->k_w ? (p->in_w - ix0) : p->k_w;
+            for (c = 0; c < p->ch; ++c) {
+                int32_t m = -128;
+                for (fy = fy0; fy < fy1; ++fy) {
+                    for (fx = fx0; fx < fx1; ++fx) {
+                        const int32_t v = in[((iy0 + fy) * p->in_w + ix0 + fx) * p->ch + c];
+                        m = v > m ? v : m;
+                    }
+                }
+                out[(oy * p->out_w + ox) * p->ch + c] = (int8_t)ts_clamp(m, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ mean */
+
+void ts_mean_s8(const ts_mean_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t o0, o1, o2, o3, r0, r1, r2, r3;
+    const int32_t *s = p->strides;
+    for (o0 = 0; o0 < p->out_dims[0]; ++o0) {
+        for (o1 = 0; o1 < p->out_dims[1]; ++o1) {
+            for (o2 = 0; o2 < p->out_dims[2]; ++o2) {
+                for (o3 = 0; o3 < p->out_dims[3]; ++o3) {
+                    int32_t sum = 0;
+                    int32_t v;
+                    for (r0 = 0; r0 < p->red_dims[0]; ++r0) {
+                        for (r1 = 0; r1 < p->red_dims[1]; ++r1) {
+                            for (r2 = 0; r2 < p->red_dims[2]; ++r2) {
+                                const int8_t *x = in + (o0 + r0) * s[0] + (o1 + r1) * s[1] + (o2 + r2) * s[2] + o3 * s[3];
+                                for (r3 = 0; r3 < p->red_dims[3]; ++r3) {
+                                    sum += x[r3 * s[3]];
+                                }
+                            }
+                        }
+                    }
+                    if (p->plain) {
+                        v = sum / p->count;  /* C division truncates toward zero, as TFLite's */
+                    } else {
+                        v = ts_mbqm(sum - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
+                        v = ts_clamp(v, -128, 127);
+                    }
+                    *out++ = (int8_t)v;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ data movement */
+
+void ts_concat_s8(const ts_concat_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, j;
+    for (i = 0; i < p->outer; ++i) {
+        int8_t *dst = out + i * p->out_stride + p->out_base;
+        const int8_t *src = in + i * p->inner;
+        for (j = 0; j < p->inner; ++j) {
+            dst[j] = src[j];
+        }
+    }
+}
+
+void ts_copy(const ts_copy_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    if (in == out) {
+        return;
+    }
+    for (i = 0; i < p->bytes; ++i) {
+        out[i] = in[i];
+    }
+}
+
+/* ------------------------------------------------------------------ gemmlowp fixed point */
+
+static int32_t ts_srmpot(int32_t x, int exponent) { /* SaturatingRoundingMultiplyByPOT */
+    if (exponent > 0) {
+        const int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
+        if (x > threshold) {
+            return TS_INT32_MAX;
+        }
+        if (x < -threshold) {
+            return TS_INT32_MIN;
+        }
+        return (int32_t)((uint32_t)x << exponent);
+    }
+    if (exponent < 0) {
+        return ts_rdbpot(x, -exponent);
+    }
+    return x;
+}
+
+static int32_t ts_wrap_add(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+static int32_t ts_wrap_sub(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a - (uint32_t)b);
+}
+
+/* exp(a) for a in [-1/4, 0), Q0.31 in and out */
+static int32_t ts_exp_quarter(int32_t a) {
+    const int32_t constant_term = 1895147668;
+    const int32_t one_third = 715827883;
+    const int32_t x = ts_wrap_add(a, 1 << 28);
+    const int32_t x2 = ts_srdhm(x, x);
+    const int32_t x3 = ts_srdhm(x2, x);
+    const int32_t x4 = ts_srdhm(x2, x2);
+    const int32_t x4_over_4 = ts_srmpot(x4, -2);
+    const int32_t poly = ts_srmpot(ts_wrap_add(ts_srdhm(ts_wrap_add(x4_over_4, x3), one_third), x2), -1);
+    return ts_wrap_add(constant_term, ts_srdhm(constant_term, ts_wrap_add(x, poly)));
+}
+
+/* exp(a) for a <= 0; `a` has `integer_bits` integer bits (Q<ib>.<31-ib>); result Q0.31 */
+static int32_t ts_exp_neg(int32_t a, int integer_bits) {
+    static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308,
+                                           39332535, 720401, 242};
+    const int fractional_bits = 31 - integer_bits;
+    const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
+    const int32_t mask = one_quarter - 1;
+    const int32_t a_mod = ts_wrap_sub(a & mask, one_quarter);
+    int32_t result = ts_exp_quarter(ts_srmpot(a_mod, integer_bits));
+    const int32_t remainder = ts_wrap_sub(a_mod, a);
+    int e;
+    for (e = -2; e <= 4; ++e) {
+        if (integer_bits > e) {
+            const int shift = fractional_bits + e;
+            if (remainder & (int32_t)((uint32_t)1 << shift)) {
+                result = ts_srdhm(result, multipliers[e + 2]);
+            }
+        }
+    }
+    if (integer_bits > 5) {
+        const int32_t clamp = -((int32_t)1 << (36 - integer_bits));
+        if (a < clamp) {
+            result = 0;
+        }
+    }
+    if (a == 0) {
+        result = TS_INT32_MAX;
+    }
+    return result;
+}
+
+static int32_t ts_rounding_half_sum(int32_t a, int32_t b) {
+    const int64_t sum = (int64_t)a + (int64_t)b;
+    const int64_t sign = sum >= 0 ? 1 : -1;
+    return (int32_t)((sum + sign) / 2);
+}
+
+/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson, as gemmlowp) */
+static int32_t ts_one_over_one_plus_x(int32_t a) {
+    const int32_t half_denominator = ts_rounding_half_sum(a, TS_INT32_MAX);
+    const int32_t c48_17 = 1515870810;
+    const int32_t cneg32_17 = -1010580540;
+    int32_t x = ts_wrap_add(c48_17, ts_srdhm(half_denominator, cneg32_17));
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t hdx = ts_srdhm(half_denominator, x);
+        const int32_t one_minus = ts_wrap_sub((int32_t)1 << 29, hdx);
+        x = ts_wrap_add(x, ts_srmpot(ts_srdhm(x, one_minus), 2));
+    }
+    return ts_srmpot(x, 1);
+}
+
+static int ts_clz32(uint32_t x) {
+    int n = 0;
+    if (x == 0) {
+        return 32;
+    }
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+void ts_softmax_s8(const ts_softmax_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, c;
+    for (i = 0; i < p->outer; ++i) {
+        const int8_t *x = in + i * p->depth;
+        int8_t *y = out + i * p->depth;
+        int32_t max_in_row = -128;
+        int32_t sum_of_exps = 0; /* Q12.19 */
+        int headroom_plus_one, num_bits_over_unit, exponent;
+        int32_t shifted_scale;
+        for (c = 0; c < p->depth; ++c) {
+            max_in_row = x[c] > max_in_row ? x[c] : max_in_row;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff >= p->diff_min) {
+                const int32_t rescaled = ts_srdhm((int32_t)((uint32_t)diff << p->input_left_shift),
+                                                  p->input_multiplier);
+                sum_of_exps = ts_wrap_add(sum_of_exps, ts_srmpot(ts_exp_neg(rescaled, 5), -12));
+            }
+        }
+        headroom_plus_one = ts_clz32((uint32_t)sum_of_exps);
+        num_bits_over_unit = 12 - headroom_plus_one;
+        shifted_scale = ts_one_over_one_plus_x(
+            (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31)));
+        exponent = num_bits_over_unit + 31 - 8;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff >= p->diff_min) {
+                const int32_t rescaled = ts_srdhm((int32_t)((uint32_t)diff << p->input_left_shift),
+                                                  p->input_multiplier);
+                const int32_t e = ts_exp_neg(rescaled, 5);
+                const int32_t unsat = ts_rdbpot(ts_srdhm(shifted_scale, e), exponent);
+                y[c] = (int8_t)ts_clamp(unsat - 128, -128, 127);
+            } else {
+                y[c] = -128;
+            }
+        }
+    }
+}
+
+static int32_t ts_logistic_q4(int32_t a) { /* logistic(a), a in Q4.27, result Q0.31 */
+    int32_t abs_a, pos;
+    if (a == 0) {
+        return (int32_t)1 << 30;
+    }
+    abs_a = a > 0 ? a : -a;
+    pos = ts_one_over_one_plus_x(ts_exp_neg(-abs_a, 4));
+    return a > 0 ? pos : ts_wrap_sub(TS_INT32_MAX, pos);
+}
+
+void ts_logistic_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        if (x <= -p->input_range_radius) {
+            out[i] = -128;
+        } else if (x >= p->input_range_radius) {
+            out[i] = 127;
+        } else {
+            const int32_t x_q4 = ts_mbqm(x, p->input_multiplier, p->input_left_shift);
+            const int32_t y = ts_rdbpot(ts_logistic_q4(x_q4), 23) - 128;
+            out[i] = (int8_t)ts_clamp(y, -128, 127);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ (de)quantization */
+
+static int64_t ts_round_double(double v) { /* round half away from zero, as std::round */
+    int64_t t;
+    double frac;
+    if (v > 4.0e15) {
+        v = 4.0e15;
+    } else if (v < -4.0e15) {
+        v = -4.0e15;
+    }
+    t = (int64_t)v;
+    frac = v - (double)t;
+    if (frac >= 0.5) {
+        ++t;
+    } else if (frac <= -0.5) {
+        --t;
+    }
+    return t;
+}
+
+void ts_quantize_f32_s8(const ts_quant_params_t *p, const float *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        int64_t q = ts_round_double((double)in[i] / p->scale) + p->zero_point;
+        q = q < -128 ? -128 : (q > 127 ? 127 : q);
+        out[i] = (int8_t)q;
+    }
+}
+
+void ts_requantize_s8(const ts_requant_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = ts_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        out[i] = (float)(p->scale * (double)((int32_t)in[i] - p->zero_point));
+    }
+}
