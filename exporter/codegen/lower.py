@@ -417,9 +417,17 @@ def _lower_conv_like(model: TfliteModel, op: Operator, depthwise: bool) -> tuple
     params = ConvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pad_h, pad_w, dm,
                         -in_zp, out_zp, amin, amax)
     w = ConstArray("filter", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
+    consts: tuple[ConstArray | None, ...] = (w, _bias(model, op, 2), mult, shift)
+    if not depthwise:
+        consts += (_wsum(filt.data.reshape(oc * kh * kw, ic), "tapsum"),)
     kernel = "ts_dwconv2d_s8" if depthwise else "ts_conv2d_s8"
-    return (KernelCall(op.index, op.opcode, kernel, params, (w, _bias(model, op, 2), mult, shift),
-                       (op.inputs[0],), op.outputs[0]),)
+    return (KernelCall(op.index, op.opcode, kernel, params, consts, (op.inputs[0],), op.outputs[0]),)
+
+
+def _wsum(rows: np.ndarray, role: str = "wsum") -> ConstArray:
+    """Row sums of int8 weights (per unit, or per output channel and tap): the kernels fold the input
+    zero point in with them, sum(w * (x - zp)) = sum(w * x) - zp * sum(w), the same integers."""
+    return ConstArray(role, "int32_t", rows.astype(np.int64).sum(axis=1).astype(np.int32))
 
 
 def lower_conv_2d(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
@@ -452,7 +460,8 @@ def lower_fully_connected(model: TfliteModel, op: Operator) -> tuple[KernelCall,
     amin, amax = activation_range(op.options.fusedActivationFunction, out_s, out_zp, _where(op))
     params = FcParams(n_in // depth, depth, units, -in_zp, -f_zp, out_zp, amin, amax)
     w = ConstArray("weights", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
-    return (KernelCall(op.index, op.opcode, "ts_fc_s8", params, (w, _bias(model, op, 2), mult, shift),
+    return (KernelCall(op.index, op.opcode, "ts_fc_s8", params,
+                       (w, _bias(model, op, 2), mult, shift, _wsum(filt.data.reshape(units, depth))),
                        (op.inputs[0],), op.outputs[0]),)
 
 

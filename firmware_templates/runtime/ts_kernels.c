@@ -43,47 +43,75 @@ int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift) {
 
 /* ------------------------------------------------------------------ convolutions */
 
+static int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
+    int32_t s = 0;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        s += (int32_t)a[i] * (int32_t)b[i];
+    }
+    return s;
+}
+
 void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
-                  const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
-    const int32_t in_c = p->in_c;
-    const int32_t tap = p->k_w * in_c;
-    int32_t oy, ox, oc, ky, kx, ic;
+                  const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
+                  const int8_t *in, int8_t *out) {
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t out_c = p->out_c, in_offset = p->in_offset, out_offset = p->out_offset;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    const int32_t tap = k_w * in_c;
+    const int32_t ksize = k_h * tap;
+    int32_t oy, ox, oc, ky, kx;
     for (oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        const int y_inside = iy0 >= 0 && iy0 + (k_h - 1) * dil_h < in_h;
         for (ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_w;
-            int8_t *o = out + ((int32_t)oy * p->out_w + ox) * p->out_c;
-            for (oc = 0; oc < p->out_c; ++oc) {
-                const int8_t *f = filter + oc * p->k_h * tap;
+            const int inside = y_inside && ix0 >= 0 && ix0 + (k_w - 1) * dil_w < in_w;
+            int8_t *o = out + (oy * p->out_w + ox) * out_c;
+            for (oc = 0; oc < out_c; ++oc) {
+                const int8_t *f = filter + oc * ksize;
+                const int32_t *ts = tapsum + oc * k_h * k_w;
                 int32_t acc = 0;
-                int32_t wsum = 0;
-                for (ky = 0; ky < p->k_h; ++ky) {
-                    const int32_t iy = iy0 + ky * p->dil_h;
-                    if (iy < 0 || iy >= p->in_h) {
-                        continue;
+                int32_t ws = 0;
+                if (inside) {
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int8_t *x = in + ((iy0 + ky * dil_h) * in_w + ix0) * in_c;
+                        if (dil_w == 1) {
+                            acc += ts_dot_s8(f + ky * tap, x, tap);
+                        } else {
+                            for (kx = 0; kx < k_w; ++kx) {
+                                acc += ts_dot_s8(f + ky * tap + kx * in_c, x + kx * dil_w * in_c, in_c);
+                            }
+                        }
                     }
-                    for (kx = 0; kx < p->k_w; ++kx) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        const int8_t *x;
-                        const int8_t *w;
-                        if (ix < 0 || ix >= p->in_w) {
+                    for (kx = 0; kx < k_h * k_w; ++kx) {
+                        ws += ts[kx];
+                    }
+                } else {
+                    /* border: taps outside the input are skipped (TFLite does not add padding values) */
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int32_t iy = iy0 + ky * dil_h;
+                        if (iy < 0 || iy >= in_h) {
                             continue;
                         }
-                        x = in + (iy * p->in_w + ix) * in_c;
-                        w = f + ky * tap + kx * in_c;
-                        for (ic = 0; ic < in_c; ++ic) {
-                            acc += (int32_t)w[ic] * (int32_t)x[ic];
-                            wsum += w[ic];
+                        for (kx = 0; kx < k_w; ++kx) {
+                            const int32_t ix = ix0 + kx * dil_w;
+                            if (ix < 0 || ix >= in_w) {
+                                continue;
+                            }
+                            acc += ts_dot_s8(f + ky * tap + kx * in_c, in + (iy * in_w + ix) * in_c, in_c);
+                            ws += ts[ky * k_w + kx];
                         }
                     }
                 }
-                /* sum(w * (x + off)) computed as sum(w * x) + off * sum(w): identical integers */
-                acc += p->in_offset * wsum;
+                /* sum(w * (x + off)) = sum(w * x) + off * sum(w) over the taps used */
+                acc += in_offset * ws;
                 if (bias) {
                     acc += bias[oc];
                 }
-                acc = ts_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
-                o[oc] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+                acc = ts_mbqm(acc, mult[oc], shift[oc]) + out_offset;
+                o[oc] = (int8_t)ts_clamp(acc, act_min, act_max);
             }
         }
     }
@@ -150,15 +178,21 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
 /* ------------------------------------------------------------------ fully connected */
 
 void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bias,
-              const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+              const int32_t *mult, const int32_t *shift, const int32_t *wsum,
+              const int8_t *in, int8_t *out) {
     int32_t b, u, d;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *x = in + b * p->depth;
         for (u = 0; u < p->units; ++u) {
             const int8_t *w = weights + u * p->depth;
             int32_t acc = 0;
-            for (d = 0; d < p->depth; ++d) {
-                acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)x[d] + p->in_offset);
+            if (p->filter_offset == 0) {
+                /* sum(w * (x + off)) = sum(w * x) + off * sum(w) */
+                acc = ts_dot_s8(w, x, p->depth) + p->in_offset * wsum[u];
+            } else {
+                for (d = 0; d < p->depth; ++d) {
+                    acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)x[d] + p->in_offset);
+                }
             }
             if (bias) {
                 acc += bias[u];

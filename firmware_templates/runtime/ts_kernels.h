@@ -38,8 +38,11 @@ typedef struct {
     int32_t in_offset, out_offset, act_min, act_max;
 } ts_conv_params_t;
 
+/* tapsum[oc][ky][kx]: the sum over input channels of filter oc's weights at one tap (folds the
+ * input zero point into one multiply per tap); FC's wsum[unit]: the sum of a unit's weights */
 void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
-                  const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out);
+                  const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
+                  const int8_t *in, int8_t *out);
 void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
                     const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out);
 
@@ -50,7 +53,8 @@ typedef struct {
 } ts_fc_params_t;
 
 void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bias,
-              const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out);
+              const int32_t *mult, const int32_t *shift, const int32_t *wsum,
+              const int8_t *in, int8_t *out);
 
 /* ADD / MUL with 4-D broadcasting (stride 0 on a broadcast dimension) */
 typedef struct {
