@@ -263,7 +263,12 @@ class KernelCall:
 
     ``inputs`` are tensor indices (activations, or constant tensors the emitter writes to flash).
     ``alias``: the output is the input's memory (RESHAPE); no call is emitted.
-    ``inplace``: the kernel may write its output over an input of the same size (elementwise).
+    ``reuse`` says how the output may share memory with ``inputs[0]`` (or any input, elementwise)
+    when that input dies at this call:
+      "elementwise": same bytes, same place (element i is read before element i is written);
+      "grow":        same start, output larger (PAD writes from the end backwards);
+      "rows":        the output may start ``row_shift(call)`` bytes before the input (row-streaming
+                     convolutions write output row r only after reading the input rows it needs).
     """
 
     op_index: int
@@ -274,7 +279,19 @@ class KernelCall:
     inputs: tuple[int, ...]
     output: int
     alias: bool = False
-    inplace: bool = False
+    reuse: str = ""
+
+
+def row_shift(call: KernelCall) -> int:
+    """For a row-streaming convolution (ConvParams, int8, NHWC): the smallest D such that the output
+    may start D bytes before the input (D < 0: after it). Output row r is written after the input
+    rows from max(0, r * stride_h - pad_h) on are read, and those rows are never overwritten:
+    (r + 1) * row_out <= D + max(0, r * stride_h - pad_h) * row_in for every r."""
+    p = call.params
+    if not isinstance(p, ConvParams):
+        raise TypeError(f"{call.kernel} does not stream rows")
+    row_in, row_out = p.in_w * p.in_c, p.out_w * p.out_c
+    return max((r + 1) * row_out - max(0, r * p.stride_h - p.pad_h) * row_in for r in range(p.out_h))
 
 
 @dataclass(frozen=True)
@@ -421,7 +438,7 @@ def _lower_conv_like(model: TfliteModel, op: Operator, depthwise: bool) -> tuple
     if not depthwise:
         consts += (_wsum(filt.data.reshape(oc * kh * kw, ic), "tapsum"),)
     kernel = "ts_dwconv2d_s8" if depthwise else "ts_conv2d_s8"
-    return (KernelCall(op.index, op.opcode, kernel, params, consts, (op.inputs[0],), op.outputs[0]),)
+    return (KernelCall(op.index, op.opcode, kernel, params, consts, (op.inputs[0],), op.outputs[0], reuse="rows"),)
 
 
 def _wsum(rows: np.ndarray, role: str = "wsum") -> ConstArray:
@@ -491,7 +508,7 @@ def lower_add(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, ADD_LEFT_SHIFT,
                      m1, sh1, m2, sh2, mo, sho, amin, amax)
     return (KernelCall(op.index, op.opcode, "ts_add_s8", p, (), (op.inputs[0], op.inputs[1]), op.outputs[0],
-                       inplace=bool(flat)),)
+                       reuse="elementwise" if flat else ""),)
 
 
 def lower_mul(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
@@ -504,7 +521,7 @@ def lower_mul(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     amin, amax = activation_range(op.options.fusedActivationFunction, so, zo, _where(op))
     p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, 0, 0, 0, 0, 0, mo, sho, amin, amax)
     return (KernelCall(op.index, op.opcode, "ts_mul_s8", p, (), (op.inputs[0], op.inputs[1]), op.outputs[0],
-                       inplace=bool(flat)),)
+                       reuse="elementwise" if flat else ""),)
 
 
 def lower_pad(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
@@ -517,7 +534,7 @@ def lower_pad(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     before = (0,) * (4 - len(inp.shape)) + tuple(int(x) for x in pads[:, 0])
     _, zo = _q(out)
     p = PadParams(_ext4(inp.shape, op), _ext4(out.shape, op), before, zo)  # type: ignore[arg-type]
-    return (KernelCall(op.index, op.opcode, "ts_pad_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+    return (KernelCall(op.index, op.opcode, "ts_pad_s8", p, (), (op.inputs[0],), op.outputs[0], reuse="grow"),)
 
 
 def _lower_pool(model: TfliteModel, op: Operator, kernel: str) -> tuple[KernelCall, ...]:
@@ -635,7 +652,7 @@ def lower_logistic(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     radius = calculate_input_radius(4, left_shift, 31)
     p = LogisticParams(int(np.prod(inp.shape)), zi, radius, mult, left_shift)
     return (KernelCall(op.index, op.opcode, "ts_logistic_s8", p, (), (op.inputs[0],), op.outputs[0],
-                       inplace=True),)
+                       reuse="elementwise"),)
 
 
 def lower_quantize(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
@@ -650,7 +667,7 @@ def lower_quantize(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     si, zi = _q(inp)
     mult, shift = quantize_multiplier(float(si) / float(so))
     return (KernelCall(op.index, op.opcode, "ts_requantize_s8", RequantParams(size, zi, zo, mult, shift), (),
-                       (op.inputs[0],), op.outputs[0], inplace=True),)
+                       (op.inputs[0],), op.outputs[0], reuse="elementwise"),)
 
 
 def lower_dequantize(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:

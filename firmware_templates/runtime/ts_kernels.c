@@ -254,20 +254,32 @@ void ts_mul_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2
 
 /* ------------------------------------------------------------------ pad */
 
+/* Writes from the last output element backwards: every output element lies at or after the input
+ * element it copies, so the output may start where the input starts (in place, growing). */
 void ts_pad_s8(const ts_pad_params_t *p, const int8_t *in, int8_t *out) {
-    const int32_t total = p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3];
-    int32_t i, i0, i1, i2, i3;
-    for (i = 0; i < total; ++i) {
-        out[i] = (int8_t)p->value;
-    }
-    for (i0 = 0; i0 < p->in_dims[0]; ++i0) {
-        for (i1 = 0; i1 < p->in_dims[1]; ++i1) {
-            for (i2 = 0; i2 < p->in_dims[2]; ++i2) {
-                const int8_t *src = in + ((i0 * p->in_dims[1] + i1) * p->in_dims[2] + i2) * p->in_dims[3];
-                int8_t *dst = out + (((i0 + p->before[0]) * p->out_dims[1] + i1 + p->before[1]) * p->out_dims[2]
-                                     + i2 + p->before[2]) * p->out_dims[3] + p->before[3];
-                for (i3 = 0; i3 < p->in_dims[3]; ++i3) {
-                    dst[i3] = src[i3];
+    const int32_t *od = p->out_dims, *id = p->in_dims, *b = p->before;
+    const int8_t value = (int8_t)p->value;
+    int32_t i0, i1, i2, i3;
+    for (i0 = od[0] - 1; i0 >= 0; --i0) {
+        for (i1 = od[1] - 1; i1 >= 0; --i1) {
+            for (i2 = od[2] - 1; i2 >= 0; --i2) {
+                int8_t *dst = out + ((i0 * od[1] + i1) * od[2] + i2) * od[3];
+                const int32_t j0 = i0 - b[0], j1 = i1 - b[1], j2 = i2 - b[2];
+                if (j0 < 0 || j0 >= id[0] || j1 < 0 || j1 >= id[1] || j2 < 0 || j2 >= id[2]) {
+                    for (i3 = od[3] - 1; i3 >= 0; --i3) {
+                        dst[i3] = value;
+                    }
+                } else {
+                    const int8_t *src = in + ((j0 * id[1] + j1) * id[2] + j2) * id[3];
+                    for (i3 = od[3] - 1; i3 >= b[3] + id[3]; --i3) {
+                        dst[i3] = value;
+                    }
+                    for (; i3 >= b[3]; --i3) {
+                        dst[i3] = src[i3 - b[3]];
+                    }
+                    for (; i3 >= 0; --i3) {
+                        dst[i3] = value;
+                    }
                 }
             }
         }
