@@ -278,6 +278,30 @@ def quantize_case(rng: np.random.Generator, k: int) -> OpCase:
     return OpCase(f"dequantize_{k}", ("DEQUANTIZE", "QUANTIZE"), b.build([x], [y]), shape)
 
 
+def chain_case(rng: np.random.Generator, k: int) -> OpCase:
+    """QUANTIZE -> (CONV_2D | DEPTHWISE_CONV_2D | PAD): the second op's input dies at that op, so the
+    planner lets its output share the input's memory (rows streamed, or PAD grown in place)."""
+    inner = conv_case(rng, k, depthwise=k % 3 == 1) if k % 3 != 2 else pad_case(rng, k)
+    from tinysplit.exporter.tflite_model import parse_tflite
+
+    m = parse_tflite(inner.tflite)
+    b = ModelBuilder()
+    src = m.tensors[m.inputs[0]]
+    s0, z0 = src.scales[0] * rng.uniform(0.5, 2.0), int(rng.integers(-80, 81))
+    x = b.tensor(src.shape, "int8", s0, z0, name="input")
+    index = {}
+    for t in m.tensors:
+        data = None if t.data is None else np.asarray(t.data)
+        qd = t.quantized_dimension
+        index[t.index] = b.tensor(t.shape, t.dtype, list(t.scales) if t.scales else None,
+                                  list(t.zero_points) if t.zero_points else 0, data=data, qdim=qd, name=t.name)
+    b.op("QUANTIZE", [x], [index[m.inputs[0]]])
+    for op in m.operators:
+        b.op(op.opcode, [index[i] if i >= 0 else -1 for i in op.inputs], [index[o] for o in op.outputs], op.options)
+    name = inner.name.split("_")[0] if not inner.name.startswith("depthwise") else "depthwise"
+    return OpCase(f"chain_{name}_{k}", ("QUANTIZE", *inner.ops), b.build([x], [index[m.outputs[0]]]), src.shape)
+
+
 def all_cases(seed: int = 20261123) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     cases: list[OpCase] = []
@@ -295,4 +319,5 @@ def all_cases(seed: int = 20261123) -> list[OpCase]:
     cases += [softmax_case(rng, k) for k in range(6)]
     cases += [logistic_case(rng, k) for k in range(5)]
     cases += [quantize_case(rng, k) for k in range(6)]
+    cases += [chain_case(rng, k) for k in range(9)]
     return cases
