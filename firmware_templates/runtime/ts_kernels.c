@@ -34,11 +34,27 @@ int32_t ts_rdbpot(int32_t x, int exponent) {
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift) {
+/* the kernels call these static copies so the compiler can inline them */
+static int32_t ts_srdhm_i(int32_t a, int32_t b) {
+    int64_t ab;
+    if (a == b && a == TS_INT32_MIN) {
+        return TS_INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    return (int32_t)((ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)))) / ((int64_t)1 << 31));
+}
+
+static int32_t ts_mbqm_i(int32_t x, int32_t multiplier, int shift) {
     const int left = shift > 0 ? shift : 0;
     const int right = shift > 0 ? 0 : -shift;
-    const int32_t shifted = (int32_t)(uint32_t)((uint32_t)x << left);
-    return ts_rdbpot(ts_srdhm(shifted, multiplier), right);
+    const int32_t v = ts_srdhm_i((int32_t)((uint32_t)x << left), multiplier);
+    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+    const int32_t threshold = (mask >> 1) + (v < 0 ? 1 : 0);
+    return (v >> right) + ((v & mask) > threshold ? 1 : 0);
+}
+
+int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift) {
+    return ts_mbqm_i(x, multiplier, shift);
 }
 
 /* ------------------------------------------------------------------ convolutions */
@@ -52,6 +68,58 @@ static int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
     return s;
 }
 
+static int8_t ts_requant_out(int32_t acc, const int32_t *bias, int32_t oc, const int32_t *mult,
+                             const int32_t *shift, const ts_conv_params_t *p) {
+    if (bias) {
+        acc += bias[oc];
+    }
+    acc = ts_mbqm_i(acc, mult[oc], shift[oc]) + p->out_offset;
+    return (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+}
+
+/* 1x1, stride 1, no padding: a matrix product, blocked 2 pixels x 2 output channels */
+static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                            const int32_t *mult, const int32_t *shift, const int32_t *wsum,
+                            const int8_t *in, int8_t *out) {
+    const int32_t n = p->in_c, out_c = p->out_c, pixels = p->out_h * p->out_w;
+    const int32_t off = p->in_offset;
+    int32_t px = 0, oc, i;
+    for (; px + 1 < pixels; px += 2) {
+        const int8_t *x0 = in + px * n;
+        const int8_t *x1 = x0 + n;
+        int8_t *o0 = out + px * out_c;
+        int8_t *o1 = o0 + out_c;
+        for (oc = 0; oc + 1 < out_c; oc += 2) {
+            const int8_t *w0 = filter + oc * n;
+            const int8_t *w1 = w0 + n;
+            int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+            for (i = 0; i < n; ++i) {
+                const int32_t v0 = x0[i], v1 = x1[i], f0 = w0[i], f1 = w1[i];
+                a00 += v0 * f0;
+                a01 += v0 * f1;
+                a10 += v1 * f0;
+                a11 += v1 * f1;
+            }
+            o0[oc] = ts_requant_out(a00 + off * wsum[oc], bias, oc, mult, shift, p);
+            o0[oc + 1] = ts_requant_out(a01 + off * wsum[oc + 1], bias, oc + 1, mult, shift, p);
+            o1[oc] = ts_requant_out(a10 + off * wsum[oc], bias, oc, mult, shift, p);
+            o1[oc + 1] = ts_requant_out(a11 + off * wsum[oc + 1], bias, oc + 1, mult, shift, p);
+        }
+        for (; oc < out_c; ++oc) {
+            const int8_t *w0 = filter + oc * n;
+            o0[oc] = ts_requant_out(ts_dot_s8(w0, x0, n) + off * wsum[oc], bias, oc, mult, shift, p);
+            o1[oc] = ts_requant_out(ts_dot_s8(w0, x1, n) + off * wsum[oc], bias, oc, mult, shift, p);
+        }
+    }
+    for (; px < pixels; ++px) {
+        const int8_t *x0 = in + px * n;
+        for (oc = 0; oc < out_c; ++oc) {
+            out[px * out_c + oc] = ts_requant_out(ts_dot_s8(filter + oc * n, x0, n) + off * wsum[oc], bias, oc,
+                                                  mult, shift, p);
+        }
+    }
+}
+
 void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
                   const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
                   const int8_t *in, int8_t *out) {
@@ -62,6 +130,10 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
     const int32_t tap = k_w * in_c;
     const int32_t ksize = k_h * tap;
     int32_t oy, ox, oc, ky, kx;
+    if (k_h == 1 && k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
+        ts_pointwise_s8(p, filter, bias, mult, shift, tapsum, in, out);
+        return;
+    }
     for (oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_h;
         const int y_inside = iy0 >= 0 && iy0 + (k_h - 1) * dil_h < in_h;
@@ -110,7 +182,7 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
                 if (bias) {
                     acc += bias[oc];
                 }
-                acc = ts_mbqm(acc, mult[oc], shift[oc]) + out_offset;
+                acc = ts_mbqm_i(acc, mult[oc], shift[oc]) + out_offset;
                 o[oc] = (int8_t)ts_clamp(acc, act_min, act_max);
             }
         }
@@ -167,7 +239,7 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
                     if (bias) {
                         a += bias[oc];
                     }
-                    a = ts_mbqm(a, mult[oc], shift[oc]) + p->out_offset;
+                    a = ts_mbqm_i(a, mult[oc], shift[oc]) + p->out_offset;
                     o[oc] = (int8_t)ts_clamp(a, p->act_min, p->act_max);
                 }
             }
@@ -197,7 +269,7 @@ void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bia
             if (bias) {
                 acc += bias[u];
             }
-            acc = ts_mbqm(acc, mult[u], shift[u]) + p->out_offset;
+            acc = ts_mbqm_i(acc, mult[u], shift[u]) + p->out_offset;
             out[b * p->units + u] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
         }
     }
@@ -208,15 +280,15 @@ void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bia
 static int8_t ts_add_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
     const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
     const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
-    const int32_t s1 = ts_mbqm(x1, p->in1_mult, p->in1_shift);
-    const int32_t s2 = ts_mbqm(x2, p->in2_mult, p->in2_shift);
-    const int32_t r = ts_mbqm(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
+    const int32_t s1 = ts_mbqm_i(x1, p->in1_mult, p->in1_shift);
+    const int32_t s2 = ts_mbqm_i(x2, p->in2_mult, p->in2_shift);
+    const int32_t r = ts_mbqm_i(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
     return (int8_t)ts_clamp(r, p->act_min, p->act_max);
 }
 
 static int8_t ts_mul_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
     const int32_t x = (p->in1_offset + a) * (p->in2_offset + b);
-    const int32_t r = ts_mbqm(x, p->out_mult, p->out_shift) + p->out_offset;
+    const int32_t r = ts_mbqm_i(x, p->out_mult, p->out_shift) + p->out_offset;
     return (int8_t)ts_clamp(r, p->act_min, p->act_max);
 }
 
@@ -364,7 +436,7 @@ void ts_mean_s8(const ts_mean_params_t *p, const int8_t *in, int8_t *out) {
                     if (p->plain) {
                         v = sum / p->count;  /* C division truncates toward zero, as TFLite's */
                     } else {
-                        v = ts_mbqm(sum - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
+                        v = ts_mbqm_i(sum - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
                         v = ts_clamp(v, -128, 127);
                     }
                     *out++ = (int8_t)v;
@@ -560,7 +632,7 @@ void ts_logistic_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out
         } else if (x >= p->input_range_radius) {
             out[i] = 127;
         } else {
-            const int32_t x_q4 = ts_mbqm(x, p->input_multiplier, p->input_left_shift);
+            const int32_t x_q4 = ts_mbqm_i(x, p->input_multiplier, p->input_left_shift);
             const int32_t y = ts_rdbpot(ts_logistic_q4(x_q4), 23) - 128;
             out[i] = (int8_t)ts_clamp(y, -128, 127);
         }
@@ -599,7 +671,7 @@ void ts_quantize_f32_s8(const ts_quant_params_t *p, const float *in, int8_t *out
 void ts_requantize_s8(const ts_requant_params_t *p, const int8_t *in, int8_t *out) {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        const int32_t v = ts_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        const int32_t v = ts_mbqm_i((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
         out[i] = (int8_t)ts_clamp(v, -128, 127);
     }
 }
