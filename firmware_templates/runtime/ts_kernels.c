@@ -9,10 +9,16 @@
  */
 #include "ts_kernels.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TS_INLINE static __inline__ __attribute__((always_inline))
+#else
+#define TS_INLINE static
+#endif
+
 #define TS_INT32_MIN (-2147483647 - 1)
 #define TS_INT32_MAX 2147483647
 
-static int32_t ts_clamp(int32_t v, int32_t lo, int32_t hi) {
+TS_INLINE int32_t ts_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
@@ -35,7 +41,7 @@ int32_t ts_rdbpot(int32_t x, int exponent) {
 }
 
 /* the kernels call these static copies so the compiler can inline them */
-static int32_t ts_srdhm_i(int32_t a, int32_t b) {
+TS_INLINE int32_t ts_srdhm_i(int32_t a, int32_t b) {
     int64_t ab;
     if (a == b && a == TS_INT32_MIN) {
         return TS_INT32_MAX;
@@ -44,7 +50,7 @@ static int32_t ts_srdhm_i(int32_t a, int32_t b) {
     return (int32_t)((ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)))) / ((int64_t)1 << 31));
 }
 
-static int32_t ts_mbqm_i(int32_t x, int32_t multiplier, int shift) {
+TS_INLINE int32_t ts_mbqm_i(int32_t x, int32_t multiplier, int shift) {
     const int left = shift > 0 ? shift : 0;
     const int right = shift > 0 ? 0 : -shift;
     const int32_t v = ts_srdhm_i((int32_t)((uint32_t)x << left), multiplier);
@@ -59,7 +65,7 @@ int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift) {
 
 /* ------------------------------------------------------------------ convolutions */
 
-static int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
+TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
     int32_t s = 0;
     int32_t i;
     for (i = 0; i < n; ++i) {
@@ -68,7 +74,7 @@ static int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
     return s;
 }
 
-static int8_t ts_requant_out(int32_t acc, const int32_t *bias, int32_t oc, const int32_t *mult,
+TS_INLINE int8_t ts_requant_out(int32_t acc, const int32_t *bias, int32_t oc, const int32_t *mult,
                              const int32_t *shift, const ts_conv_params_t *p) {
     if (bias) {
         acc += bias[oc];
