@@ -147,7 +147,34 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
             const int32_t ix0 = ox * p->stride_w - p->pad_w;
             const int inside = y_inside && ix0 >= 0 && ix0 + (k_w - 1) * dil_w < in_w;
             int8_t *o = out + (oy * p->out_w + ox) * out_c;
-            for (oc = 0; oc < out_c; ++oc) {
+            oc = 0;
+            if (inside && dil_w == 1) {
+                /* two output channels per pass share every input load */
+                for (; oc + 1 < out_c; oc += 2) {
+                    const int8_t *f0 = filter + oc * ksize;
+                    const int8_t *f1 = f0 + ksize;
+                    const int32_t *t0 = tapsum + oc * k_h * k_w;
+                    const int32_t *t1 = t0 + k_h * k_w;
+                    int32_t a0 = 0, a1 = 0, w0 = 0, w1 = 0, i;
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int8_t *x = in + ((iy0 + ky * dil_h) * in_w + ix0) * in_c;
+                        const int8_t *g0 = f0 + ky * tap;
+                        const int8_t *g1 = f1 + ky * tap;
+                        for (i = 0; i < tap; ++i) {
+                            const int32_t v = x[i];
+                            a0 += v * g0[i];
+                            a1 += v * g1[i];
+                        }
+                    }
+                    for (i = 0; i < k_h * k_w; ++i) {
+                        w0 += t0[i];
+                        w1 += t1[i];
+                    }
+                    o[oc] = ts_requant_out(a0 + in_offset * w0, bias, oc, mult, shift, p);
+                    o[oc + 1] = ts_requant_out(a1 + in_offset * w1, bias, oc + 1, mult, shift, p);
+                }
+            }
+            for (; oc < out_c; ++oc) {
                 const int8_t *f = filter + oc * ksize;
                 const int32_t *ts = tapsum + oc * k_h * k_w;
                 int32_t acc = 0;
