@@ -73,3 +73,26 @@ def test_mobilenet_export_needs_no_network(monkeypatch: pytest.MonkeyPatch, tmp_
     spec, _ = mobilenet_spec()
     result = export_bundle(spec, tmp_path / "mb")
     assert result.report["tflm"]["identical_fraction"] == 1.0
+
+
+def test_mobilenet_cross_build_puts_weights_in_flash_and_arena_in_ram(codegen_exports, tmp_path: Path) -> None:
+    """Cortex-M4F object of the generated model: the arena is .bss (RAM), weights and parameters are
+    read-only data (flash), and their sizes match what ModelSources reports."""
+    import shutil
+    import subprocess
+
+    from tinysplit.exporter.codegen import generate_model_sources
+
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    tfl, _ = codegen_exports["mobilenet_head"]
+    src = generate_model_sources(tfl, "head", tmp_path)
+    obj = tmp_path / "head_model.o"
+    subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-mcpu=cortex-m4", "-mthumb",
+                    "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os", "-c", "-I", str(tmp_path), str(src.sources[0]),
+                    "-o", str(obj)], check=True, capture_output=True)
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], check=True, capture_output=True, text=True).stdout
+    sections = {p[0]: int(p[1]) for p in (l.split() for l in out.splitlines()) if len(p) >= 2 and p[1].isdigit()}
+    assert sections.get(".bss", 0) >= src.arena_bytes
+    rodata = sum(v for k, v in sections.items() if k.startswith(".rodata"))
+    assert rodata >= src.const_bytes * 0.9

@@ -160,10 +160,14 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
                         const int8_t *x = in + ((iy0 + ky * dil_h) * in_w + ix0) * in_c;
                         const int8_t *g0 = f0 + ky * tap;
                         const int8_t *g1 = f1 + ky * tap;
-                        for (i = 0; i < tap; ++i) {
-                            const int32_t v = x[i];
-                            a0 += v * g0[i];
-                            a1 += v * g1[i];
+                        for (i = 0; i + 1 < tap; i += 2) {
+                            const int32_t v = x[i], u = x[i + 1];
+                            a0 += v * g0[i] + u * g0[i + 1];
+                            a1 += v * g1[i] + u * g1[i + 1];
+                        }
+                        if (i < tap) {
+                            a0 += x[i] * g0[i];
+                            a1 += x[i] * g1[i];
                         }
                     }
                     for (i = 0; i < k_h * k_w; ++i) {
