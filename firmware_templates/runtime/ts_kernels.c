@@ -126,15 +126,40 @@ static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, con
     }
 }
 
+/* The taps k in [*lo, *hi) with 0 <= start + k * dil < size (the ones inside the input). */
+TS_INLINE void ts_valid_taps(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
+    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
+    int32_t b = (size - 1 - start) >= 0 ? (size - 1 - start) / dil + 1 : 0;
+    *lo = a;
+    *hi = b < k ? b : k;
+}
+
+/* a0 += sum(x * g0), a1 += sum(x * g1) over n values: two output channels share each input load */
+TS_INLINE void ts_dot2_s8(const int8_t *x, const int8_t *g0, const int8_t *g1, int32_t n,
+                          int32_t *a0, int32_t *a1) {
+    int32_t s0 = *a0, s1 = *a1, i;
+    for (i = 0; i + 1 < n; i += 2) {
+        const int32_t v = x[i], u = x[i + 1];
+        s0 += v * g0[i] + u * g0[i + 1];
+        s1 += v * g1[i] + u * g1[i + 1];
+    }
+    if (i < n) {
+        s0 += x[i] * g0[i];
+        s1 += x[i] * g1[i];
+    }
+    *a0 = s0;
+    *a1 = s1;
+}
+
 void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
                   const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
                   const int8_t *in, int8_t *out) {
     const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w;
     const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
-    const int32_t out_c = p->out_c, in_offset = p->in_offset, out_offset = p->out_offset;
-    const int32_t act_min = p->act_min, act_max = p->act_max;
+    const int32_t out_c = p->out_c, in_offset = p->in_offset;
     const int32_t tap = k_w * in_c;
     const int32_t ksize = k_h * tap;
+    const int32_t taps = k_h * k_w;
     int32_t oy, ox, oc, ky, kx;
     if (k_h == 1 && k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
         ts_pointwise_s8(p, filter, bias, mult, shift, tapsum, in, out);
@@ -142,85 +167,49 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
     }
     for (oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_h;
-        const int y_inside = iy0 >= 0 && iy0 + (k_h - 1) * dil_h < in_h;
+        int32_t ky0, ky1;
+        ts_valid_taps(iy0, dil_h, in_h, k_h, &ky0, &ky1);
         for (ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_w;
-            const int inside = y_inside && ix0 >= 0 && ix0 + (k_w - 1) * dil_w < in_w;
             int8_t *o = out + (oy * p->out_w + ox) * out_c;
-            oc = 0;
-            if (inside && dil_w == 1) {
-                /* two output channels per pass share every input load */
-                for (; oc + 1 < out_c; oc += 2) {
-                    const int8_t *f0 = filter + oc * ksize;
-                    const int8_t *f1 = f0 + ksize;
-                    const int32_t *t0 = tapsum + oc * k_h * k_w;
-                    const int32_t *t1 = t0 + k_h * k_w;
-                    int32_t a0 = 0, a1 = 0, w0 = 0, w1 = 0, i;
-                    for (ky = 0; ky < k_h; ++ky) {
-                        const int8_t *x = in + ((iy0 + ky * dil_h) * in_w + ix0) * in_c;
-                        const int8_t *g0 = f0 + ky * tap;
-                        const int8_t *g1 = f1 + ky * tap;
-                        for (i = 0; i + 1 < tap; i += 2) {
-                            const int32_t v = x[i], u = x[i + 1];
-                            a0 += v * g0[i] + u * g0[i + 1];
-                            a1 += v * g1[i] + u * g1[i + 1];
-                        }
-                        if (i < tap) {
-                            a0 += x[i] * g0[i];
-                            a1 += x[i] * g1[i];
+            int32_t kx0, kx1;
+            ts_valid_taps(ix0, dil_w, in_w, k_w, &kx0, &kx1);
+            if (kx1 < kx0) {
+                kx1 = kx0;  /* no tap inside: nothing to accumulate */
+            }
+            /* taps outside the input are skipped (TFLite adds no padding values);
+             * sum(w * (x + off)) = sum(w * x) + off * sum(w) over the taps used */
+            for (oc = 0; oc < out_c; oc += 2) {
+                const int pair = oc + 1 < out_c;
+                const int8_t *f0 = filter + oc * ksize;
+                const int8_t *f1 = pair ? f0 + ksize : f0;
+                const int32_t *t0 = tapsum + oc * taps;
+                const int32_t *t1 = pair ? t0 + taps : t0;
+                int32_t a0 = 0, a1 = 0, w0 = 0, w1 = 0;
+                for (ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *xrow = in + ((iy0 + ky * dil_h) * in_w) * in_c;
+                    if (kx1 == kx0) {
+                        break;
+                    }
+                    if (dil_w == 1) {
+                        const int32_t first = (ix0 + kx0) * in_c;
+                        ts_dot2_s8(xrow + first, f0 + ky * tap + kx0 * in_c, f1 + ky * tap + kx0 * in_c,
+                                   (kx1 - kx0) * in_c, &a0, &a1);
+                    } else {
+                        for (kx = kx0; kx < kx1; ++kx) {
+                            ts_dot2_s8(xrow + (ix0 + kx * dil_w) * in_c, f0 + ky * tap + kx * in_c,
+                                       f1 + ky * tap + kx * in_c, in_c, &a0, &a1);
                         }
                     }
-                    for (i = 0; i < k_h * k_w; ++i) {
-                        w0 += t0[i];
-                        w1 += t1[i];
+                    for (kx = kx0; kx < kx1; ++kx) {
+                        w0 += t0[ky * k_w + kx];
+                        w1 += t1[ky * k_w + kx];
                     }
-                    o[oc] = ts_requant_out(a0 + in_offset * w0, bias, oc, mult, shift, p);
+                }
+                o[oc] = ts_requant_out(a0 + in_offset * w0, bias, oc, mult, shift, p);
+                if (pair) {
                     o[oc + 1] = ts_requant_out(a1 + in_offset * w1, bias, oc + 1, mult, shift, p);
                 }
-            }
-            for (; oc < out_c; ++oc) {
-                const int8_t *f = filter + oc * ksize;
-                const int32_t *ts = tapsum + oc * k_h * k_w;
-                int32_t acc = 0;
-                int32_t ws = 0;
-                if (inside) {
-                    for (ky = 0; ky < k_h; ++ky) {
-                        const int8_t *x = in + ((iy0 + ky * dil_h) * in_w + ix0) * in_c;
-                        if (dil_w == 1) {
-                            acc += ts_dot_s8(f + ky * tap, x, tap);
-                        } else {
-                            for (kx = 0; kx < k_w; ++kx) {
-                                acc += ts_dot_s8(f + ky * tap + kx * in_c, x + kx * dil_w * in_c, in_c);
-                            }
-                        }
-                    }
-                    for (kx = 0; kx < k_h * k_w; ++kx) {
-                        ws += ts[kx];
-                    }
-                } else {
-                    /* border: taps outside the input are skipped (TFLite does not add padding values) */
-                    for (ky = 0; ky < k_h; ++ky) {
-                        const int32_t iy = iy0 + ky * dil_h;
-                        if (iy < 0 || iy >= in_h) {
-                            continue;
-                        }
-                        for (kx = 0; kx < k_w; ++kx) {
-                            const int32_t ix = ix0 + kx * dil_w;
-                            if (ix < 0 || ix >= in_w) {
-                                continue;
-                            }
-                            acc += ts_dot_s8(f + ky * tap + kx * in_c, in + (iy * in_w + ix) * in_c, in_c);
-                            ws += ts[ky * k_w + kx];
-                        }
-                    }
-                }
-                /* sum(w * (x + off)) = sum(w * x) + off * sum(w) over the taps used */
-                acc += in_offset * ws;
-                if (bias) {
-                    acc += bias[oc];
-                }
-                acc = ts_mbqm_i(acc, mult[oc], shift[oc]) + out_offset;
-                o[oc] = (int8_t)ts_clamp(acc, act_min, act_max);
             }
         }
     }
