@@ -4,7 +4,7 @@
 
 Exports the digits head, the digits classifier and the MobileNetV2-style head (or reuses bundles
 under --bundles), checks that both runtimes agree bit for bit, and prints measured figures only:
-time per inference (ours vs TFLite Micro's invoke(), best of --rounds) and arena bytes (ours vs
+time per inference (ours vs TFLite Micro's invoke(), interleaved rounds) and arena bytes (ours vs
 TFLite Micro's recorded arena). Not collected by pytest (bench_*.py).
 """
 
@@ -104,26 +104,28 @@ def main(argv: list[str] | None = None) -> int:
         for name, (_, piece) in MODELS.items():
             print(f"[{name}] exporting / loading", file=sys.stderr, flush=True)
             tfl, xq = load(export(name, root), piece, args.samples)
-            tflm_ns, want, tflm_arena = tflm_time(tfl, xq, args.rounds)
+            _, want, tflm_arena = tflm_time(tfl, xq, 1)
             for k, flags in enumerate(flag_sets):
                 codegen_support.HOST_CFLAGS = tuple(shlex.split(flags))
                 h = build_harness([tfl], Path(tmp) / f"c_{name}_{k}", ["m"])
-                ours_ns, got = float("inf"), None
-                for _ in range(args.rounds):
+                ours, tflm, got = [], [], None
+                for _ in range(args.rounds):  # interleaved, so both runtimes see the same machine load
                     got, ns = h.run(0, xq, reps=args.reps)
-                    ours_ns = min(ours_ns, ns)
+                    ours.append(ns)
+                    tflm.append(tflm_time(tfl, xq, 1)[0])
                 identical = float((got == want).mean())
-                rows.append((name, flags.replace(warn, "").strip(), len(xq), identical, ours_ns, tflm_ns,
+                ratio = float(np.median(np.asarray(ours) / np.asarray(tflm)))
+                rows.append((name, flags.replace(warn, "").strip(), len(xq), identical, min(ours), min(tflm), ratio,
                              h.models[0].arena_bytes, tflm_arena, h.models[0].const_bytes))
     print(f"host: {platform.machine()} {platform.processor() or ''}; every build: {warn}; "
-          "TFLite Micro: tflite-micro Python runtime (reference kernels), invoke() only; best of "
-          f"{args.rounds} rounds")
+          "TFLite Micro: tflite-micro Python runtime (reference kernels), invoke() only; times: best of "
+          f"{args.rounds} interleaved rounds; time x: median of the per-round ratios")
     hdr = (f"{'model':18s} {'build':>6s} {'inputs':>6s} {'identical':>9s} {'ours us':>9s} {'TFLM us':>9s} "
            f"{'time x':>7s} {'ours arena B':>12s} {'TFLM arena B':>12s} {'arena x':>7s} {'flash B':>8s}")
     print(hdr)
     print("-" * len(hdr))
-    for name, flags, n, ident, ons, tns, oa, ta, cb in rows:
-        print(f"{name:18s} {flags:>6s} {n:6d} {ident:9.4f} {ons / 1e3:9.1f} {tns / 1e3:9.1f} {ons / tns:7.3f} "
+    for name, flags, n, ident, ons, tns, ratio, oa, ta, cb in rows:
+        print(f"{name:18s} {flags:>6s} {n:6d} {ident:9.4f} {ons / 1e3:9.1f} {tns / 1e3:9.1f} {ratio:7.3f} "
               f"{oa:12d} {ta:12d} {oa / ta:7.3f} {cb:8d}")
     return 0
 
