@@ -151,6 +151,23 @@ TS_INLINE void ts_dot2_s8(const int8_t *x, const int8_t *g0, const int8_t *g1, i
     *a1 = s1;
 }
 
+/* the same for four output channels: each input value is loaded once for four products */
+TS_INLINE void ts_dot4_s8(const int8_t *x, const int8_t *const g[4], int32_t off, int32_t n, int32_t a[4]) {
+    const int8_t *g0 = g[0] + off, *g1 = g[1] + off, *g2 = g[2] + off, *g3 = g[3] + off;
+    int32_t s0 = a[0], s1 = a[1], s2 = a[2], s3 = a[3], i;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = x[i];
+        s0 += v * g0[i];
+        s1 += v * g1[i];
+        s2 += v * g2[i];
+        s3 += v * g3[i];
+    }
+    a[0] = s0;
+    a[1] = s1;
+    a[2] = s2;
+    a[3] = s3;
+}
+
 void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
                   const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
                   const int8_t *in, int8_t *out) {
@@ -179,7 +196,32 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
             }
             /* taps outside the input are skipped (TFLite adds no padding values);
              * sum(w * (x + off)) = sum(w * x) + off * sum(w) over the taps used */
-            for (oc = 0; oc < out_c; oc += 2) {
+            oc = 0;
+            if (dil_w == 1 && kx1 > kx0) {
+                const int32_t seg = (kx1 - kx0) * in_c;
+                for (; oc + 3 < out_c; oc += 4) {
+                    const int8_t *g[4];
+                    int32_t a[4] = {0, 0, 0, 0};
+                    int32_t j;
+                    for (j = 0; j < 4; ++j) {
+                        g[j] = filter + (oc + j) * ksize + kx0 * in_c;
+                    }
+                    for (ky = ky0; ky < ky1; ++ky) {
+                        ts_dot4_s8(in + ((iy0 + ky * dil_h) * in_w + ix0 + kx0) * in_c, g, ky * tap, seg, a);
+                    }
+                    for (j = 0; j < 4; ++j) {
+                        const int32_t *t = tapsum + (oc + j) * taps;
+                        int32_t w = 0;
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                w += t[ky * k_w + kx];
+                            }
+                        }
+                        o[oc + j] = ts_requant_out(a[j] + in_offset * w, bias, oc + j, mult, shift, p);
+                    }
+                }
+            }
+            for (; oc < out_c; oc += 2) {
                 const int pair = oc + 1 < out_c;
                 const int8_t *f0 = filter + oc * ksize;
                 const int8_t *f1 = pair ? f0 + ksize : f0;
