@@ -169,7 +169,7 @@ async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: Any, x
                     seq += 1
                     seqs.append(seq)
                     await link.send_input(seq, xq[i])
-                await link._until(lambda: len(sink.records) >= first + len(seqs),
+                await link.until(lambda: len(sink.records) >= first + len(seqs),
                                   f"{len(seqs)} predictions at budget {b}", timeout)
                 seconds = time.perf_counter() - t0
                 got = {r["sample"]: r for r in sink.records[first:]}

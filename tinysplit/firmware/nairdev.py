@@ -183,7 +183,7 @@ class NairLink:
         if self.serial is not self.data:  # UDP build: the UART is the link's own
             await self.serial.start(self._tap)
             self._started.append(self.serial)
-        await self._until(lambda: self.hello is not None, "a HELLO frame")
+        await self.until(lambda: self.hello is not None, "a HELLO frame")
         h = self.hello
         if h.units_total != self.config.units_total or h.unit_bytes != self.config.unit_bytes:
             raise NairLinkError(f"{self.board.name}: HELLO says {h.units_total} units of {h.unit_bytes} bytes, "
@@ -239,7 +239,7 @@ class NairLink:
         if self._changed is not None:
             self._changed.set()
 
-    async def _until(self, predicate: Callable[[], bool], what: str, timeout: float | None = None) -> None:
+    async def until(self, predicate: Callable[[], bool], what: str, timeout: float | None = None) -> None:
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         assert self._changed is not None
@@ -262,7 +262,7 @@ class NairLink:
             s = self.samples.get(seq)
             return s is not None and len(s.parts) == s.part_count
 
-        await self._until(done, f"slices of sample {seq}", timeout)
+        await self.until(done, f"slices of sample {seq}", timeout)
         return self.samples[seq].frames
 
     # --- sending ------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ class NairLink:
         """Ask the device for its STATS; the reply's keys by name (unknown keys as 'key_N')."""
         seq = self._next_seq()
         await self.send(self.frame(FrameType.STATS, KeyValues(()), seq))
-        await self._until(lambda: seq in self.stats_replies, "a STATS reply", timeout)
+        await self.until(lambda: seq in self.stats_replies, "a STATS reply", timeout)
         out: dict[str, int] = {}
         for k, v in self.stats_replies[seq].items:
             out.setdefault(STATS_NAMES.get(k, f"key_{k}"), v)
