@@ -90,7 +90,7 @@ def _c_prefix(name: str) -> str:
 
 def run_firmware(args: Any) -> int:
     from tinysplit.boards import get_board
-    from tinysplit.firmware.project import render_project
+    from tinysplit.firmware.project import nair_config, render_project
     from tinysplit.manifest import load_manifest
 
     board = get_board(args.board)
@@ -104,7 +104,8 @@ def run_firmware(args: Any) -> int:
     tflite = (Path(args.bundle) / dm.file).read_bytes()
     with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
         sources = generate_model_sources(tflite, _c_prefix(dm.name), Path(tmp))
-        project = render_project(board, sources, args.out, app=args.app)
+        nair = nair_config(manifest, model=dm.name) if args.app == "nair" else None  # UART build, device 1
+        project = render_project(board, sources, args.out, app=args.app, nair=nair)
     f = project.fit
     print(f"project for '{dm.name}' on {board.name} (app {args.app}) written to {project.dir}")
     print(f"  estimate: RAM {_kib(f.ram_needed)} of {_kib(f.ram_available)}, "
