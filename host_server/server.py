@@ -38,6 +38,7 @@ class ServerConfig:
     send_results: bool = False
     max_batch: int = 64
     metrics_addr: tuple[str, int] | None = None
+    max_devices: int = 4096  # sessions beyond this are refused (drop reason 'devices'): bounded memory
 
 
 @dataclass
@@ -67,8 +68,9 @@ class TailServer:
         self.clock = clock
         self.transports = transports if transports is not None else [open_transport(u) for u in config.listen]
         self.sessions: dict[tuple[str, int], Session] = {}
-        self.tail = TailRunner(Path(config.bundle) / self.tail_spec.file, max_batch=config.max_batch)
-        self._inflight: set[asyncio.Task] = set()
+        self.tail = TailRunner(Path(config.bundle) / self.tail_spec.file, self._prepare, self._on_batch,
+                               self._on_tail_error, max_batch=config.max_batch)
+        self._sends: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._metrics_server: asyncio.AbstractServer | None = None
         self._closing = False
@@ -105,8 +107,9 @@ class TailServer:
             if s.assembler is not None:
                 for sample in s.assembler.flush(now):
                     self._complete(s, sample)
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.tail.drain()
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -139,6 +142,8 @@ class TailServer:
         key = (transport.url, device)
         s = self.sessions.get(key)
         if s is None:
+            if len(self.sessions) >= self.config.max_devices:
+                raise DecodeError("devices", f"more than {self.config.max_devices} devices")
             s = self.sessions[key] = Session(device, transport, peer)
         s.peer = peer
         s.frames += 1
@@ -176,32 +181,40 @@ class TailServer:
         self.metrics.inc("samples")
         if sample.by_deadline:
             self.metrics.inc("deadline_misses")
-        task = asyncio.get_running_loop().create_task(self._predict(s, sample))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        self.tail.submit((s, sample))
 
-    async def _predict(self, s: Session, sample: Sample) -> None:
-        x = dequantize(sample.features, self.plan.scale, self.plan.zero_point)
-        try:
-            logits = await self.tail.infer([x])
-        except Exception as e:
-            log.error("tail failed for device %d sample %d: %s", s.device, sample.seq, e)
-            self.metrics.drop("tail_error")
-            return
-        label = int(np.argmax(logits))
+    def _prepare(self, items: list[tuple[Session, Sample]]) -> list[np.ndarray]:
+        """Worker thread: stack a batch's int8 features and dequantize them once."""
+        q = np.stack([sample.features for _, sample in items])
+        return [dequantize(q, self.plan.scale, self.plan.zero_point)]
+
+    def _on_batch(self, items: list[tuple[Session, Sample]], logits: np.ndarray) -> None:
         done = self.clock()
-        latency = done - sample.t_first
-        self.metrics.latencies_s.append(latency)
-        self.metrics.inc("predictions")
+        labels = logits.argmax(1).tolist()
+        scores = np.round(logits.astype(np.float64), 5).tolist()
         classes = self.manifest.classes
-        self.sink.write({
-            "device": s.device, "sample": sample.seq, "units_received": sample.units_received,
-            "units_total": sample.units_total, "complete": not sample.by_deadline, "label": label,
-            "class": classes[label] if label < len(classes) else str(label),
-            "scores": [round(float(v), 5) for v in logits], "latency_ms": round(latency * 1000, 3)})
+        records = []
+        for (s, sample), label, sc in zip(items, labels, scores):
+            latency = done - sample.t_first
+            self.metrics.latencies_s.append(latency)
+            records.append({
+                "device": s.device, "sample": sample.seq, "units_received": sample.units_received,
+                "units_total": sample.units_total, "complete": not sample.by_deadline, "label": label,
+                "class": classes[label] if label < len(classes) else str(label),
+                "scores": sc, "latency_ms": round(latency * 1000, 3)})
+        self.sink.write_many(records)
+        self.metrics.inc("predictions", len(records))
         if self.config.send_results and not self._closing:
-            frame = make_frame(FrameType.RESULT, Result(label, sample.units_received,
-                                                        1 if sample.by_deadline else 0),
+            task = asyncio.get_running_loop().create_task(self._send_results(items, labels))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    def _on_tail_error(self, items: list, error: Exception) -> None:
+        self.metrics.drop("tail_error", len(items))
+
+    async def _send_results(self, items: list[tuple[Session, Sample]], labels: list[int]) -> None:
+        for (s, sample), label in zip(items, labels):
+            frame = make_frame(FrameType.RESULT, Result(label, sample.units_received, 1 if sample.by_deadline else 0),
                                s.device, self.bundle_id, sample.seq)
             await s.transport.send(encode_frame(frame), s.peer)
             self.metrics.inc("results_sent")

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 
 class Sink(Protocol):
-    def write(self, record: dict[str, Any]) -> None: ...
+    def write_many(self, records: list[dict[str, Any]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -21,10 +21,11 @@ class JsonlSink:
         self._f = open(self.path, "a", encoding="utf-8")
         self.written = 0
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        """Append records as lines with one write and one flush (a micro-batch at a time)."""
+        self._f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
         self._f.flush()
-        self.written += 1
+        self.written += len(records)
 
     def close(self) -> None:
         if not self._f.closed:
@@ -39,8 +40,8 @@ class MemorySink:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        self.records.extend(records)
 
     def close(self) -> None:
         pass

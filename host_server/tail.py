@@ -1,22 +1,33 @@
 """Host tails in ONNX Runtime, micro-batched across devices and samples.
 
-Requests queue up; a batcher takes everything waiting (up to ``max_batch``), runs one ONNX Runtime
-call in a worker thread (ORT releases the GIL), and resolves each request's future.
+Completed samples are submitted without blocking the event loop; one batcher takes everything
+waiting (up to ``max_batch``), prepares and runs it in a worker thread (stacking, dequantizing and
+ONNX Runtime all release the event loop), and hands the batch's outputs to ``on_batch`` on the
+event loop. Per-sample work on the loop is a list append.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from tinysplit.errors import ToolchainError
 
+log = logging.getLogger(__name__)
+
+Prepare = Callable[[list[Any]], list[np.ndarray]]  # items -> one batched array per tail input
+OnBatch = Callable[[list[Any], np.ndarray], None]  # items, outputs (one row per item)
+OnError = Callable[[list[Any], Exception], None]
+
 
 class TailRunner:
-    def __init__(self, onnx_path: str | Path, max_batch: int = 64, threads: int = 1) -> None:
+    def __init__(self, onnx_path: str | Path, prepare: Prepare, on_batch: OnBatch, on_error: OnError,
+                 max_batch: int = 64, threads: int = 1) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -27,50 +38,63 @@ class TailRunner:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.prepare, self.on_batch, self.on_error = prepare, on_batch, on_error
         self.max_batch = max_batch
-        self._queue: asyncio.Queue | None = None
+        self._pending: list[Any] = []
+        self._work: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tail")
         self.batches = 0
         self.batched_samples = 0
 
-    def run_batch(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """Synchronous: inputs are per tail input, each batched on axis 0."""
+    def run(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Synchronous: one batched array per tail input -> the first output."""
         return self.session.run(None, dict(zip(self.input_names, inputs)))[0]
 
+    def _prepare_and_run(self, items: list[Any]) -> np.ndarray:
+        return self.run(self.prepare(items))
+
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._work, self._idle = asyncio.Event(), asyncio.Event()
+        self._idle.set()
         self._task = asyncio.create_task(self._batcher(), name="tail-batcher")
 
-    async def infer(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """One sample's tail inputs (without batch axis) -> its output row."""
-        fut = asyncio.get_running_loop().create_future()
-        await self._queue.put((inputs, fut))
-        return await fut
+    def submit(self, item: Any) -> None:
+        self._pending.append(item)
+        self._idle.clear()
+        self._work.set()
 
     async def _batcher(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            stacked = [np.stack([b[0][i] for b in batch]) for i in range(len(self.input_names))]
+            await self._work.wait()
+            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            if not self._pending:
+                self._work.clear()
             try:
-                out = await loop.run_in_executor(self._pool, self.run_batch, stacked)
+                out = await loop.run_in_executor(self._pool, self._prepare_and_run, batch)
             except Exception as e:  # a tail failure fails these samples, not the server
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            self.batches += 1
-            self.batched_samples += len(batch)
-            for row, (_, fut) in zip(out, batch):
-                if not fut.done():
-                    fut.set_result(row)
+                log.error("tail failed on a batch of %d: %s", len(batch), e)
+                self.on_error(batch, e)
+            else:
+                self.batches += 1
+                self.batched_samples += len(batch)
+                try:
+                    self.on_batch(batch, out)
+                except Exception:
+                    log.exception("handling a tail batch failed")
+                    self.on_error(batch, RuntimeError("on_batch failed"))
+            if not self._pending:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far has been handled."""
+        await self._idle.wait()
 
     async def close(self) -> None:
         if self._task is not None:
+            await self.drain()
             self._task.cancel()
             try:
                 await self._task

@@ -172,6 +172,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "firmware": _fw.COMMANDS["firmware"],
     "build": _fw.COMMANDS["build"],
     "run": _fw.COMMANDS["run"],
+    "hil": _fw.COMMANDS["hil"],
     "serve": (_serve_command.add_parser, _serve_command.run),
 }
 

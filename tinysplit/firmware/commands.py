@@ -7,13 +7,11 @@ returns the process exit status and raises tinysplit errors (the CLI maps them t
 from __future__ import annotations
 
 import json
-import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from tinysplit.errors import InputError, ToolchainError
+from tinysplit.errors import InputError
 
 
 def _emit_json(obj: Any) -> None:
@@ -83,31 +81,14 @@ def add_firmware(sub: Any) -> None:
     p.add_argument("--app", choices=APPS, default="hil", help="application (default: hil)")
 
 
-def _c_prefix(name: str) -> str:
-    prefix = re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
-    return prefix if re.match(r"^[a-z_]", prefix) else f"m_{prefix}"
-
-
 def run_firmware(args: Any) -> int:
-    from tinysplit.boards import get_board
-    from tinysplit.firmware.project import nair_config, render_project
-    from tinysplit.manifest import load_manifest
+    from tinysplit.firmware.hilcheck import generate_project
 
-    board = get_board(args.board)
-    manifest = load_manifest(args.bundle)
-    dm = manifest.device_model(args.model) if args.model else manifest.device_models[0]
-    try:
-        from tinysplit.exporter.codegen import generate_model_sources
-    except ImportError as e:
-        raise ToolchainError(f"the C code generator (tinysplit.exporter.codegen) is not available in this "
-                             f"install ({e}); install a tinysplit release that includes it") from None
-    tflite = (Path(args.bundle) / dm.file).read_bytes()
-    with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
-        sources = generate_model_sources(tflite, _c_prefix(dm.name), Path(tmp))
-        nair = nair_config(manifest, model=dm.name) if args.app == "nair" else None  # UART build, device 1
-        project = render_project(board, sources, args.out, app=args.app, nair=nair)
+    project, sources, manifest, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model,
+                                                      args.app)
+    board_name = args.board
     f = project.fit
-    print(f"project for '{dm.name}' on {board.name} (app {args.app}) written to {project.dir}")
+    print(f"project for '{dm.name}' on {board_name} (app {args.app}) written to {project.dir}")
     print(f"  estimate: RAM {_kib(f.ram_needed)} of {_kib(f.ram_available)}, "
           f"flash {_kib(f.flash_needed)} of {_kib(f.flash_available)}")
     print(f"  next: tinysplit build {project.dir}")
@@ -175,9 +156,49 @@ def run_run(args: Any) -> int:
     return result.exit_code
 
 
+# --- hil ------------------------------------------------------------------------------------------
+
+def add_hil(sub: Any) -> None:
+    names = _board_choices()
+    p = sub.add_parser("hil", help="hardware-in-the-loop check in QEMU against TFLite Micro",
+                       description="Generate C for the bundle's device model, build it for BOARD, run it in QEMU "
+                                   "on N held-out inputs streamed over the emulated UART, and compare every "
+                                   "output value with the TFLite Micro runtime on the same inputs. Instruction "
+                                   "counts are exact (QEMU -icount and the board's timer).")
+    p.add_argument("--bundle", required=True, metavar="DIR")
+    p.add_argument("--board", required=True, choices=names, metavar="NAME", help=", ".join(names or ["?"]))
+    p.add_argument("--samples", type=int, default=100, metavar="N", help="held-out inputs to run (default 100)")
+    p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
+    p.add_argument("--keep", metavar="DIR", help="keep the generated project under DIR")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def run_hil(args: Any) -> int:
+    from tinysplit.cli import Progress
+    from tinysplit.firmware.hilcheck import run_hil_check
+
+    if args.samples < 1:
+        raise InputError(f"--samples must be at least 1, got {args.samples}")
+    keep = Path(args.keep) if args.keep else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    r = run_hil_check(Path(args.bundle), args.board, args.samples, keep, args.model, Progress(args.quiet))
+    if args.json:
+        _emit_json(r.to_json())
+    else:
+        print(f"{r.board}: '{r.model}' on {r.samples} inputs: {100 * r.identical_fraction:.2f}% of "
+              f"{r.values_compared:,} output values identical to TFLite Micro (max diff {r.max_lsb_diff} LSB)")
+        print(f"  {r.instructions_per_inference:,} instructions per inference "
+              f"({r.instructions_min:,}..{r.instructions_max:,}); flash {_kib(r.flash_bytes)}, RAM {_kib(r.ram_bytes)}; "
+              f"arena {r.arena_bytes:,} B (TFLite Micro {r.tflm_arena_bytes:,} B)")
+    return 0 if r.identical_fraction == 1.0 else 5
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "boards": (add_boards, run_boards),
     "firmware": (add_firmware, run_firmware),
     "build": (add_build, run_build),
     "run": (add_run, run_run),
+    "hil": (add_hil, run_hil),
 }

@@ -87,10 +87,10 @@ def generate_sources(bundle: Path, manifest: Any, out_dir: Path) -> ModelSources
     except ImportError as e:
         raise ToolchainError(f"the C code generator (tinysplit.exporter.codegen) is not available in this "
                              f"install ({e}); install a tinysplit release that includes it") from None
-    from tinysplit.firmware.commands import _c_prefix
+    from tinysplit.firmware.hilcheck import c_prefix
 
     dm = manifest.device_models[0]
-    return generate_model_sources((bundle / dm.file).read_bytes(), _c_prefix(dm.name), out_dir)
+    return generate_model_sources((bundle / dm.file).read_bytes(), c_prefix(dm.name), out_dir)
 
 
 def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: str = "uart",
