@@ -81,7 +81,7 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def generate_sources(bundle: Path, manifest: Any, out_dir: Path) -> ModelSources:
+def generate_sources(bundle: Path, manifest: Any, out_dir: Path, model: str | None = None) -> ModelSources:
     try:
         from tinysplit.exporter.codegen import generate_model_sources
     except ImportError as e:
@@ -89,12 +89,13 @@ def generate_sources(bundle: Path, manifest: Any, out_dir: Path) -> ModelSources
                              f"install ({e}); install a tinysplit release that includes it") from None
     from tinysplit.firmware.hilcheck import c_prefix
 
-    dm = manifest.device_models[0]
+    dm = manifest.device_model(model) if model else manifest.device_models[0]
     return generate_model_sources((bundle / dm.file).read_bytes(), c_prefix(dm.name), out_dir)
 
 
 def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: str = "uart",
             budgets: tuple[int, ...] | list[int] = (), *, device_id: int = 1, workdir: str | Path | None = None,
+            model: str | None = None,
             sources: ModelSources | None = None, reference_features: np.ndarray | None = None,
             timeout: float = 30.0) -> dict[str, Any]:
     """Run the end-to-end check; returns the report (see the module docstring). ``sources`` and
@@ -110,6 +111,9 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
         raise InputError(f"--samples must be >= 1, got {samples}")
     board = get_board(board_name)
     manifest = load_manifest(bundle)
+    if model is not None and model != manifest.device_models[0].name:
+        raise InputError(f"--e2e serves the bundle's first device model ('{manifest.device_models[0].name}'), "
+                         f"the one its host tail consumes; got --model {model}")
     plan = plan_for(manifest)
     budgets = tuple(budgets) or tuple(sorted({1, *range(4, plan.units_total, 4), plan.units_total}))
     bad = [b for b in budgets if not 1 <= b <= plan.units_total]
@@ -127,7 +131,7 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
     try:
         work.mkdir(parents=True, exist_ok=True)
         if sources is None:
-            sources = generate_sources(bundle, manifest, work / "model")
+            sources = generate_sources(bundle, manifest, work / "model", model)
         t0 = time.perf_counter()
         project = render_project(board, sources, work / f"{board.name}-{transport}", app="nair", nair=cfg)
         built = build_project(project.dir)
@@ -203,3 +207,33 @@ async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: Any, x
     return {"budgets": per_budget, "device_stats": device_stats, "exit_code": exit_code,
             "hello": asdict(link.hello) if link.hello is not None else None,
             "throughput": link.throughput(), "server": server.report()}
+
+
+def run_e2e_args(args: Any, emit_json: Any = None) -> int:
+    """``tinysplit hil --e2e``: run with the parsed arguments (--bundle --board --samples --json
+    --keep --model shared with plain hil); prints the report; 0 when every label matched, else 5."""
+    import json
+    import sys
+
+    opts = e2e_options(args)
+    if opts is None:
+        raise InputError("run_e2e_args needs --e2e")
+    keep = getattr(args, "keep", None)
+    r = run_e2e(Path(args.bundle), args.board, args.samples, opts.transport, opts.budgets,
+                workdir=Path(keep) if keep else None, model=getattr(args, "model", None))
+    if getattr(args, "json", False):
+        if emit_json is not None:
+            emit_json(r)
+        else:
+            json.dump(r, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+    else:
+        print(f"{r['board']} over {r['transport']}: {r['samples']} samples per budget; firmware flash "
+              f"{r['firmware']['flash_bytes']:,} B, RAM {r['firmware']['ram_bytes']:,} B")
+        for b, row in r["budgets"].items():
+            print(f"  budget {int(b):3} units: labels equal to the reference {100 * row['labels_equal_reference']:6.2f}%"
+                  f", {row['bytes_per_sample']:.0f} B/sample, {row['samples_per_s']:.1f} samples/s")
+        t = r["throughput"]
+        print(f"  device -> host: {t['frames_per_s']:.0f} frames/s, {t['bytes_per_s'] / 1000:.1f} kB/s; "
+              f"device drops {r['device_stats']['drops']}, server drops {r['server']['drops']}")
+    return 0 if r["ok"] else 5
