@@ -288,3 +288,26 @@ def test_e2e_digits_real_head_every_budget(board: str, transport: str, codegen, 
     for b, row in r["budgets"].items():
         assert row["labels_equal_reference"] == 1.0, (b, row["mismatches"])
         assert row["complete"] == E2E_SAMPLES
+
+
+@needs_qemu
+@pytest.mark.emulator
+@pytest.mark.slow
+def test_hil_e2e_arguments_run_and_print_json(codegen, digits_bundle: Path, tmp_path: Path, capsys):
+    import argparse
+    import json
+
+    from tinysplit.firmware.e2e import add_e2e_arguments, run_e2e_args
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--bundle")
+    p.add_argument("--board")
+    p.add_argument("--samples", type=int)
+    p.add_argument("--keep")
+    p.add_argument("--json", action="store_true")
+    add_e2e_arguments(p)
+    args = p.parse_args(["--bundle", str(digits_bundle), "--board", "qemu-mps3-an547", "--samples", "5", "--e2e",
+                         "--transport", "udp", "--budgets", "1,16", "--keep", str(tmp_path), "--json"])
+    assert run_e2e_args(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["ok"] and sorted(r["budgets"]) == ["1", "16"] and r["transport"] == "udp"

@@ -198,6 +198,7 @@ async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: Any, x
                                            if v != before["drops"].get(k, 0)}},
                 }
             device_stats = await link.stats()
+            server_report = server.report()  # before the exit closes the line (a 'link_error' then)
             exit_code = await link.exit(0)
         finally:
             await server.stop()
@@ -206,7 +207,7 @@ async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: Any, x
         raise VerificationError(f"{board.name}: the nair firmware exited with status {exit_code}")
     return {"budgets": per_budget, "device_stats": device_stats, "exit_code": exit_code,
             "hello": asdict(link.hello) if link.hello is not None else None,
-            "throughput": link.throughput(), "server": server.report()}
+            "throughput": link.throughput(), "server": server_report}
 
 
 def run_e2e_args(args: Any, emit_json: Any = None) -> int:
