@@ -267,7 +267,8 @@ def templates_for(board: Board, app: str, nair: NairAppConfig | None = None) -> 
     net = {}
     if app == "nair":
         if nair is None:
-            raise InputError("app 'nair' needs a NairAppConfig (bundle id, slice plan, transport)")
+            raise InputError("app 'nair' needs a NairAppConfig (bundle id, slice plan, transport): pass "
+                             "nair=tinysplit.firmware.project.nair_config(manifest)")
         net = {"src/net.c": NET_TEMPLATES[nair.transport][board.nic.kind]}
     return {
         **APP_EXTRA_TEMPLATES[app],
@@ -384,7 +385,8 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
     _validate_model(model)
     if app == "nair":
         if nair is None:
-            raise InputError("app 'nair' needs a NairAppConfig (bundle id, slice plan, transport)")
+            raise InputError("app 'nair' needs a NairAppConfig (bundle id, slice plan, transport): pass "
+                             "nair=tinysplit.firmware.project.nair_config(manifest)")
         check_nair(board, model, nair)
     fit = check_fit(board, model, app)
     out = Path(out_dir)
