@@ -45,3 +45,48 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     """Run the installed ``tinysplit`` command as a user would (a separate process)."""
     exe = shutil.which("tinysplit", path=str(Path(sys.executable).parent)) or "tinysplit"
     return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# C code generator (tests/test_codegen_*.py): the exported models every codegen test shares.
+# The digits bundles are the session's shared exports; the MobileNetV2-style head is exported once.
+# ---------------------------------------------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # helper modules beside the tests
+
+CODEGEN_MODELS = ("digits_head", "digits_classifier", "mobilenet_head")
+
+
+def _tflite_and_inputs(bundle_dir: Path, heldout_nchw) -> tuple[bytes, "np.ndarray"]:
+    """A bundle's device .tflite and held-out inputs quantized to int8 NHWC, one row per input."""
+    from tinysplit.exporter.tflite_model import parse_tflite
+    from tinysplit.manifest import load_manifest
+    from tinysplit.quant import nchw_to_nhwc, quantize
+
+    m = load_manifest(bundle_dir)
+    tfl = (bundle_dir / m.device_models[0].file).read_bytes()
+    inp = parse_tflite(tfl).input_tensors()[0]
+    xq = quantize(nchw_to_nhwc(heldout_nchw), inp.scales[0], inp.zero_points[0])
+    return tfl, xq.reshape(len(xq), -1)
+
+
+@pytest.fixture(scope="session")
+def mobilenet_export(tmp_path_factory):
+    from tinysplit.examples.mobilenet import mobilenet_spec
+    from tinysplit.exporter import export_bundle
+
+    spec, _ = mobilenet_spec()
+    return export_bundle(spec, tmp_path_factory.mktemp("bundles") / "mobilenet"), spec
+
+
+@pytest.fixture(scope="session")
+def codegen_exports(digits_export, digits_classifier_export, mobilenet_export):
+    """{model name: (int8 .tflite bytes, held-out int8 inputs (N, input bytes))}."""
+    import numpy as np
+
+    out = {}
+    for name, (result, _) in (("digits_head", digits_export), ("digits_classifier", digits_classifier_export),
+                              ("mobilenet_head", mobilenet_export)):
+        x = np.load(result.bundle_dir / "data" / "heldout.npz")["x"]
+        out[name] = _tflite_and_inputs(result.bundle_dir, x)
+    return out

@@ -163,6 +163,7 @@ def _run_inspect(args) -> int:
 # Commands that live beside their stage; each module imports only light things at top level.
 from tinysplit.firmware import commands as _fw  # noqa: E402
 from tinysplit.host_server import command as _serve_command  # noqa: E402
+from tinysplit.methods import command as _nair_command  # noqa: E402
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "demo": (_add_demo, _run_demo),
@@ -174,6 +175,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": _fw.COMMANDS["run"],
     "hil": _fw.COMMANDS["hil"],
     "serve": (_serve_command.add_parser, _serve_command.run),
+    "nair-eval": (_nair_command.add_parser, _nair_command.run),
 }
 
 

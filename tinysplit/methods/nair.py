@@ -117,3 +117,130 @@ def bake_order(head: nn.Module, split_layer: str, tail: nn.Module, tail_first_la
             conv.bias.copy_(conv.bias[idx])
         first.weight.copy_(first.weight[:, idx])
     return order
+
+
+# --- re-tuning (METHODS.md: eqs. 11-14, Alg. 2) ---------------------------------------------------------
+
+from tinysplit.methods.variants import VARIANT_HELP, VARIANTS  # noqa: E402  (no torch: the CLI reads them)
+
+
+@dataclass(frozen=True)
+class RetuneConfig:
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 64
+    w_non: float = 2.0
+    penalty_fraction: float = 0.05  # lambda is set so that lambda*P is this fraction of the starting loss
+    lam: float | None = None  # or give lambda directly
+    seed: int = 0
+
+
+def slice_weights(unit_importance_sorted: np.ndarray, w_non: float) -> np.ndarray:
+    """w_j = (1 - C_j)^w_non for j < J, w_J = 1, C_j the cumulative normalized importance."""
+    r = np.asarray(unit_importance_sorted, dtype=np.float64)
+    c = np.cumsum(r) / r.sum()
+    w = (1.0 - c) ** w_non
+    w[-1] = 1.0
+    return w
+
+
+def penalty(conv: nn.Conv2d, unit_channels: int) -> torch.Tensor:
+    """P = sum over all but the most important unit of their filters' L1 norms (order is baked)."""
+    return conv.weight[unit_channels:].abs().sum()
+
+
+def slice_masks(channels: int, unit_channels: int) -> torch.Tensor:
+    """(J, C) masks: row j-1 keeps the first j units (pad_j)."""
+    units = channels // unit_channels
+    keep = torch.arange(channels)[None, :] < (torch.arange(1, units + 1)[:, None] * unit_channels)
+    return keep.float()
+
+
+def slice_losses(features: torch.Tensor, tail: nn.Module, y: torch.Tensor, unit_channels: int) -> torch.Tensor:
+    """CE(y, tail(pad_j(features))) for every j = 1..J, as a (J,) tensor (one batched tail pass)."""
+    b, c = features.shape[:2]
+    masks = slice_masks(c, unit_channels).to(features)  # (J, C)
+    j = masks.shape[0]
+    padded = (features[None] * masks[:, None, :, None, None]).reshape(j * b, *features.shape[1:])
+    logits = tail(padded)
+    ce = nn.functional.cross_entropy(logits, y.repeat(j), reduction="none").reshape(j, b)
+    return ce.mean(1)
+
+
+def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder, x: np.ndarray, y: np.ndarray,
+           variant: str, config: RetuneConfig = RetuneConfig(), log=None) -> dict:
+    """Re-tune head and tail in place for ``variant`` ('sum', 'penalty' or 'nair'); the order is
+    already baked and stays fixed. Returns what was used (weights, lambda, losses)."""
+    if variant not in ("sum", "penalty", "nair"):
+        raise InputError(f"variant '{variant}' is not re-tuned; re-tuned variants are sum, penalty, nair")
+    torch.manual_seed(config.seed)
+    conv = head.get_submodule(split_layer)
+    u = order.unit_channels
+    imp_sorted = np.array([order.unit_importance[i] for i in order.unit_order])
+    weights = slice_weights(imp_sorted, config.w_non) if variant == "nair" else np.ones(len(imp_sorted))
+    w = torch.tensor(weights, dtype=torch.float32)
+    params = list(head.parameters()) + list(tail.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(config.seed)
+    lam = 0.0
+    if variant in ("penalty", "nair"):
+        if config.lam is not None:
+            lam = config.lam
+        else:
+            head.eval()
+            tail.eval()
+            with torch.no_grad():
+                idx = torch.randperm(len(xt), generator=torch.Generator().manual_seed(config.seed))[:256]
+                l0 = float((w * slice_losses(head(xt[idx]), tail, yt[idx], u)).sum())
+                p0 = float(penalty(conv, u))
+            lam = config.penalty_fraction * l0 / max(p0, 1e-12)
+    history = []
+    for epoch in range(config.epochs):
+        head.train()
+        tail.train()
+        perm = torch.randperm(len(xt), generator=g)
+        total, steps = 0.0, 0
+        for i in range(0, len(xt), config.batch_size):
+            bi = perm[i:i + config.batch_size]
+            opt.zero_grad()
+            loss = (w * slice_losses(head(xt[bi]), tail, yt[bi], u)).sum()
+            if lam:
+                loss = loss + lam * penalty(conv, u)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+        history.append(total / max(steps, 1))
+        if log:
+            log(f"{variant}: epoch {epoch + 1}/{config.epochs} loss {history[-1]:.3f}")
+    head.eval()
+    tail.eval()
+    return {"variant": variant, "slice_weights": [round(float(v), 6) for v in weights], "lambda": lam,
+            "epochs": config.epochs, "loss_history": [round(v, 5) for v in history]}
+
+
+def identity_order(conv: nn.Conv2d, unit_channels: int) -> NairOrder:
+    """The original channel order, as a NairOrder (the 'original' baseline sends units in this order)."""
+    o = compute_order(conv, unit_channels)
+    units = len(o.unit_order)
+    return NairOrder(unit_channels, o.channel_importance, o.unit_importance, tuple(range(units)),
+                     tuple(range(units * unit_channels)))
+
+
+def prepare_variant(head: nn.Module, tail: nn.Module, split_layer: str, tail_first_layer: str, variant: str,
+                    x: np.ndarray, y: np.ndarray, unit_channels: int = 2, config: RetuneConfig = RetuneConfig(),
+                    log=None) -> tuple[NairOrder, dict]:
+    """Apply ``variant`` to (copies of) a trained head and tail, in place: returns (order, info)."""
+    if variant not in VARIANTS:
+        raise InputError(f"unknown NAIR variant '{variant}'; choose from {', '.join(VARIANTS)}")
+    if variant == "original":
+        fold_split_batchnorm(head, split_layer)
+        conv = _get(head, split_layer, "split layer")
+        if not isinstance(conv, nn.Conv2d):
+            raise InputError(f"split layer '{split_layer}' is a {type(conv).__name__}, not a Conv2d")
+        return identity_order(conv, unit_channels), {"variant": variant}
+    order = bake_order(head, split_layer, tail, tail_first_layer, unit_channels)
+    if variant == "l1_order":
+        return order, {"variant": variant}
+    return order, retune(head, tail, split_layer, order, x, y, variant, config, log)

@@ -1,0 +1,303 @@
+"""C emission: a lowered model and its memory plan -> ``<prefix>_model.c`` / ``<prefix>_model.h``.
+
+A pure function builds one frozen context object per file pair (``build_context``); the Jinja
+templates (firmware_templates/model/*.j2, StrictUndefined) only loop over it. The kernel runtime
+(firmware_templates/runtime/ts_kernels.[ch]) is copied beside the generated files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import logging
+import re
+import shutil
+from dataclasses import dataclass, fields
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from tinysplit import __version__
+from tinysplit.errors import InputError
+from tinysplit.exporter.codegen.lower import LoweredModel, lower_model
+from tinysplit.exporter.codegen.memplan import DEFAULT_ALIGNMENT, MemoryPlan, check_plan, plan_model
+from tinysplit.exporter.tflite_model import TfliteModel, parse_tflite
+from tinysplit.modelsrc import ModelSources, TensorIO
+
+log = logging.getLogger(__name__)
+
+RUNTIME_FILES = ("ts_kernels.c", "ts_kernels.h")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+_C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern float for goto if
+inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
+volatile while _Bool _Complex _Imaginary _Static_assert _Alignas _Alignof _Noreturn _Thread_local""".split())
+_CTYPE = {"int8": "int8_t", "float32": "float"}
+_VALUES_PER_LINE = 24
+
+
+def templates_dir() -> Path:
+    return Path(str(files("tinysplit.firmware_templates"))) / "model"
+
+
+def runtime_dir() -> Path:
+    return Path(str(files("tinysplit.firmware_templates"))) / "runtime"
+
+
+def check_identifier(prefix: str) -> str:
+    """A model prefix must be a short C identifier that is not a keyword and not reserved for the runtime."""
+    if not isinstance(prefix, str) or not _IDENT.match(prefix):
+        raise InputError(f"model prefix {prefix!r} is not a C identifier (letters, digits, _; not starting with a "
+                         "digit; at most 32 characters); choose e.g. 'head'")
+    if prefix in _C_KEYWORDS or keyword.iskeyword(prefix) or prefix.lower().startswith("ts_") or prefix.startswith("_"):
+        raise InputError(f"model prefix {prefix!r} is a C keyword or reserved (ts_*, leading _); choose another name")
+    return prefix
+
+
+# ----------------------------------------------------------------------------- context types
+
+@dataclass(frozen=True)
+class ArrayDef:
+    name: str
+    ctype: str
+    length: int
+    body: str
+
+
+@dataclass(frozen=True)
+class ParamDef:
+    name: str
+    ctype: str
+    init: str
+
+
+@dataclass(frozen=True)
+class TensorDef:
+    index: int
+    name: str
+    dtype: str
+    offset: int
+    nbytes: int
+    macro: str
+
+
+@dataclass(frozen=True)
+class CallDef:
+    comment: str
+    lines: tuple[str, ...]  # empty for an aliased RESHAPE
+
+
+@dataclass(frozen=True)
+class AssertDef:
+    expr: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    banner: str
+    source: str
+    prefix: str
+    upper: str
+    header: str
+    guard: str
+    alignment: int
+    arena_bytes: int
+    const_bytes: int
+    input_offset: int
+    input_bytes: int
+    input_shape: str
+    input_scale: str
+    input_zero_point: int
+    output_offset: int
+    output_bytes: int
+    output_shape: str
+    output_scale: str
+    output_zero_point: int
+    arrays: tuple[ArrayDef, ...]
+    params: tuple[ParamDef, ...]
+    tensors: tuple[TensorDef, ...]
+    calls: tuple[CallDef, ...]
+    asserts: tuple[AssertDef, ...]
+
+
+@dataclass(frozen=True)
+class RenderedModel:
+    context: ModelContext
+    model_c: str
+    model_h: str
+    lowered: LoweredModel
+    plan: MemoryPlan
+
+
+# ----------------------------------------------------------------------------- formatting
+
+def c_int(v: int) -> str:
+    v = int(v)
+    if v == -(1 << 31):
+        return "(-2147483647 - 1)"
+    if not -(1 << 31) <= v < (1 << 31):
+        raise InputError(f"value {v} does not fit a 32-bit integer; the model's parameters are out of range")
+    return str(v)
+
+
+def c_value(v: object) -> str:
+    if isinstance(v, tuple):
+        return "{" + ", ".join(c_value(x) for x in v) + "}"
+    if isinstance(v, float):
+        return repr(float(v)) if np.isfinite(v) else "0.0"
+    return c_int(int(v))  # type: ignore[arg-type]
+
+
+def format_values(values: np.ndarray) -> str:
+    flat = [str(int(x)) for x in np.asarray(values).reshape(-1)]
+    flat = ["(-2147483647 - 1)" if s == "-2147483648" else s for s in flat]
+    lines = [", ".join(flat[i:i + _VALUES_PER_LINE]) for i in range(0, len(flat), _VALUES_PER_LINE)]
+    return ",\n".join("    " + line for line in lines)
+
+
+def params_init(params: object) -> str:
+    return "{" + ", ".join(f".{f.name} = {c_value(getattr(params, f.name))}" for f in fields(params)) + "}"
+
+
+def params_bytes(params: object) -> int:
+    total = 0
+    for f in fields(params):
+        v = getattr(params, f.name)
+        total += 4 * len(v) if isinstance(v, tuple) else (8 if isinstance(v, float) else 4)
+    return total
+
+
+_ARRAY_ITEMSIZE = {"int8_t": 1, "int32_t": 4}
+
+
+# ----------------------------------------------------------------------------- context builder
+
+def _tensor_expr(prefix: str, lowered: LoweredModel, plan: MemoryPlan, model: TfliteModel, index: int,
+                 const_names: dict[int, str], writable: bool) -> str:
+    if index in const_names:
+        return const_names[index]
+    t = lowered.tensor(index)
+    ctype = _CTYPE[t.dtype]
+    qual = "" if writable else "const "
+    base = f"{prefix}_arena + {plan.offsets[index]}"
+    if ctype == "int8_t":
+        return f"{base}" if writable else f"(const int8_t *)({base})"
+    return f"({qual}{ctype} *)(void *)({base})"
+
+
+def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, prefix: str,
+                  source: str) -> ModelContext:
+    """Pure: everything the templates print, computed here."""
+    upper = prefix.upper()
+    arrays: list[ArrayDef] = []
+    const_names: dict[int, str] = {}
+    for ci in lowered.constants:
+        t = model.tensors[ci]
+        if t.dtype not in ("int8", "int32"):
+            raise InputError(f"constant tensor '{t.name}' is {t.dtype}; only int8/int32 constants can be kernel inputs")
+        ctype = "int8_t" if t.dtype == "int8" else "int32_t"
+        name = f"{prefix}_c{ci}"
+        arrays.append(ArrayDef(name, ctype, int(t.data.size), format_values(t.data)))
+        const_names[ci] = name
+    params: list[ParamDef] = []
+    calls: list[CallDef] = []
+    asserts: list[AssertDef] = []
+    const_bytes = sum(a.length * _ARRAY_ITEMSIZE[a.ctype] for a in arrays)
+    for k, c in enumerate(lowered.calls):
+        tensor_names = ", ".join(model.tensors[i].name for i in c.inputs)
+        comment = f"#{k} {c.opcode} (operator {c.op_index}): {tensor_names} -> {model.tensors[c.output].name}"
+        if c.alias:
+            asserts.append(AssertDef(f"{plan.offsets[c.inputs[0]]} == {plan.offsets[c.output]}",
+                                     f"call {k}: RESHAPE output aliases its input"))
+            calls.append(CallDef(comment.replace("*/", "* /") + " [aliased, no code]", ()))
+            continue
+        pname = f"{prefix}_p{k}"
+        params.append(ParamDef(pname, type(c.params).c_type, params_init(c.params)))
+        const_bytes += params_bytes(c.params)
+        args = [f"&{pname}"]
+        for j, ca in enumerate(c.consts):
+            if ca is None:
+                args.append("(const int32_t *)0")
+                continue
+            name = f"{prefix}_k{k}_{ca.role}"
+            arrays.append(ArrayDef(name, ca.ctype, int(ca.values.size), format_values(ca.values)))
+            const_bytes += int(ca.values.size) * _ARRAY_ITEMSIZE[ca.ctype]
+            args.append(name)
+        for i in c.inputs:
+            args.append(_tensor_expr(prefix, lowered, plan, model, i, const_names, writable=False))
+        args.append(_tensor_expr(prefix, lowered, plan, model, c.output, const_names, writable=True))
+        calls.append(CallDef(comment.replace("*/", "* /"), (f"{c.kernel}({', '.join(args)});",)))
+    tensors = []
+    for t in lowered.tensors:
+        macro = f"{upper}_T{t.index}_OFFSET"
+        tensors.append(TensorDef(t.index, t.name.replace("*/", "* /"), t.dtype, plan.offsets[t.index], t.nbytes, macro))
+        asserts.append(AssertDef(f"{macro} % {plan.alignment} == 0 && {macro} + {t.nbytes} <= {upper}_ARENA_BYTES",
+                                 f"tensor {t.index} lies aligned inside the arena"))
+    for a in arrays:
+        asserts.append(AssertDef(f"sizeof({a.name}) == {a.length} * sizeof({a.ctype})",
+                                 f"{a.name} has {a.length} elements"))
+    inp, out = lowered.tensor(lowered.input), lowered.tensor(lowered.output)
+    asserts.append(AssertDef(f"{upper}_INPUT_BYTES == {inp.nbytes} && {upper}_OUTPUT_BYTES == {out.nbytes}",
+                             "input/output sizes match the model"))
+    asserts.append(AssertDef(f"{upper}_ARENA_BYTES == {plan.arena_bytes} && {upper}_ARENA_BYTES % {plan.alignment} == 0",
+                             "arena size is the planned one"))
+    return ModelContext(
+        banner=f"generated by tinysplit {__version__}, do not edit",
+        source=source, prefix=prefix, upper=upper, header=f"{prefix}_model.h",
+        guard=f"{upper}_MODEL_H", alignment=plan.alignment, arena_bytes=plan.arena_bytes, const_bytes=const_bytes,
+        input_offset=plan.offsets[inp.index], input_bytes=inp.nbytes,
+        input_shape=", ".join(str(d) for d in inp.shape), input_scale=repr(inp.scale), input_zero_point=inp.zero_point,
+        output_offset=plan.offsets[out.index], output_bytes=out.nbytes,
+        output_shape=", ".join(str(d) for d in out.shape), output_scale=repr(out.scale),
+        output_zero_point=out.zero_point,
+        arrays=tuple(arrays), params=tuple(params), tensors=tuple(tensors), calls=tuple(calls), asserts=tuple(asserts))
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT) -> RenderedModel:
+    """Lower, plan and render; no files written."""
+    check_identifier(prefix)
+    model = parse_tflite(tflite)
+    lowered = lower_model(model)
+    plan = plan_model(lowered, alignment)
+    check_plan(lowered, plan)
+    digest = hashlib.sha256(tflite).hexdigest()[:16]
+    source = f"int8 .tflite, {len(tflite)} bytes, sha256 {digest}..., ops: {', '.join(model.ops)}"
+    ctx = build_context(model, lowered, plan, prefix, source)
+    env = _environment()
+    return RenderedModel(ctx, env.get_template("model.c.j2").render(m=ctx),
+                         env.get_template("model.h.j2").render(m=ctx), lowered, plan)
+
+
+def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path) -> ModelSources:
+    """Write ``<prefix>_model.c/.h`` and the kernel runtime into ``out_dir``; return what was written."""
+    if isinstance(tflite, (str, Path)):
+        p = Path(tflite)
+        if not p.is_file():
+            raise InputError(f"'{p}' does not exist; pass the path of an int8 .tflite file (or its bytes)")
+        tflite = p.read_bytes()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = render_model(bytes(tflite), prefix)
+    c_path, h_path = out_dir / f"{prefix}_model.c", out_dir / f"{prefix}_model.h"
+    c_path.write_text(r.model_c)
+    h_path.write_text(r.model_h)
+    rt = runtime_dir()
+    for name in RUNTIME_FILES:
+        shutil.copyfile(rt / name, out_dir / name)
+    inp, out = r.lowered.tensor(r.lowered.input), r.lowered.tensor(r.lowered.output)
+    log.info("generated %s: arena %d B, constants %d B, %d kernel calls", c_path.name, r.plan.arena_bytes,
+             r.context.const_bytes, sum(len(c.lines) for c in r.context.calls))
+    return ModelSources(
+        prefix=prefix, sources=(c_path, out_dir / "ts_kernels.c"), headers=(h_path, out_dir / "ts_kernels.h"),
+        header=h_path.name, arena_bytes=r.plan.arena_bytes, const_bytes=r.context.const_bytes,
+        input=TensorIO(inp.shape, inp.scale, inp.zero_point, inp.nbytes),
+        output=TensorIO(out.shape, out.scale, out.zero_point, out.nbytes))

@@ -1,0 +1,752 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * tinysplit int8 kernel library (see ts_kernels.h). Portable C99, no libc calls, no heap.
+ * Integer semantics follow TFLite / TFLite Micro reference kernels so results are bit-exact:
+ *   - MultiplyByQuantizedMultiplier with double rounding (the default TFLM build),
+ *   - ADD: inputs scaled up by 2^left_shift, each requantized, summed, requantized again,
+ *   - AVERAGE_POOL / plain MEAN: integer division rounding half away from zero / truncating,
+ *   - SOFTMAX / LOGISTIC: gemmlowp fixed-point exp, reciprocal and logistic.
+ */
+#include "ts_kernels.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TS_INLINE static __inline__ __attribute__((always_inline))
+#else
+#define TS_INLINE static
+#endif
+
+#define TS_INT32_MIN (-2147483647 - 1)
+#define TS_INT32_MAX 2147483647
+
+TS_INLINE int32_t ts_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+int32_t ts_srdhm(int32_t a, int32_t b) {
+    int64_t ab;
+    int32_t nudge;
+    if (a == b && a == TS_INT32_MIN) {
+        return TS_INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+int32_t ts_rdbpot(int32_t x, int exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* the kernels call these static copies so the compiler can inline them */
+TS_INLINE int32_t ts_srdhm_i(int32_t a, int32_t b) {
+    int64_t ab;
+    if (a == b && a == TS_INT32_MIN) {
+        return TS_INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    return (int32_t)((ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)))) / ((int64_t)1 << 31));
+}
+
+TS_INLINE int32_t ts_mbqm_i(int32_t x, int32_t multiplier, int shift) {
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    const int32_t v = ts_srdhm_i((int32_t)((uint32_t)x << left), multiplier);
+    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+    const int32_t threshold = (mask >> 1) + (v < 0 ? 1 : 0);
+    return (v >> right) + ((v & mask) > threshold ? 1 : 0);
+}
+
+int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift) {
+    return ts_mbqm_i(x, multiplier, shift);
+}
+
+/* ------------------------------------------------------------------ convolutions */
+
+TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
+    int32_t s = 0;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        s += (int32_t)a[i] * (int32_t)b[i];
+    }
+    return s;
+}
+
+TS_INLINE int8_t ts_requant_out(int32_t acc, const int32_t *bias, int32_t oc, const int32_t *mult,
+                             const int32_t *shift, const ts_conv_params_t *p) {
+    if (bias) {
+        acc += bias[oc];
+    }
+    acc = ts_mbqm_i(acc, mult[oc], shift[oc]) + p->out_offset;
+    return (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+}
+
+/* 1x1, stride 1, no padding: a matrix product, blocked 2 pixels x 2 output channels */
+static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                            const int32_t *mult, const int32_t *shift, const int32_t *wsum,
+                            const int8_t *in, int8_t *out) {
+    const int32_t n = p->in_c, out_c = p->out_c, pixels = p->out_h * p->out_w;
+    const int32_t off = p->in_offset;
+    int32_t px = 0, oc, i;
+    for (; px + 1 < pixels; px += 2) {
+        const int8_t *x0 = in + px * n;
+        const int8_t *x1 = x0 + n;
+        int8_t *o0 = out + px * out_c;
+        int8_t *o1 = o0 + out_c;
+        for (oc = 0; oc + 1 < out_c; oc += 2) {
+            const int8_t *w0 = filter + oc * n;
+            const int8_t *w1 = w0 + n;
+            int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+            for (i = 0; i < n; ++i) {
+                const int32_t v0 = x0[i], v1 = x1[i], f0 = w0[i], f1 = w1[i];
+                a00 += v0 * f0;
+                a01 += v0 * f1;
+                a10 += v1 * f0;
+                a11 += v1 * f1;
+            }
+            o0[oc] = ts_requant_out(a00 + off * wsum[oc], bias, oc, mult, shift, p);
+            o0[oc + 1] = ts_requant_out(a01 + off * wsum[oc + 1], bias, oc + 1, mult, shift, p);
+            o1[oc] = ts_requant_out(a10 + off * wsum[oc], bias, oc, mult, shift, p);
+            o1[oc + 1] = ts_requant_out(a11 + off * wsum[oc + 1], bias, oc + 1, mult, shift, p);
+        }
+        for (; oc < out_c; ++oc) {
+            const int8_t *w0 = filter + oc * n;
+            o0[oc] = ts_requant_out(ts_dot_s8(w0, x0, n) + off * wsum[oc], bias, oc, mult, shift, p);
+            o1[oc] = ts_requant_out(ts_dot_s8(w0, x1, n) + off * wsum[oc], bias, oc, mult, shift, p);
+        }
+    }
+    for (; px < pixels; ++px) {
+        const int8_t *x0 = in + px * n;
+        for (oc = 0; oc < out_c; ++oc) {
+            out[px * out_c + oc] = ts_requant_out(ts_dot_s8(filter + oc * n, x0, n) + off * wsum[oc], bias, oc,
+                                                  mult, shift, p);
+        }
+    }
+}
+
+/* The taps k in [*lo, *hi) with 0 <= start + k * dil < size (the ones inside the input). */
+TS_INLINE void ts_valid_taps(int32_t start, int32_t dil, int32_t size, int32_t k, int32_t *lo, int32_t *hi) {
+    int32_t a = start < 0 ? (-start + dil - 1) / dil : 0;
+    int32_t b = (size - 1 - start) >= 0 ? (size - 1 - start) / dil + 1 : 0;
+    *lo = a;
+    *hi = b < k ? b : k;
+}
+
+/* a0 += sum(x * g0), a1 += sum(x * g1) over n values: two output channels share each input load */
+TS_INLINE void ts_dot2_s8(const int8_t *x, const int8_t *g0, const int8_t *g1, int32_t n,
+                          int32_t *a0, int32_t *a1) {
+    int32_t s0 = *a0, s1 = *a1, i;
+    for (i = 0; i + 1 < n; i += 2) {
+        const int32_t v = x[i], u = x[i + 1];
+        s0 += v * g0[i] + u * g0[i + 1];
+        s1 += v * g1[i] + u * g1[i + 1];
+    }
+    if (i < n) {
+        s0 += x[i] * g0[i];
+        s1 += x[i] * g1[i];
+    }
+    *a0 = s0;
+    *a1 = s1;
+}
+
+/* the same for four output channels: each input value is loaded once for four products */
+TS_INLINE void ts_dot4_s8(const int8_t *x, const int8_t *const g[4], int32_t off, int32_t n, int32_t a[4]) {
+    const int8_t *g0 = g[0] + off, *g1 = g[1] + off, *g2 = g[2] + off, *g3 = g[3] + off;
+    int32_t s0 = a[0], s1 = a[1], s2 = a[2], s3 = a[3], i;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = x[i];
+        s0 += v * g0[i];
+        s1 += v * g1[i];
+        s2 += v * g2[i];
+        s3 += v * g3[i];
+    }
+    a[0] = s0;
+    a[1] = s1;
+    a[2] = s2;
+    a[3] = s3;
+}
+
+void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                  const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
+                  const int8_t *in, int8_t *out) {
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t out_c = p->out_c, in_offset = p->in_offset;
+    const int32_t tap = k_w * in_c;
+    const int32_t ksize = k_h * tap;
+    const int32_t taps = k_h * k_w;
+    int32_t oy, ox, oc, ky, kx;
+    if (k_h == 1 && k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
+        ts_pointwise_s8(p, filter, bias, mult, shift, tapsum, in, out);
+        return;
+    }
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        int32_t ky0, ky1;
+        ts_valid_taps(iy0, dil_h, in_h, k_h, &ky0, &ky1);
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            int8_t *o = out + (oy * p->out_w + ox) * out_c;
+            int32_t kx0, kx1;
+            ts_valid_taps(ix0, dil_w, in_w, k_w, &kx0, &kx1);
+            if (kx1 < kx0) {
+                kx1 = kx0;  /* no tap inside: nothing to accumulate */
+            }
+            /* taps outside the input are skipped (TFLite adds no padding values);
+             * sum(w * (x + off)) = sum(w * x) + off * sum(w) over the taps used */
+            oc = 0;
+            if (dil_w == 1 && kx1 > kx0) {
+                const int32_t seg = (kx1 - kx0) * in_c;
+                for (; oc + 3 < out_c; oc += 4) {
+                    const int8_t *g[4];
+                    int32_t a[4] = {0, 0, 0, 0};
+                    int32_t j;
+                    for (j = 0; j < 4; ++j) {
+                        g[j] = filter + (oc + j) * ksize + kx0 * in_c;
+                    }
+                    for (ky = ky0; ky < ky1; ++ky) {
+                        ts_dot4_s8(in + ((iy0 + ky * dil_h) * in_w + ix0 + kx0) * in_c, g, ky * tap, seg, a);
+                    }
+                    for (j = 0; j < 4; ++j) {
+                        const int32_t *t = tapsum + (oc + j) * taps;
+                        int32_t w = 0;
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                w += t[ky * k_w + kx];
+                            }
+                        }
+                        o[oc + j] = ts_requant_out(a[j] + in_offset * w, bias, oc + j, mult, shift, p);
+                    }
+                }
+            }
+            for (; oc < out_c; oc += 2) {
+                const int pair = oc + 1 < out_c;
+                const int8_t *f0 = filter + oc * ksize;
+                const int8_t *f1 = pair ? f0 + ksize : f0;
+                const int32_t *t0 = tapsum + oc * taps;
+                const int32_t *t1 = pair ? t0 + taps : t0;
+                int32_t a0 = 0, a1 = 0, w0 = 0, w1 = 0;
+                for (ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *xrow = in + ((iy0 + ky * dil_h) * in_w) * in_c;
+                    if (kx1 == kx0) {
+                        break;
+                    }
+                    if (dil_w == 1) {
+                        const int32_t first = (ix0 + kx0) * in_c;
+                        ts_dot2_s8(xrow + first, f0 + ky * tap + kx0 * in_c, f1 + ky * tap + kx0 * in_c,
+                                   (kx1 - kx0) * in_c, &a0, &a1);
+                    } else {
+                        for (kx = kx0; kx < kx1; ++kx) {
+                            ts_dot2_s8(xrow + (ix0 + kx * dil_w) * in_c, f0 + ky * tap + kx * in_c,
+                                       f1 + ky * tap + kx * in_c, in_c, &a0, &a1);
+                        }
+                    }
+                    for (kx = kx0; kx < kx1; ++kx) {
+                        w0 += t0[ky * k_w + kx];
+                        w1 += t1[ky * k_w + kx];
+                    }
+                }
+                o[oc] = ts_requant_out(a0 + in_offset * w0, bias, oc, mult, shift, p);
+                if (pair) {
+                    o[oc + 1] = ts_requant_out(a1 + in_offset * w1, bias, oc + 1, mult, shift, p);
+                }
+            }
+        }
+    }
+}
+
+#define TS_DW_CHUNK 32
+
+void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+                    const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    const int32_t out_c = p->out_c;
+    const int32_t in_c = p->in_c;
+    const int32_t dm = p->depth_mult;
+    int32_t oy, ox, ky, kx, c0, j;
+    int32_t acc[TS_DW_CHUNK];
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            int8_t *o = out + ((int32_t)oy * p->out_w + ox) * out_c;
+            for (c0 = 0; c0 < out_c; c0 += TS_DW_CHUNK) {
+                const int32_t n = (out_c - c0) < TS_DW_CHUNK ? (out_c - c0) : TS_DW_CHUNK;
+                for (j = 0; j < n; ++j) {
+                    acc[j] = 0;
+                }
+                for (ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        const int8_t *x;
+                        const int8_t *w;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        x = in + (iy * p->in_w + ix) * in_c;
+                        w = filter + (ky * p->k_w + kx) * out_c + c0;
+                        if (dm == 1) {
+                            for (j = 0; j < n; ++j) {
+                                acc[j] += (int32_t)w[j] * ((int32_t)x[c0 + j] + p->in_offset);
+                            }
+                        } else {
+                            for (j = 0; j < n; ++j) {
+                                acc[j] += (int32_t)w[j] * ((int32_t)x[(c0 + j) / dm] + p->in_offset);
+                            }
+                        }
+                    }
+                }
+                for (j = 0; j < n; ++j) {
+                    const int32_t oc = c0 + j;
+                    int32_t a = acc[j];
+                    if (bias) {
+                        a += bias[oc];
+                    }
+                    a = ts_mbqm_i(a, mult[oc], shift[oc]) + p->out_offset;
+                    o[oc] = (int8_t)ts_clamp(a, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ fully connected */
+
+void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bias,
+              const int32_t *mult, const int32_t *shift, const int32_t *wsum,
+              const int8_t *in, int8_t *out) {
+    int32_t b, u, d;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *x = in + b * p->depth;
+        for (u = 0; u < p->units; ++u) {
+            const int8_t *w = weights + u * p->depth;
+            int32_t acc = 0;
+            if (p->filter_offset == 0) {
+                /* sum(w * (x + off)) = sum(w * x) + off * sum(w) */
+                acc = ts_dot_s8(w, x, p->depth) + p->in_offset * wsum[u];
+            } else {
+                for (d = 0; d < p->depth; ++d) {
+                    acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)x[d] + p->in_offset);
+                }
+            }
+            if (bias) {
+                acc += bias[u];
+            }
+            acc = ts_mbqm_i(acc, mult[u], shift[u]) + p->out_offset;
+            out[b * p->units + u] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ elementwise binary */
+
+static int8_t ts_add_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
+    const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
+    const int32_t s1 = ts_mbqm_i(x1, p->in1_mult, p->in1_shift);
+    const int32_t s2 = ts_mbqm_i(x2, p->in2_mult, p->in2_shift);
+    const int32_t r = ts_mbqm_i(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ts_clamp(r, p->act_min, p->act_max);
+}
+
+static int8_t ts_mul_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    const int32_t x = (p->in1_offset + a) * (p->in2_offset + b);
+    const int32_t r = ts_mbqm_i(x, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ts_clamp(r, p->act_min, p->act_max);
+}
+
+typedef int8_t (*ts_binary_fn)(const ts_binary_params_t *, int8_t, int8_t);
+
+static void ts_binary(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2,
+                      int8_t *out, ts_binary_fn fn) {
+    int32_t i0, i1, i2, i3;
+    if (p->flat) {
+        for (i0 = 0; i0 < p->size; ++i0) {
+            out[i0] = fn(p, in1[i0], in2[i0]);
+        }
+        return;
+    }
+    for (i0 = 0; i0 < p->dims[0]; ++i0) {
+        for (i1 = 0; i1 < p->dims[1]; ++i1) {
+            for (i2 = 0; i2 < p->dims[2]; ++i2) {
+                const int32_t a = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2];
+                const int32_t b = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2];
+                for (i3 = 0; i3 < p->dims[3]; ++i3) {
+                    *out++ = fn(p, in1[a + i3 * p->s1[3]], in2[b + i3 * p->s2[3]]);
+                }
+            }
+        }
+    }
+}
+
+void ts_add_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_add_one);
+}
+
+void ts_mul_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_mul_one);
+}
+
+/* ------------------------------------------------------------------ pad */
+
+/* Writes from the last output element backwards: every output element lies at or after the input
+ * element it copies, so the output may start where the input starts (in place, growing). */
+void ts_pad_s8(const ts_pad_params_t *p, const int8_t *in, int8_t *out) {
+    const int32_t *od = p->out_dims, *id = p->in_dims, *b = p->before;
+    const int8_t value = (int8_t)p->value;
+    int32_t i0, i1, i2, i3;
+    for (i0 = od[0] - 1; i0 >= 0; --i0) {
+        for (i1 = od[1] - 1; i1 >= 0; --i1) {
+            for (i2 = od[2] - 1; i2 >= 0; --i2) {
+                int8_t *dst = out + ((i0 * od[1] + i1) * od[2] + i2) * od[3];
+                const int32_t j0 = i0 - b[0], j1 = i1 - b[1], j2 = i2 - b[2];
+                if (j0 < 0 || j0 >= id[0] || j1 < 0 || j1 >= id[1] || j2 < 0 || j2 >= id[2]) {
+                    for (i3 = od[3] - 1; i3 >= 0; --i3) {
+                        dst[i3] = value;
+                    }
+                } else {
+                    const int8_t *src = in + ((j0 * id[1] + j1) * id[2] + j2) * id[3];
+                    for (i3 = od[3] - 1; i3 >= b[3] + id[3]; --i3) {
+                        dst[i3] = value;
+                    }
+                    for (; i3 >= b[3]; --i3) {
+                        dst[i3] = src[i3 - b[3]];
+                    }
+                    for (; i3 >= 0; --i3) {
+                        dst[i3] = value;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ pooling */
+
+void ts_avgpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t oy, ox, c, fy, fx;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t fy1 = (p->in_h - iy0) < p->k_h ? (p->in_h - iy0) : p->k_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t fx1 = (p->in_w - ix0) < p->k_w ? (p->in_w - ix0) : p->k_w;
+            for (c = 0; c < p->ch; ++c) {
+                int32_t acc = 0;
+                int32_t count = 0;
+                for (fy = fy0; fy < fy1; ++fy) {
+                    for (fx = fx0; fx < fx1; ++fx) {
+                        acc += in[((iy0 + fy) * p->in_w + ix0 + fx) * p->ch + c];
+                        ++count;
+                    }
+                }
+                if (count > 0) {
+                    acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                }
+                out[(oy * p->out_w + ox) * p->ch + c] = (int8_t)ts_clamp(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void ts_maxpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t oy, ox, c, fy, fx;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_h;
+        const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t fy1 = (p->in_h - iy0) < p->k_h ? (p->in_h - iy0) : p->k_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_w;
+            const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t fx1 = (p->in_w - ix0) < p->k_w ? (p->in_w - ix0) : p->k_w;
+            for (c = 0; c < p->ch; ++c) {
+                int32_t m = -128;
+                for (fy = fy0; fy < fy1; ++fy) {
+                    for (fx = fx0; fx < fx1; ++fx) {
+                        const int32_t v = in[((iy0 + fy) * p->in_w + ix0 + fx) * p->ch + c];
+                        m = v > m ? v : m;
+                    }
+                }
+                out[(oy * p->out_w + ox) * p->ch + c] = (int8_t)ts_clamp(m, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ mean */
+
+void ts_mean_s8(const ts_mean_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t o0, o1, o2, o3, r0, r1, r2, r3;
+    const int32_t *s = p->strides;
+    for (o0 = 0; o0 < p->out_dims[0]; ++o0) {
+        for (o1 = 0; o1 < p->out_dims[1]; ++o1) {
+            for (o2 = 0; o2 < p->out_dims[2]; ++o2) {
+                for (o3 = 0; o3 < p->out_dims[3]; ++o3) {
+                    int32_t sum = 0;
+                    int32_t v;
+                    for (r0 = 0; r0 < p->red_dims[0]; ++r0) {
+                        for (r1 = 0; r1 < p->red_dims[1]; ++r1) {
+                            for (r2 = 0; r2 < p->red_dims[2]; ++r2) {
+                                const int8_t *x = in + (o0 + r0) * s[0] + (o1 + r1) * s[1] + (o2 + r2) * s[2] + o3 * s[3];
+                                for (r3 = 0; r3 < p->red_dims[3]; ++r3) {
+                                    sum += x[r3 * s[3]];
+                                }
+                            }
+                        }
+                    }
+                    if (p->plain) {
+                        v = sum / p->count;  /* C division truncates toward zero, as TFLite's */
+                    } else {
+                        v = ts_mbqm_i(sum - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
+                        v = ts_clamp(v, -128, 127);
+                    }
+                    *out++ = (int8_t)v;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ data movement */
+
+void ts_concat_s8(const ts_concat_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, j;
+    for (i = 0; i < p->outer; ++i) {
+        int8_t *dst = out + i * p->out_stride + p->out_base;
+        const int8_t *src = in + i * p->inner;
+        for (j = 0; j < p->inner; ++j) {
+            dst[j] = src[j];
+        }
+    }
+}
+
+void ts_copy(const ts_copy_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    if (in == out) {
+        return;
+    }
+    for (i = 0; i < p->bytes; ++i) {
+        out[i] = in[i];
+    }
+}
+
+/* ------------------------------------------------------------------ gemmlowp fixed point */
+
+static int32_t ts_srmpot(int32_t x, int exponent) { /* SaturatingRoundingMultiplyByPOT */
+    if (exponent > 0) {
+        const int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
+        if (x > threshold) {
+            return TS_INT32_MAX;
+        }
+        if (x < -threshold) {
+            return TS_INT32_MIN;
+        }
+        return (int32_t)((uint32_t)x << exponent);
+    }
+    if (exponent < 0) {
+        return ts_rdbpot(x, -exponent);
+    }
+    return x;
+}
+
+static int32_t ts_wrap_add(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+static int32_t ts_wrap_sub(int32_t a, int32_t b) {
+    return (int32_t)((uint32_t)a - (uint32_t)b);
+}
+
+/* exp(a) for a in [-1/4, 0), Q0.31 in and out */
+static int32_t ts_exp_quarter(int32_t a) {
+    const int32_t constant_term = 1895147668;
+    const int32_t one_third = 715827883;
+    const int32_t x = ts_wrap_add(a, 1 << 28);
+    const int32_t x2 = ts_srdhm(x, x);
+    const int32_t x3 = ts_srdhm(x2, x);
+    const int32_t x4 = ts_srdhm(x2, x2);
+    const int32_t x4_over_4 = ts_srmpot(x4, -2);
+    const int32_t poly = ts_srmpot(ts_wrap_add(ts_srdhm(ts_wrap_add(x4_over_4, x3), one_third), x2), -1);
+    return ts_wrap_add(constant_term, ts_srdhm(constant_term, ts_wrap_add(x, poly)));
+}
+
+/* exp(a) for a <= 0; `a` has `integer_bits` integer bits (Q<ib>.<31-ib>); result Q0.31 */
+static int32_t ts_exp_neg(int32_t a, int integer_bits) {
+    static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308,
+                                           39332535, 720401, 242};
+    const int fractional_bits = 31 - integer_bits;
+    const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
+    const int32_t mask = one_quarter - 1;
+    const int32_t a_mod = ts_wrap_sub(a & mask, one_quarter);
+    int32_t result = ts_exp_quarter(ts_srmpot(a_mod, integer_bits));
+    const int32_t remainder = ts_wrap_sub(a_mod, a);
+    int e;
+    for (e = -2; e <= 4; ++e) {
+        if (integer_bits > e) {
+            const int shift = fractional_bits + e;
+            if (remainder & (int32_t)((uint32_t)1 << shift)) {
+                result = ts_srdhm(result, multipliers[e + 2]);
+            }
+        }
+    }
+    if (integer_bits > 5) {
+        const int32_t clamp = -((int32_t)1 << (36 - integer_bits));
+        if (a < clamp) {
+            result = 0;
+        }
+    }
+    if (a == 0) {
+        result = TS_INT32_MAX;
+    }
+    return result;
+}
+
+static int32_t ts_rounding_half_sum(int32_t a, int32_t b) {
+    const int64_t sum = (int64_t)a + (int64_t)b;
+    const int64_t sign = sum >= 0 ? 1 : -1;
+    return (int32_t)((sum + sign) / 2);
+}
+
+/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson, as gemmlowp) */
+static int32_t ts_one_over_one_plus_x(int32_t a) {
+    const int32_t half_denominator = ts_rounding_half_sum(a, TS_INT32_MAX);
+    const int32_t c48_17 = 1515870810;
+    const int32_t cneg32_17 = -1010580540;
+    int32_t x = ts_wrap_add(c48_17, ts_srdhm(half_denominator, cneg32_17));
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t hdx = ts_srdhm(half_denominator, x);
+        const int32_t one_minus = ts_wrap_sub((int32_t)1 << 29, hdx);
+        x = ts_wrap_add(x, ts_srmpot(ts_srdhm(x, one_minus), 2));
+    }
+    return ts_srmpot(x, 1);
+}
+
+static int ts_clz32(uint32_t x) {
+    int n = 0;
+    if (x == 0) {
+        return 32;
+    }
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+void ts_softmax_s8(const ts_softmax_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, c;
+    for (i = 0; i < p->outer; ++i) {
+        const int8_t *x = in + i * p->depth;
+        int8_t *y = out + i * p->depth;
+        int32_t max_in_row = -128;
+        int32_t sum_of_exps = 0; /* Q12.19 */
+        int headroom_plus_one, num_bits_over_unit, exponent;
+        int32_t shifted_scale;
+        for (c = 0; c < p->depth; ++c) {
+            max_in_row = x[c] > max_in_row ? x[c] : max_in_row;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff >= p->diff_min) {
+                const int32_t rescaled = ts_srdhm((int32_t)((uint32_t)diff << p->input_left_shift),
+                                                  p->input_multiplier);
+                sum_of_exps = ts_wrap_add(sum_of_exps, ts_srmpot(ts_exp_neg(rescaled, 5), -12));
+            }
+        }
+        headroom_plus_one = ts_clz32((uint32_t)sum_of_exps);
+        num_bits_over_unit = 12 - headroom_plus_one;
+        shifted_scale = ts_one_over_one_plus_x(
+            (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31)));
+        exponent = num_bits_over_unit + 31 - 8;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff >= p->diff_min) {
+                const int32_t rescaled = ts_srdhm((int32_t)((uint32_t)diff << p->input_left_shift),
+                                                  p->input_multiplier);
+                const int32_t e = ts_exp_neg(rescaled, 5);
+                const int32_t unsat = ts_rdbpot(ts_srdhm(shifted_scale, e), exponent);
+                y[c] = (int8_t)ts_clamp(unsat - 128, -128, 127);
+            } else {
+                y[c] = -128;
+            }
+        }
+    }
+}
+
+static int32_t ts_logistic_q4(int32_t a) { /* logistic(a), a in Q4.27, result Q0.31 */
+    int32_t abs_a, pos;
+    if (a == 0) {
+        return (int32_t)1 << 30;
+    }
+    abs_a = a > 0 ? a : -a;
+    pos = ts_one_over_one_plus_x(ts_exp_neg(-abs_a, 4));
+    return a > 0 ? pos : ts_wrap_sub(TS_INT32_MAX, pos);
+}
+
+void ts_logistic_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        if (x <= -p->input_range_radius) {
+            out[i] = -128;
+        } else if (x >= p->input_range_radius) {
+            out[i] = 127;
+        } else {
+            const int32_t x_q4 = ts_mbqm_i(x, p->input_multiplier, p->input_left_shift);
+            const int32_t y = ts_rdbpot(ts_logistic_q4(x_q4), 23) - 128;
+            out[i] = (int8_t)ts_clamp(y, -128, 127);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ (de)quantization */
+
+static int64_t ts_round_double(double v) { /* round half away from zero, as std::round */
+    int64_t t;
+    double frac;
+    if (v > 4.0e15) {
+        v = 4.0e15;
+    } else if (v < -4.0e15) {
+        v = -4.0e15;
+    }
+    t = (int64_t)v;
+    frac = v - (double)t;
+    if (frac >= 0.5) {
+        ++t;
+    } else if (frac <= -0.5) {
+        --t;
+    }
+    return t;
+}
+
+void ts_quantize_f32_s8(const ts_quant_params_t *p, const float *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        int64_t q = ts_round_double((double)in[i] / p->scale) + p->zero_point;
+        q = q < -128 ? -128 : (q > 127 ? 127 : q);
+        out[i] = (int8_t)q;
+    }
+}
+
+void ts_requantize_s8(const ts_requant_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = ts_mbqm_i((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        out[i] = (float)(p->scale * (double)((int32_t)in[i] - p->zero_point));
+    }
+}

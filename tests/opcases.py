@@ -1,0 +1,323 @@
+"""Random single-op (and tiny multi-op) int8 models covering every op the code generator supports.
+
+Each case varies shapes, strides, paddings, dilations, depth multipliers, fused activations and
+quantization parameters (scales, zero points, per-channel or per-tensor filters), from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tflite_builder import ACT, PAD, ModelBuilder, options
+
+
+@dataclass(frozen=True)
+class OpCase:
+    name: str
+    ops: tuple[str, ...]  # the ops the model exercises
+    tflite: bytes
+    input_shape: tuple[int, ...]
+
+
+def _in_q(rng: np.random.Generator) -> tuple[float, int]:
+    return float(10 ** rng.uniform(-2.5, -0.5)), int(rng.integers(-100, 101))
+
+
+def _out_scale(std: float, rng: np.random.Generator) -> float:
+    return float(max(6 * std / 255 * rng.uniform(0.4, 2.0), 1e-6))
+
+
+def _act(rng: np.random.Generator) -> int:
+    return ACT[str(rng.choice(["NONE", "RELU", "RELU6", "RELU_N1_TO_1", "NONE", "RELU"]))]
+
+
+def conv_case(rng: np.random.Generator, k: int, depthwise: bool) -> OpCase:
+    while True:
+        h, w = int(rng.integers(3, 13)), int(rng.integers(3, 13))
+        ic = int(rng.integers(1, 9))
+        kh, kw = int(rng.choice([1, 2, 3, 5])), int(rng.choice([1, 3, 5]))
+        sh, sw = int(rng.choice([1, 1, 2, 3])), int(rng.choice([1, 2]))
+        dh, dw = (int(rng.choice([1, 2])), int(rng.choice([1, 2]))) if rng.random() < 0.3 else (1, 1)
+        padding = int(rng.choice([PAD["SAME"], PAD["VALID"]]))
+        dm = int(rng.choice([1, 2, 3])) if depthwise else 1
+        oc = ic * dm if depthwise else int(rng.integers(1, 13))
+        ekh, ekw = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+        if padding == PAD["SAME"]:
+            oh, ow = math.ceil(h / sh), math.ceil(w / sw)
+        else:
+            oh, ow = (h - ekh + sh) // sh, (w - ekw + sw) // sw
+        if oh >= 1 and ow >= 1:
+            break
+    s_in, z_in = _in_q(rng)
+    per_channel = rng.random() < 0.75
+    f_scales = 10 ** rng.uniform(-3, -1.5, size=oc if per_channel else 1)
+    b = ModelBuilder()
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in, name="input")
+    fshape = (1, kh, kw, oc) if depthwise else (oc, kh, kw, ic)
+    wq = rng.integers(-127, 128, size=fshape).astype(np.int8)
+    f = b.tensor(fshape, "int8", list(f_scales), 0, data=wq, qdim=3 if depthwise else 0, name="filter")
+    inputs = [x, f]
+    if depthwise or rng.random() < 0.8:  # TFLite Micro crashes on a depthwise conv without bias
+        bscale = [s_in * fs for fs in (f_scales if per_channel else np.repeat(f_scales, oc))]
+        bias = rng.integers(-20000, 20000, size=oc).astype(np.int32)
+        inputs.append(b.tensor((oc,), "int32", bscale, 0, data=bias, name="bias"))
+    else:
+        inputs.append(-1)
+    taps = kh * kw * (1 if depthwise else ic)
+    std = s_in * math.sqrt(74 ** 2 + z_in ** 2) * float(np.mean(f_scales)) * 73 * math.sqrt(taps)
+    s_out, z_out = _out_scale(std, rng), int(rng.integers(-60, 61))
+    y = b.tensor((1, oh, ow, oc), "int8", s_out, z_out, name="output")
+    act = _act(rng)
+    if depthwise:
+        opt = options("DepthwiseConv2DOptions", padding=padding, strideH=sh, strideW=sw, depthMultiplier=dm,
+                      fusedActivationFunction=act, dilationHFactor=dh, dilationWFactor=dw)
+        b.op("DEPTHWISE_CONV_2D", inputs, [y], opt)
+    else:
+        opt = options("Conv2DOptions", padding=padding, strideH=sh, strideW=sw, fusedActivationFunction=act,
+                      dilationHFactor=dh, dilationWFactor=dw)
+        b.op("CONV_2D", inputs, [y], opt)
+    op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+    return OpCase(f"{op.lower()}_{k}", (op,), b.build([x], [y]), (1, h, w, ic))
+
+
+def fc_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    s_in, z_in = _in_q(rng)
+    if k % 3 == 0:
+        shape = (1, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 9)))
+        depth = int(np.prod(shape))
+        batches = 1
+    else:
+        batches = 1 if k % 3 == 1 else 3
+        depth = int(rng.integers(1, 64))
+        shape = (batches, depth)
+    units = int(rng.integers(1, 20))
+    per_channel = k % 4 == 3
+    f_scales = 10 ** rng.uniform(-3, -1.5, size=units if per_channel else 1)
+    x = b.tensor(shape, "int8", s_in, z_in)
+    wq = rng.integers(-127, 128, size=(units, depth)).astype(np.int8)
+    f = b.tensor((units, depth), "int8", list(f_scales), 0, data=wq)
+    bscale = [s_in * fs for fs in f_scales]
+    bias = b.tensor((units,), "int32", bscale, 0, data=rng.integers(-20000, 20000, size=units).astype(np.int32))
+    std = s_in * math.sqrt(74 ** 2 + z_in ** 2) * float(np.mean(f_scales)) * 73 * math.sqrt(depth)
+    y = b.tensor((batches, units), "int8", _out_scale(std, rng), int(rng.integers(-60, 61)))
+    b.op("FULLY_CONNECTED", [x, f, bias], [y], options("FullyConnectedOptions", fusedActivationFunction=_act(rng)))
+    return OpCase(f"fully_connected_{k}", ("FULLY_CONNECTED",), b.build([x], [y]), shape)
+
+
+def _requant(b: ModelBuilder, rng: np.random.Generator, x: int, shape: tuple[int, ...], s: float) -> int:
+    """x -> QUANTIZE (int8 -> int8, another scale and zero point)."""
+    y = b.tensor(shape, "int8", s * rng.uniform(0.5, 2.0), int(rng.integers(-50, 51)))
+    b.op("QUANTIZE", [x], [y])
+    return y
+
+
+def binary_case(rng: np.random.Generator, k: int, opname: str) -> OpCase:
+    b = ModelBuilder()
+    h, w, c = int(rng.integers(1, 7)), int(rng.integers(1, 7)), int(rng.integers(1, 9))
+    shape = (1, h, w, c)
+    s_in, z_in = _in_q(rng)
+    x = b.tensor(shape, "int8", s_in, z_in)
+    mode = k % 3
+    if mode == 0:  # the second operand: the same activation requantized
+        y = _requant(b, rng, x, shape, s_in)
+        other = shape
+    elif mode == 1:  # a broadcast constant
+        other = tuple(int(d) if rng.random() < 0.5 else 1 for d in shape)
+        y = b.tensor(other, "int8", s_in * rng.uniform(0.3, 3.0), int(rng.integers(-50, 51)),
+                     data=rng.integers(-128, 128, size=other).astype(np.int8))
+    else:  # a broadcast activation: the per-channel mean
+        other = (1, 1, 1, c)
+        y = b.tensor(other, "int8", s_in * rng.uniform(0.5, 2.0), int(rng.integers(-50, 51)))
+        axis = b.tensor((2,), "int32", data=np.array([1, 2], dtype=np.int32))
+        b.op("MEAN", [x, axis], [y], options("ReducerOptions", keepDims=True))
+    a_first = rng.random() < 0.5
+    ins = [x, y] if a_first else [y, x]
+    if opname == "ADD":
+        s_out = s_in * rng.uniform(0.8, 3.0)
+        opt = options("AddOptions", fusedActivationFunction=_act(rng))
+    else:
+        s_out = s_in * s_in * 100 * rng.uniform(0.3, 3.0)
+        opt = options("MulOptions", fusedActivationFunction=_act(rng))
+    out = b.tensor(shape, "int8", s_out, int(rng.integers(-50, 51)))
+    b.op(opname, ins, [out], opt)
+    ops = (opname, "QUANTIZE") if mode == 0 else ((opname, "MEAN") if mode == 2 else (opname,))
+    return OpCase(f"{opname.lower()}_{k}", ops, b.build([x], [out]), shape)
+
+
+def pad_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+    pads = np.array([[0, 0]] + [[int(rng.integers(0, 3)), int(rng.integers(0, 3))] for _ in range(3)], dtype=np.int32)
+    s, z = _in_q(rng)
+    x = b.tensor(shape, "int8", s, z)
+    p = b.tensor((4, 2), "int32", data=pads)
+    oshape = tuple(int(d + pads[i].sum()) for i, d in enumerate(shape))
+    y = b.tensor(oshape, "int8", s, z)
+    b.op("PAD", [x, p], [y], options("PadOptions"))
+    return OpCase(f"pad_{k}", ("PAD",), b.build([x], [y]), shape)
+
+
+def pool_case(rng: np.random.Generator, k: int, opname: str) -> OpCase:
+    while True:
+        h, w, c = int(rng.integers(2, 11)), int(rng.integers(2, 11)), int(rng.integers(1, 9))
+        kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        padding = int(rng.choice([PAD["SAME"], PAD["VALID"]]))
+        if padding == PAD["SAME"]:
+            oh, ow = math.ceil(h / sh), math.ceil(w / sw)
+        else:
+            oh, ow = (h - kh + sh) // sh, (w - kw + sw) // sw
+        if oh >= 1 and ow >= 1:
+            break
+    b = ModelBuilder()
+    s, z = _in_q(rng)
+    x = b.tensor((1, h, w, c), "int8", s, z)
+    y = b.tensor((1, oh, ow, c), "int8", s, z)  # TFLite pools keep the quantization
+    b.op(opname, [x], [y], options("Pool2DOptions", padding=padding, strideH=sh, strideW=sw, filterHeight=kh,
+                                   filterWidth=kw, fusedActivationFunction=_act(rng)))
+    return OpCase(f"{opname.lower()}_{k}", (opname,), b.build([x], [y]), (1, h, w, c))
+
+
+def mean_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+    axes = [[1, 2], [1, 2], [3], [1], [2, 1], [-1], [1, 2, 3]][k % 7]
+    keep = k % 2 == 0
+    s, z = _in_q(rng)
+    x = b.tensor(shape, "int8", s, z)
+    ax = b.tensor((len(axes),), "int32", data=np.array(axes, dtype=np.int32))
+    norm = {a % 4 for a in axes}
+    oshape = tuple((1 if i in norm else d) for i, d in enumerate(shape) if keep or i not in norm)
+    same = k % 3 == 0
+    y = b.tensor(oshape, "int8", s if same else s * rng.uniform(0.2, 1.5), z if same else int(rng.integers(-50, 51)))
+    b.op("MEAN", [x, ax], [y], options("ReducerOptions", keepDims=keep))
+    return OpCase(f"mean_{k}", ("MEAN",), b.build([x], [y]), shape)
+
+
+def reshape_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+    s, z = _in_q(rng)
+    x = b.tensor(shape, "int8", s, z)
+    n = int(np.prod(shape))
+    if k % 2 == 0:
+        y = b.tensor((1, n), "int8", s, z)
+        ns = np.array([1, n], dtype=np.int32)
+        sh = b.tensor((2,), "int32", data=ns)
+        b.op("RESHAPE", [x, sh], [y], options("ReshapeOptions", newShape=ns))
+        return OpCase(f"reshape_{k}", ("RESHAPE",), b.build([x], [y]), shape)
+    # reshape between two real ops: requant -> reshape -> requant
+    r = _requant(b, rng, x, shape, s)
+    y = b.tensor((1, n), "int8", b.tensors[r].quantization.scale[0], int(b.tensors[r].quantization.zeroPoint[0]))
+    ns = np.array([1, n], dtype=np.int32)
+    b.op("RESHAPE", [r, b.tensor((2,), "int32", data=ns)], [y], options("ReshapeOptions", newShape=ns))
+    out = _requant(b, rng, y, (1, n), s)
+    return OpCase(f"reshape_{k}", ("RESHAPE", "QUANTIZE"), b.build([x], [out]), shape)
+
+
+def concat_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+    axis = [3, 1, 2, -1][k % 4]
+    s, z = _in_q(rng)
+    x = b.tensor(shape, "int8", s, z)
+    # TFLite Micro requires every concatenated input to share the output's scale and zero point
+    y = b.tensor(shape, "int8", s, z)
+    b.op("MAX_POOL_2D", [x], [y], options("Pool2DOptions", padding=PAD["VALID"], strideH=1, strideW=1,
+                                          filterHeight=1, filterWidth=1, fusedActivationFunction=ACT["RELU"]))
+    cshape = list(shape)
+    cshape[axis % 4] = int(rng.integers(1, 4))
+    c = b.tensor(tuple(cshape), "int8", s, z, data=rng.integers(-128, 128, size=cshape).astype(np.int8))
+    ins = [x, y, c] if k % 2 == 0 else [c, y, x]
+    oshape = list(shape)
+    oshape[axis % 4] = 2 * shape[axis % 4] + cshape[axis % 4]
+    out = b.tensor(tuple(oshape), "int8", s, z)
+    b.op("CONCATENATION", ins, [out], options("ConcatenationOptions", axis=axis, fusedActivationFunction=0))
+    return OpCase(f"concatenation_{k}", ("CONCATENATION", "MAX_POOL_2D"), b.build([x], [out]), shape)
+
+
+def softmax_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(2, 40))) if k % 2 == 0 else (1, int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                                                              int(rng.integers(2, 12)))
+    s = float(10 ** rng.uniform(-2.5, 0))
+    x = b.tensor(shape, "int8", s, int(rng.integers(-100, 101)))
+    y = b.tensor(shape, "int8", 1 / 256, -128)
+    beta = [1.0, 1.0, 0.5, 2.0][k % 4]
+    b.op("SOFTMAX", [x], [y], options("SoftmaxOptions", beta=beta))
+    return OpCase(f"softmax_{k}", ("SOFTMAX",), b.build([x], [y]), shape)
+
+
+def logistic_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 9)))
+    s = float(10 ** rng.uniform(-2.5, -0.3))
+    x = b.tensor(shape, "int8", s, int(rng.integers(-100, 101)))
+    y = b.tensor(shape, "int8", 1 / 256, -128)
+    b.op("LOGISTIC", [x], [y])
+    return OpCase(f"logistic_{k}", ("LOGISTIC",), b.build([x], [y]), shape)
+
+
+def quantize_case(rng: np.random.Generator, k: int) -> OpCase:
+    b = ModelBuilder()
+    shape = (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 9)))
+    s, z = _in_q(rng)
+    x = b.tensor(shape, "int8", s, z)
+    if k % 2 == 0:
+        y = b.tensor(shape, "int8", s * rng.uniform(0.2, 5.0), int(rng.integers(-100, 101)))
+        b.op("QUANTIZE", [x], [y])
+        return OpCase(f"quantize_{k}", ("QUANTIZE",), b.build([x], [y]), shape)
+    f = b.tensor(shape, "float32")
+    b.op("DEQUANTIZE", [x], [f])
+    y = b.tensor(shape, "int8", s * rng.uniform(0.2, 5.0), int(rng.integers(-100, 101)))
+    b.op("QUANTIZE", [f], [y])
+    return OpCase(f"dequantize_{k}", ("DEQUANTIZE", "QUANTIZE"), b.build([x], [y]), shape)
+
+
+def chain_case(rng: np.random.Generator, k: int) -> OpCase:
+    """QUANTIZE -> (CONV_2D | DEPTHWISE_CONV_2D | PAD): the second op's input dies at that op, so the
+    planner lets its output share the input's memory (rows streamed, or PAD grown in place)."""
+    inner = conv_case(rng, k, depthwise=k % 3 == 1) if k % 3 != 2 else pad_case(rng, k)
+    from tinysplit.exporter.tflite_model import parse_tflite
+
+    m = parse_tflite(inner.tflite)
+    b = ModelBuilder()
+    src = m.tensors[m.inputs[0]]
+    s0, z0 = src.scales[0] * rng.uniform(0.5, 2.0), int(rng.integers(-80, 81))
+    x = b.tensor(src.shape, "int8", s0, z0, name="input")
+    index = {}
+    for t in m.tensors:
+        data = None if t.data is None else np.asarray(t.data)
+        qd = t.quantized_dimension
+        index[t.index] = b.tensor(t.shape, t.dtype, list(t.scales) if t.scales else None,
+                                  list(t.zero_points) if t.zero_points else 0, data=data, qdim=qd, name=t.name)
+    b.op("QUANTIZE", [x], [index[m.inputs[0]]])
+    for op in m.operators:
+        b.op(op.opcode, [index[i] if i >= 0 else -1 for i in op.inputs], [index[o] for o in op.outputs], op.options)
+    name = inner.name.split("_")[0] if not inner.name.startswith("depthwise") else "depthwise"
+    return OpCase(f"chain_{name}_{k}", ("QUANTIZE", *inner.ops), b.build([x], [index[m.outputs[0]]]), src.shape)
+
+
+def all_cases(seed: int = 20261123) -> list[OpCase]:
+    rng = np.random.default_rng(seed)
+    cases: list[OpCase] = []
+    cases += [conv_case(rng, k, False) for k in range(14)]
+    cases += [conv_case(rng, k, True) for k in range(12)]
+    cases += [fc_case(rng, k) for k in range(8)]
+    cases += [binary_case(rng, k, "ADD") for k in range(9)]
+    cases += [binary_case(rng, k, "MUL") for k in range(6)]
+    cases += [pad_case(rng, k) for k in range(4)]
+    cases += [pool_case(rng, k, "AVERAGE_POOL_2D") for k in range(6)]
+    cases += [pool_case(rng, k, "MAX_POOL_2D") for k in range(5)]
+    cases += [mean_case(rng, k) for k in range(8)]
+    cases += [reshape_case(rng, k) for k in range(4)]
+    cases += [concat_case(rng, k) for k in range(4)]
+    cases += [softmax_case(rng, k) for k in range(6)]
+    cases += [logistic_case(rng, k) for k in range(5)]
+    cases += [quantize_case(rng, k) for k in range(6)]
+    cases += [chain_case(rng, k) for k in range(9)]
+    return cases
