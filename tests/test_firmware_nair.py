@@ -185,6 +185,7 @@ def test_bad_frames_are_counted_and_the_device_keeps_working():
                 for c in chunks:
                     await link.send_raw(c)
             await link.send_raw(b"\x13\x37" * 50 + b"\x00")  # garbage: a malformed COBS block
+            assert (await link.stats())["last_error"] == 9  # cobs
             # results from the host are accepted and counted as received
             await link.send(link.frame(FrameType.RESULT, Result(3, 16, 0), 1))
             stats = await link.stats()
@@ -199,6 +200,7 @@ def test_bad_frames_are_counted_and_the_device_keeps_working():
             assert await link.wait_slices(9) == _expected(x, 2, 9)
             after = await link.stats()
             assert after["drops"] == stats["drops"] and after["received"] == stats["received"] + 3
+            assert after["last_error"] == 9 and after["instructions"] > 0
             assert await link.exit(0) == 0
 
     _run(main())
