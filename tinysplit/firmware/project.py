@@ -31,6 +31,7 @@ from tinysplit import __version__
 from tinysplit.boards import Board
 from tinysplit.errors import InputError
 from tinysplit.modelsrc import ModelSources
+from tinysplit.wire.frame import MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class NairAppConfig:
 
     @property
     def units_per_frame(self) -> int:
-        return max(1, (1024 - NAIR_SLICE_HEADER) // self.unit_bytes)
+        return max(1, (MAX_PAYLOAD - NAIR_SLICE_HEADER) // self.unit_bytes)
 
 
 def nair_config(manifest: Any, device_id: int = 1, transport: str = "uart", udp_port: int = 5600,
@@ -299,9 +300,9 @@ def check_nair(board: Board, model: ModelSources, nair: NairAppConfig) -> None:
     if nair.height * nair.width * c != model.output.bytes:
         raise InputError(f"nair: slice plan {nair.height}x{nair.width}x{c} does not match the model's "
                          f"{model.output.bytes} output bytes")
-    if nair.unit_bytes + NAIR_SLICE_HEADER > 1024:
+    if nair.unit_bytes + NAIR_SLICE_HEADER > MAX_PAYLOAD:
         raise InputError(f"nair: one unit is {nair.unit_bytes} bytes; a NAIR_SLICE frame holds at most "
-                         f"{1024 - NAIR_SLICE_HEADER}: use fewer channels per unit")
+                         f"{MAX_PAYLOAD - NAIR_SLICE_HEADER}: use fewer channels per unit")
     if not 1 <= nair.default_budget_units <= nair.units_total:
         raise InputError(f"nair: default budget {nair.default_budget_units} is not in 1..{nair.units_total}")
     if not 0 <= nair.bundle_id < 2**32 or not 0 <= nair.device_id < 0xFFFF:
