@@ -171,7 +171,10 @@ def test_bad_frames_are_counted_and_the_device_keeps_working():
         "part": [cobs_encode(_raw(FrameType.INPUT, b"\x00", part_index=2, part_count=2)) + b"\x00",
                  cobs_encode(_raw(FrameType.INPUT, b"\x00" * 10, seq=5, part_index=1, part_count=2)) + b"\x00"],
         "payload": [cobs_encode(_raw(FrameType.CONTROL, b"\x01\x02\x03")) + b"\x00",
-                    cobs_encode(_raw(FrameType.INPUT, b"\x00" * (IN - 1), seq=6)) + b"\x00"],
+                    cobs_encode(_raw(FrameType.INPUT, b"\x00" * (IN - 1), seq=6)) + b"\x00",
+                    # more bytes than the input holds: the second chunk would overflow it
+                    cobs_encode(_raw(FrameType.INPUT, b"\x01" * 60, seq=7, part_index=0, part_count=2)) + b"\x00"
+                    + cobs_encode(_raw(FrameType.INPUT, b"\x01" * 60, seq=7, part_index=1, part_count=2)) + b"\x00"],
         "bundle": [cobs_encode(_raw(FrameType.CONTROL, struct.pack("<BI", 1, 1), bundle=BUNDLE ^ 1)) + b"\x00"],
         "unexpected_type": [cobs_encode(_raw(FrameType.NAIR_SLICE, struct.pack("<HHH", 0, 1, 16) + bytes(96)))
                             + b"\x00"],
@@ -193,6 +196,7 @@ def test_bad_frames_are_counted_and_the_device_keeps_working():
                 want = len(chunks) + (1 if reason == "cobs" else 0)
                 assert stats[f"drops_{reason}"] == want, (reason, stats)
             assert stats["drops"] == sum(len(c) for c in bad.values()) + 1
+            assert stats["received"] == 4 + 1 + 2  # INPUT frames that decode (dropped later), RESULT, 2 STATS
             # still working: a good input at a changed budget gives the exact frames
             await link.send(good)  # budget 2
             x = np.arange(IN, dtype=np.int8)
