@@ -46,8 +46,10 @@ def _add_export(sub) -> None:
                                    "measured arena) and write a bundle directory with manifest.json and "
                                    "report.json.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--example", choices=["digits", "digits-classifier"],
-                     help="train a built-in example (seconds, no download) and export it")
+    src.add_argument("--example", choices=["digits", "digits-classifier", "mobilenet"],
+                     help="a built-in example, no download: digits (trains in seconds; head on the device, tail "
+                          "on the host), digits-classifier (the whole network on the device), mobilenet (a "
+                          "CIFAR-shaped MobileNetV2-style head with seeded weights, synthetic data)")
     src.add_argument("--spec", metavar="FILE.py[:FUNC]",
                      help="a Python file or module whose function (default: build) returns an ExportSpec")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to create (must not exist)")
@@ -59,7 +61,12 @@ def _add_export(sub) -> None:
 
 def _run_export(args) -> int:
     progress = Progress(args.quiet)
-    if args.example:
+    if args.example == "mobilenet":
+        from tinysplit.examples.mobilenet import mobilenet_spec
+
+        progress("building the MobileNetV2-style example (seeded weights, synthetic 32x32x3 data)")
+        spec, _ = mobilenet_spec()
+    elif args.example:
         if args.epochs < 1:
             raise _usage("--epochs must be at least 1")
         progress(f"training the '{args.example}' example ({args.epochs} epochs)")

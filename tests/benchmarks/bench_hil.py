@@ -1,0 +1,52 @@
+"""Benchmark: generated C on every emulated board vs TFLite Micro, and the host build vs the TFLite
+Micro runtime, in one run.
+
+    python tests/benchmarks/bench_hil.py [--samples 100]
+
+Exports the digits head and the MobileNetV2-style head, then per board: identical fraction over
+N held-out inputs (streamed over the emulated UART), exact instructions per inference (QEMU
+-icount + the board's timer), flash and RAM of the firmware, our arena vs TFLite Micro's measured
+arena. A model that does not fit a board is reported with the bytes needed and available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from tinysplit.boards import list_boards
+from tinysplit.errors import InputError
+from tinysplit.firmware.hilcheck import run_hil_check
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=100)
+    args = ap.parse_args()
+    from tinysplit.examples.digits import digits_spec
+    from tinysplit.examples.mobilenet import mobilenet_spec
+    from tinysplit.exporter import export_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundles = {"digits head": export_bundle(digits_spec("digits")[0], Path(tmp) / "digits").bundle_dir,
+                   "mobilenet head": export_bundle(mobilenet_spec()[0], Path(tmp) / "mobilenet").bundle_dir}
+        print(f"{'model':15} {'board':20} {'inputs':>6} {'identical':>9} {'maxLSB':>6} {'instr/inference':>15} "
+              f"{'flash B':>8} {'RAM B':>8} {'arena B':>8} {'TFLM arena':>10} {'ratio':>5} {'wall s':>6}")
+        for model, bundle in bundles.items():
+            for board in [b.name for b in list_boards(emulated_only=True)]:
+                t0 = time.perf_counter()
+                try:
+                    r = run_hil_check(bundle, board, args.samples)
+                except InputError as e:
+                    print(f"{model:15} {board:20} does not fit: {e}")
+                    continue
+                print(f"{model:15} {board:20} {r.samples:>6} {r.identical_fraction:>9.4f} {r.max_lsb_diff:>6} "
+                      f"{r.instructions_per_inference:>15,} {r.flash_bytes:>8,} {r.ram_bytes:>8,} "
+                      f"{r.arena_bytes:>8,} {r.tflm_arena_bytes:>10,} {r.arena_bytes / r.tflm_arena_bytes:>5.2f} "
+                      f"{time.perf_counter() - t0:>6.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Issue 3's check on every emulated board: generated C in QEMU, value for value identical with
+TFLite Micro, exact instruction counts; a model too large for a board fails with bytes needed/available.
+
+CI runs 100 inputs per board for the digits head, and 8 per board for
+the MobileNetV2-style head (69 M instructions each under -icount); tests/benchmarks/bench_hil.py
+runs 100 of each on every board."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinysplit.boards import list_boards
+from tinysplit.errors import InputError
+from tinysplit.firmware.hilcheck import generate_project, run_hil_check
+
+pytestmark = pytest.mark.emulator
+BOARDS = [b.name for b in list_boards(emulated_only=True)]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_digits_head_identical_with_tflm(board, digits_bundle):
+    r = run_hil_check(digits_bundle, board, samples=100)
+    assert r.samples == 100 and r.values_compared == 100 * 512
+    assert r.identical_fraction == 1.0 and r.max_lsb_diff == 0
+    assert r.arena_bytes <= 0.7 * r.tflm_arena_bytes
+    assert 100_000 < r.instructions_min <= r.instructions_per_inference <= r.instructions_max
+    assert r.flash_bytes > r.const_bytes and r.ram_bytes > r.arena_bytes
+
+
+@pytest.mark.parametrize("board", [b for b in BOARDS if b != "qemu-lm3s6965evb"])
+def test_mobilenet_head_identical_with_tflm(board, mobilenet_export):
+    result, _ = mobilenet_export
+    r = run_hil_check(result.bundle_dir, board, samples=8)
+    assert r.identical_fraction == 1.0 and r.values_compared == 8 * 8 * 8 * 32
+    assert r.arena_bytes > 64 * 1024
+
+
+def test_mobilenet_does_not_fit_the_64k_board(mobilenet_export, tmp_path):
+    result, _ = mobilenet_export
+    with pytest.raises(InputError) as e:
+        generate_project(result.bundle_dir, "qemu-lm3s6965evb", tmp_path / "p")
+    msg = str(e.value)
+    assert "does not fit board 'qemu-lm3s6965evb'" in msg and "65,536 bytes available" in msg
+    assert "needs 1" in msg  # the bytes needed (arena 106,752 + app + stack)
+    assert not (tmp_path / "p").exists()
+
+
+def test_instruction_counts_are_deterministic(digits_bundle):
+    a = run_hil_check(digits_bundle, "qemu-riscv32-virt", samples=5)
+    b = run_hil_check(digits_bundle, "qemu-riscv32-virt", samples=5)
+    assert (a.instructions_min, a.instructions_max, a.instructions_per_inference) == \
+           (b.instructions_min, b.instructions_max, b.instructions_per_inference)
