@@ -20,15 +20,6 @@ SAMPLES = 20
 
 
 @pytest.fixture(scope="module")
-def digits_bundle(tmp_path_factory) -> Path:
-    pytest.importorskip("tinysplit.exporter.codegen", reason="the C code generator is not on this branch")
-    pytest.importorskip("tflite_micro", reason="the tflite-micro reference runtime is not installed")
-    out = tmp_path_factory.mktemp("digits") / "bundle"
-    assert cli.main(["export", "--example", "digits", "--out", str(out), "-q"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def reference(digits_bundle: Path):
     from tflite_micro.python.tflite_micro import runtime
 

@@ -60,7 +60,12 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> int:
+    from pathlib import Path
+
+    from tinysplit.exporter.bundle import check_out_dir
+
     progress = Progress(args.quiet)
+    check_out_dir(Path(args.out).resolve(), args.force)  # before any training or conversion
     if args.example == "mobilenet":
         from tinysplit.examples.mobilenet import mobilenet_spec
 

@@ -172,12 +172,19 @@ def add_hil(sub: Any) -> None:
     p.add_argument("--keep", metavar="DIR", help="keep the generated project under DIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    from tinysplit.firmware.e2e import add_e2e_arguments
+
+    add_e2e_arguments(p)
 
 
 def run_hil(args: Any) -> int:
     from tinysplit.cli import Progress
     from tinysplit.firmware.hilcheck import run_hil_check
 
+    if args.e2e:
+        from tinysplit.firmware.e2e import run_e2e_args
+
+        return run_e2e_args(args, _emit_json)
     if args.samples < 1:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
     keep = Path(args.keep) if args.keep else None

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tinysplit.boards import get_board
-from tinysplit.errors import InputError, ToolchainError, VerificationError
+from tinysplit.errors import InputError, VerificationError
 from tinysplit.firmware.build import build_project
 from tinysplit.firmware.nairdev import NairLink
 from tinysplit.firmware.project import nair_config, render_project
@@ -81,18 +81,6 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def generate_sources(bundle: Path, manifest: Any, out_dir: Path, model: str | None = None) -> ModelSources:
-    try:
-        from tinysplit.exporter.codegen import generate_model_sources
-    except ImportError as e:
-        raise ToolchainError(f"the C code generator (tinysplit.exporter.codegen) is not available in this "
-                             f"install ({e}); install a tinysplit release that includes it") from None
-    from tinysplit.firmware.hilcheck import c_prefix
-
-    dm = manifest.device_model(model) if model else manifest.device_models[0]
-    return generate_model_sources((bundle / dm.file).read_bytes(), c_prefix(dm.name), out_dir)
-
-
 def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: str = "uart",
             budgets: tuple[int, ...] | list[int] = (), *, device_id: int = 1, workdir: str | Path | None = None,
             model: str | None = None,
@@ -131,6 +119,8 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
     try:
         work.mkdir(parents=True, exist_ok=True)
         if sources is None:
+            from tinysplit.firmware.hilcheck import generate_sources
+
             sources = generate_sources(bundle, manifest, work / "model", model)
         t0 = time.perf_counter()
         project = render_project(board, sources, work / f"{board.name}-{transport}", app="nair", nair=cfg)
