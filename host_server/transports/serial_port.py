@@ -74,7 +74,7 @@ class SerialTransport(CobsStream):
                 data = self._port.read(4096)
             except Exception as e:  # link gone (QEMU exited, cable pulled): count it and stop reading
                 if not self._stop.is_set():
-                    log.warning("%s: read failed (%s); link closed", self.url, e)
+                    log.info("%s: read failed (%s); link closed (counted as link_error)", self.url, e)
                     self._loop.call_soon_threadsafe(self.stats.drop, "link_error")
                 return
             if data:

@@ -175,6 +175,7 @@ async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: Any, x
                     "budget_units": b,
                     "samples": len(seqs),
                     "labels_equal_reference": float(np.mean(labels == ref[b])),
+                    "labels": labels.tolist(),
                     "mismatches": [int(s) for s, lab, r in zip(seqs, labels, ref[b]) if lab != r],
                     "complete": sum(1 for s in seqs if got.get(s, {}).get("complete")),
                     "units_received": sorted({int(got[s]["units_received"]) for s in seqs if s in got}),
