@@ -1,0 +1,179 @@
+"""Benchmark: NAIR on CIFAR-10 with a MobileNetV2-style head that fits an MCU (int8 head + host tail).
+
+    python tests/benchmarks/bench_nair_cifar10.py [--epochs 6] [--retune-epochs 0.8] [--train-subset N]
+        [--test-samples 2000] [--threads 2] [--out DIR]
+
+Data: ../shared/data/cifar10-jpeg.npz (see its README; found next to the checkout, or --data).
+Model: the head of tinysplit.examples.mobilenet (3x3 stem + four inverted residual blocks, two with
+stride 2; 3x32x32 -> 8x8x32, i.e. 16 units of 2 channels) and a tail that starts with a plain 1x1
+conv (so NAIR can permute its input channels). Trains the float model, then for each of the four
+variants (original order without re-tuning, plain sum of slice losses, penalty only, full NAIR)
+re-tunes a copy, exports it to int8 (TFLite Micro head) and measures test accuracy at 1/8, 1/4,
+1/2 and all units with the exported head, zero-filled units and the ONNX tail. Prints the table,
+the head's int8 flash and arena (TFLite Micro's measured and tinysplit's generated C), and writes
+DIR/nair_cifar10.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinysplit.examples.mobilenet import InvertedResidual, MobileNetHead, conv_bn
+
+SPLIT_LAYER = "blocks.3.block.2.0"  # the last block's 1x1 linear projection (its BN is folded)
+TAIL_FIRST_LAYER = "0.0"
+SEED = 1
+MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)[:, None, None]
+STD = np.array([0.2470, 0.2435, 0.2616], np.float32)[:, None, None]
+
+
+def make_tail(num_classes: int = 10) -> nn.Sequential:
+    return nn.Sequential(conv_bn(32, 96, 1), conv_bn(96, 96, 3, 1, groups=96), conv_bn(96, 64, 1, relu6=False),
+                         InvertedResidual(64, 64, 1, 4), conv_bn(64, 256, 1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(256, num_classes))
+
+
+def load_split(path: Path, split: str, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    d = np.load(path)
+    jpeg, off, labels = d[f"{split}_jpeg"], d[f"{split}_offsets"], d[f"{split}_labels"]
+    idx = np.random.default_rng(seed).permutation(len(labels))  # the splits are stored sorted by class
+    if n:
+        idx = idx[:n]
+    x = np.stack([np.asarray(Image.open(io.BytesIO(jpeg[off[i]:off[i + 1]].tobytes())).convert("RGB"))
+                  for i in idx]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    return ((x - MEAN) / STD).astype(np.float32), labels[idx].astype(np.int64)
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random crop with 4-pixel padding and horizontal flip."""
+    b = x.shape[0]
+    padded = nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    dx, dy = torch.randint(0, 9, (2,), generator=g).tolist()
+    out = padded[:, :, dy:dy + 32, dx:dx + 32]
+    flip = torch.rand(b, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: float, lr: float, log) -> None:
+    g = torch.Generator().manual_seed(SEED)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    steps = max(1, int(math.ceil(epochs * len(xt) / 128)))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.25)
+    model.train()
+    step, t0 = 0, time.time()
+    while step < steps:
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt) - 127, 128):
+            if step >= steps:
+                break
+            bi = perm[i:i + 128]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(augment(xt[bi], g)), yt[bi])
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 50 == 0:
+                log(f"  step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f} s)")
+    model.eval()
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    with torch.no_grad():
+        return float(np.mean(np.concatenate([model(torch.from_numpy(x[i:i + 500])).argmax(1).numpy()
+                                             for i in range(0, len(x), 500)]) == y))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    here = Path(__file__).resolve()
+    ap.add_argument("--data", type=Path, default=here.parents[3] / "shared" / "data" / "cifar10-jpeg.npz")
+    ap.add_argument("--epochs", type=float, default=6)
+    ap.add_argument("--retune-epochs", type=float, default=0.8)
+    ap.add_argument("--train-subset", type=int, default=None, help="train on the first N (shuffled) images")
+    ap.add_argument("--test-samples", type=int, default=2000, help="test images for the int8 evaluation")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--out", type=Path, default=Path("nair-cifar10"))
+    args = ap.parse_args()
+    if not args.data.is_file():
+        raise SystemExit(f"no CIFAR-10 archive at {args.data}; pass --data (see the shared data README)")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(SEED)
+    t0 = time.time()
+    log = lambda m: print(f"[{time.time() - t0:7.0f} s] {m}", flush=True)
+
+    from tinysplit.exporter import DevicePiece, ExportSpec, TailPiece, export_bundle
+    from tinysplit.firmware.hilcheck import generate_sources
+    from tinysplit.manifest import load_manifest
+    from tinysplit.methods.nair import RetuneConfig, prepare_variant
+    from tinysplit.reference import labels_at_budgets
+
+    log("loading CIFAR-10")
+    x_tr, y_tr = load_split(args.data, "train", args.train_subset, SEED)
+    x_te, y_te = load_split(args.data, "test", args.test_samples, SEED + 1)
+    model = nn.Sequential()
+    model.head, model.tail = MobileNetHead(), make_tail()
+    log(f"training the float model: {len(x_tr)} images, {args.epochs} epochs")
+    train(model, x_tr, y_tr, args.epochs, args.lr, log)
+    base = accuracy(model, x_te, y_te)
+    log(f"float accuracy (test subset): {100 * base:.2f}%")
+
+    variants = ("original", "sum", "penalty", "nair")
+    fractions = (8, 4, 2, 1)
+    results, sizes = {}, {}
+    (args.out / "bundles").mkdir(parents=True, exist_ok=True)
+    for v in variants:
+        head, tail = copy.deepcopy(model.head), copy.deepcopy(model.tail)
+        log(f"{v}: preparing")
+        cfg = RetuneConfig(epochs=max(1, int(math.ceil(args.retune_epochs))), lr=3e-4, batch_size=64, seed=SEED)
+        n_rt = int(len(x_tr) * min(1.0, args.retune_epochs / cfg.epochs))  # a fraction of an epoch
+        order, info = prepare_variant(head, tail, SPLIT_LAYER, TAIL_FIRST_LAYER, v, x_tr[:n_rt], y_tr[:n_rt], 2, cfg,
+                                      log=log)
+        spec = ExportSpec(f"cifar_{v}", [DevicePiece("head", head)], x_tr[:300], x_te,
+                          heldout_labels=y_te, tails=[TailPiece("tail", tail, ("head",))], method="nair",
+                          method_data=order.method_data())
+        log(f"{v}: exporting int8")
+        bundle = export_bundle(spec, args.out / "bundles" / v, force=True).bundle_dir
+        m = load_manifest(bundle)
+        units = m.method_data["nair"]["units_total"]
+        budgets = [units // f for f in fractions]
+        log(f"{v}: int8 accuracy at {budgets} units (TFLite Micro head, zero-filled units, ONNX tail)")
+        labels = labels_at_budgets(bundle, budgets)
+        results[v] = {f"1/{f}" if f > 1 else "all": float((labels[b] == y_te).mean()) for f, b in zip(fractions, budgets)}
+        results[v]["retune"] = info
+        if not sizes:
+            src = generate_sources(bundle, m, args.out / "c")
+            sizes = {"tflite_flash_bytes": m.device_models[0].flash_bytes,
+                     "tflm_arena_bytes": m.device_models[0].arena_bytes,
+                     "generated_c_arena_bytes": src.arena_bytes, "generated_c_const_bytes": src.const_bytes}
+    report = {"float_accuracy": base, "train_images": len(x_tr), "test_images": len(x_te), "epochs": args.epochs,
+              "retune_epochs": args.retune_epochs, "head": sizes, "variants": results,
+              "seconds": round(time.time() - t0)}
+    (args.out / "nair_cifar10.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nCIFAR-10, MobileNetV2-style head 3x32x32 -> 8x8x32 (16 units of 2 channels); float model "
+          f"{100 * base:.2f}% on {len(x_te)} test images; head int8: .tflite {sizes['tflite_flash_bytes']:,} B, "
+          f"TFLite Micro arena {sizes['tflm_arena_bytes']:,} B, generated C arena {sizes['generated_c_arena_bytes']:,} B, "
+          f"weights+params {sizes['generated_c_const_bytes']:,} B")
+    print(f"{'variant':10} {'1/8':>8} {'1/4':>8} {'1/2':>8} {'all':>8}   (int8 head + host tail, test accuracy %)")
+    for v in variants:
+        r = results[v]
+        print(f"{v:10} " + " ".join(f"{100 * r[k]:>8.2f}" for k in ("1/8", "1/4", "1/2", "all")))
+    print(f"total {report['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
