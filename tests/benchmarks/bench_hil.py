@@ -1,7 +1,7 @@
-"""Benchmark: generated C on every emulated board vs TFLite Micro, and the host build vs the TFLite
-Micro runtime, in one run.
+"""Benchmark: the host build of the generated C vs the TFLite Micro runtime (time and arena ratios,
+bench_codegen.py), then the generated C on every emulated board vs TFLite Micro, in one run.
 
-    python tests/benchmarks/bench_hil.py [--samples 100]
+    python tests/benchmarks/bench_hil.py [--samples 100] [--skip-host]
 
 Exports the digits head and the MobileNetV2-style head, then per board: identical fraction over
 N held-out inputs (streamed over the emulated UART), exact instructions per inference (QEMU
@@ -24,7 +24,17 @@ from tinysplit.firmware.hilcheck import run_hil_check
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--skip-host", action="store_true", help="skip the host-build comparison (bench_codegen)")
     args = ap.parse_args()
+    if not args.skip_host:
+        import importlib.util
+
+        path = Path(__file__).with_name("bench_codegen.py")
+        mod_spec = importlib.util.spec_from_file_location("bench_codegen", path)
+        bench_codegen = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(bench_codegen)
+        bench_codegen.main([])
+        print()
     from tinysplit.examples.digits import digits_spec
     from tinysplit.examples.mobilenet import mobilenet_spec
     from tinysplit.exporter import export_bundle
