@@ -49,7 +49,7 @@ def test_penalty_spares_the_most_important_unit():
     conv = nn.Conv2d(1, 4, 1, bias=False)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([10.0, -10, 1, -2]).reshape(4, 1, 1, 1))
-    assert float(penalty(conv, 2)) == 3.0
+    assert float(penalty(conv, 2).detach()) == 3.0
 
 
 def test_fold_batchnorm_is_exact():
