@@ -98,7 +98,7 @@ def test_static_assert_catches_a_broken_plan(generated, tmp_path: Path) -> None:
 def test_cross_compiles_without_warnings(generated, tmp_path: Path, target: str) -> None:
     cc, flags = CROSS[target]
     if not have(cc):
-        pytest.skip(f"{cc} is not installed")
+        pytest.fail(f"{cc} is not installed: ./setup.sh installs the toolchains the tests need")
     out, srcs = generated
     files = [out / "ts_kernels.c", *[s.sources[0] for s in srcs]]
     for f in files:

@@ -84,7 +84,7 @@ def test_mobilenet_cross_build_puts_weights_in_flash_and_arena_in_ram(codegen_ex
     from tinysplit.exporter.codegen import generate_model_sources
 
     if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("arm-none-eabi-gcc is not installed")
+        pytest.fail("arm-none-eabi-gcc is not installed: ./setup.sh installs the toolchains the tests need")
     tfl, _ = codegen_exports["mobilenet_head"]
     src = generate_model_sources(tfl, "head", tmp_path)
     obj = tmp_path / "head_model.o"

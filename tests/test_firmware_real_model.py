@@ -1,6 +1,5 @@
 """End to end with the real code generator: digits bundle -> C -> firmware -> QEMU, compared with
-TFLite Micro byte for byte. Needs tinysplit.exporter.codegen (written on another branch) and the
-tflite-micro wheel; skipped where either is not installed."""
+TFLite Micro byte for byte, through the CLI (firmware, build) and a HIL session."""
 
 from __future__ import annotations
 
