@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 from pathlib import Path
@@ -76,8 +75,9 @@ async def _serve(args) -> dict:
 def run(args) -> int:
     report = asyncio.run(_serve(args))
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        from tinysplit.cli import emit_json
+
+        emit_json(report)
     else:
         c, lat = report["counters"], report["latency_ms"]
         print(f"frames {c['frames']}, samples {c['samples']}, predictions {c['predictions']}, deadline misses "

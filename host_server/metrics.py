@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Callable
 
 import numpy as np
 
@@ -17,6 +18,8 @@ class Metrics:
                                          "duplicates": 0, "late": 0, "results_sent": 0}
         self.drops: dict[str, int] = {}
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
+        # framing-level drops counted by the transports (cobs, oversize, ...), read when rendered
+        self.transport_drops: Callable[[], dict[str, int]] = dict
 
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -45,6 +48,9 @@ class Metrics:
         lines.append("# TYPE tinysplit_dropped_frames_total counter")
         for reason, v in sorted(self.drops.items()):
             lines.append(f'tinysplit_dropped_frames_total{{reason="{reason}"}} {v}')
+        lines.append("# TYPE tinysplit_transport_dropped_frames_total counter")
+        for reason, v in sorted(self.transport_drops().items()):
+            lines.append(f'tinysplit_transport_dropped_frames_total{{reason="{reason}"}} {v}')
         lines.append("# TYPE tinysplit_latency_ms summary")
         for k, v in self.latency_percentiles().items():
             if k.startswith("p"):

@@ -65,6 +65,7 @@ class TailServer:
         self.bundle_id = int(self.manifest.bundle_id, 16)
         self.sink = sink
         self.metrics = Metrics()
+        self.metrics.transport_drops = self.transport_drops
         self.clock = clock
         self.transports = transports if transports is not None else [open_transport(u) for u in config.listen]
         self.sessions: dict[tuple[str, int], Session] = {}

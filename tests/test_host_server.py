@@ -145,6 +145,9 @@ def test_bad_frames_are_counted_and_dropped(digits_bundle, digits_features):
     assert server.metrics.drops == {"short": 1, "length": 1, "crc": 1, "bundle": 1, "unexpected_type": 1,
                                     "payload": 1, "slice": 1}
     assert server.report()["transport_drops"] == {"oversize": 1}
+    prom = server.metrics.prometheus()
+    assert 'tinysplit_transport_dropped_frames_total{reason="oversize"} 1' in prom
+    assert 'tinysplit_dropped_frames_total{reason="crc"} 1' in prom
     assert [r["sample"] for r in sink.records] == [0]  # the good frame still made it
     assert server.metrics.counters["hellos"] == 1
 

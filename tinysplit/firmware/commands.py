@@ -6,7 +6,6 @@ returns the process exit status and raises tinysplit errors (the CLI maps them t
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -15,8 +14,9 @@ from tinysplit.errors import InputError
 
 
 def _emit_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    from tinysplit.cli import emit_json
+
+    emit_json(obj)
 
 
 def _kib(n: int) -> str:
@@ -63,21 +63,25 @@ def _board_choices() -> list[str] | None:
         return None
 
 
+def _add_bundle_board_args(p: Any) -> None:
+    """--bundle, --board (choices from the board registry) and --model, shared by firmware and hil."""
+    names = _board_choices()
+    p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory from 'tinysplit export'")
+    p.add_argument("--board", required=True, choices=names, metavar="NAME",
+                   help="target board (see 'tinysplit boards'): " + ", ".join(names or ["?"]))
+    p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
+
+
 def add_firmware(sub: Any) -> None:
     from tinysplit.firmware.project import APPS
-
-    names = _board_choices()
 
     p = sub.add_parser("firmware", help="generate a firmware project for a bundle's device model and a board",
                        description="Generate C for the bundle's device model (ahead-of-time code generator) and "
                                    "render a complete CMake project for BOARD: startup, linker script, UART "
                                    "driver, instruction counter, the app. Fails before rendering if the model "
                                    "does not fit the board's RAM or flash.")
-    p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory from 'tinysplit export'")
-    p.add_argument("--board", required=True, choices=names, metavar="NAME",
-                   help="target board (see 'tinysplit boards'): " + ", ".join(names or ["?"]))
+    _add_bundle_board_args(p)
     p.add_argument("--out", required=True, metavar="PROJECT", help="project directory to create")
-    p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
     p.add_argument("--app", choices=APPS, default="hil", help="application (default: hil)")
 
 
@@ -159,16 +163,13 @@ def run_run(args: Any) -> int:
 # --- hil ------------------------------------------------------------------------------------------
 
 def add_hil(sub: Any) -> None:
-    names = _board_choices()
     p = sub.add_parser("hil", help="hardware-in-the-loop check in QEMU against TFLite Micro",
                        description="Generate C for the bundle's device model, build it for BOARD, run it in QEMU "
                                    "on N held-out inputs streamed over the emulated UART, and compare every "
                                    "output value with the TFLite Micro runtime on the same inputs. Instruction "
                                    "counts are exact (QEMU -icount and the board's timer).")
-    p.add_argument("--bundle", required=True, metavar="DIR")
-    p.add_argument("--board", required=True, choices=names, metavar="NAME", help=", ".join(names or ["?"]))
+    _add_bundle_board_args(p)
     p.add_argument("--samples", type=int, default=100, metavar="N", help="held-out inputs to run (default 100)")
-    p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
     p.add_argument("--keep", metavar="DIR", help="keep the generated project under DIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
