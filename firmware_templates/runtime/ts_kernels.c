@@ -428,16 +428,21 @@ void ts_pad_s8(const ts_pad_params_t *p, const int8_t *in, int8_t *out) {
 
 /* ------------------------------------------------------------------ pooling */
 
+/* The window of output position o along one axis: input start i0 and the filter taps [f0, f1)
+ * that fall inside the input (padding is skipped, not counted). */
+static void ts_pool_window(int32_t o, int32_t stride, int32_t pad, int32_t in_size, int32_t k,
+                           int32_t *i0, int32_t *f0, int32_t *f1) {
+    *i0 = o * stride - pad;
+    *f0 = *i0 < 0 ? -*i0 : 0;
+    *f1 = (in_size - *i0) < k ? (in_size - *i0) : k;
+}
+
 void ts_avgpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
-    int32_t oy, ox, c, fy, fx;
+    int32_t oy, ox, c, fy, fx, iy0, fy0, fy1, ix0, fx0, fx1;
     for (oy = 0; oy < p->out_h; ++oy) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_h;
-        const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
-        const int32_t fy1 = (p->in_h - iy0) < p->k_h ? (p->in_h - iy0) : p->k_h;
+        ts_pool_window(oy, p->stride_h, p->pad_h, p->in_h, p->k_h, &iy0, &fy0, &fy1);
         for (ox = 0; ox < p->out_w; ++ox) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_w;
-            const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
-            const int32_t fx1 = (p->in_w - ix0) < p->k_w ? (p->in_w - ix0) : p->k_w;
+            ts_pool_window(ox, p->stride_w, p->pad_w, p->in_w, p->k_w, &ix0, &fx0, &fx1);
             for (c = 0; c < p->ch; ++c) {
                 int32_t acc = 0;
                 int32_t count = 0;
@@ -457,15 +462,11 @@ void ts_avgpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
 }
 
 void ts_maxpool_s8(const ts_pool_params_t *p, const int8_t *in, int8_t *out) {
-    int32_t oy, ox, c, fy, fx;
+    int32_t oy, ox, c, fy, fx, iy0, fy0, fy1, ix0, fx0, fx1;
     for (oy = 0; oy < p->out_h; ++oy) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_h;
-        const int32_t fy0 = iy0 < 0 ? -iy0 : 0;
-        const int32_t fy1 = (p->in_h - iy0) < p->k_h ? (p->in_h - iy0) : p->k_h;
+        ts_pool_window(oy, p->stride_h, p->pad_h, p->in_h, p->k_h, &iy0, &fy0, &fy1);
         for (ox = 0; ox < p->out_w; ++ox) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_w;
-            const int32_t fx0 = ix0 < 0 ? -ix0 : 0;
-            const int32_t fx1 = (p->in_w - ix0) < p->k_w ? (p->in_w - ix0) : p->k_w;
+            ts_pool_window(ox, p->stride_w, p->pad_w, p->in_w, p->k_w, &ix0, &fx0, &fx1);
             for (c = 0; c < p->ch; ++c) {
                 int32_t m = -128;
                 for (fy = fy0; fy < fy1; ++fy) {
