@@ -34,15 +34,20 @@ def device_outputs(bundle: str | Path, manifest: Manifest, inputs_q: np.ndarray,
     return np.concatenate(outs).reshape(len(inputs_q), *dm.outputs[0].shape[1:])
 
 
-def tail_logits(bundle: str | Path, manifest: Manifest, features_q: np.ndarray) -> np.ndarray:
-    """Host tail (ONNX Runtime) on dequantized int8 features, batched."""
+def tail_session(bundle: str | Path, manifest: Manifest):
+    """An ONNX Runtime session of the bundle's host tail (create once, run many times)."""
     import onnxruntime as ort
 
-    tail = manifest.host_tails[0]
-    out = manifest.device_model(tail.consumes[0]).outputs[0]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(Path(bundle) / tail.file), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(Path(bundle) / manifest.host_tails[0].file), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def tail_logits(bundle: str | Path, manifest: Manifest, features_q: np.ndarray, session=None) -> np.ndarray:
+    """Host tail (ONNX Runtime) on dequantized int8 features, batched."""
+    sess = session or tail_session(bundle, manifest)
+    out = manifest.device_model(manifest.host_tails[0].consumes[0]).outputs[0]
     x = dequantize(features_q, out.scale, out.zero_point)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
@@ -56,5 +61,6 @@ def labels_at_budgets(bundle: str | Path, budgets: list[int], n: int | None = No
         x = x[:n] if n else x
         features_q = device_outputs(bundle, m, quantized_inputs(m, x))
     plan = plan_for(m)
-    return {b: tail_logits(bundle, m, np.stack([zero_filled(plan, f, b) for f in features_q])).argmax(1)
+    sess = tail_session(bundle, m)
+    return {b: tail_logits(bundle, m, np.stack([zero_filled(plan, f, b) for f in features_q]), sess).argmax(1)
             for b in budgets}

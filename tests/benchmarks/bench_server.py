@@ -24,17 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from tinysplit.devicesim import slice_frames
+from tinysplit.firmware.e2e import free_udp_port
 from tinysplit.manifest import load_manifest
 from tinysplit.reference import device_outputs, heldout, quantized_inputs
 from tinysplit.slices import plan_for
-
-
-def free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_load(bundle: Path, devices: int, seconds: float, rate: float, frames_by_sample: list[bytes]) -> dict:
