@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # helper modules besid
 CODEGEN_MODELS = ("digits_head", "digits_classifier", "mobilenet_head")
 
 
-def _tflite_and_inputs(bundle_dir: Path, heldout_nchw) -> tuple[bytes, "np.ndarray"]:
+def _tflite_and_inputs(bundle_dir: Path, heldout_nchw) -> tuple:
     """A bundle's device .tflite and held-out inputs quantized to int8 NHWC, one row per input."""
     from tinysplit.exporter.tflite_model import parse_tflite
     from tinysplit.manifest import load_manifest

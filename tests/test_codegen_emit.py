@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen_support import HOST_CFLAGS, build_harness, compile_c, have
+from codegen_support import HOST_CFLAGS, build_harness, have
 from opcases import all_cases
 from tflite_builder import ModelBuilder, options
 from tinysplit import __version__

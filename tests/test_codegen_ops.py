@@ -7,7 +7,6 @@ All cases are generated into one directory and compiled into one host binary (gc
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -27,7 +27,7 @@ from tinysplit.slices import SlicePlan
 from tinysplit.wire import FrameType
 from tinysplit.wire.cobs import cobs_encode
 from tinysplit.wire.frame import crc32
-from tinysplit.wire.payloads import Chunk, KeyValues, NairSlice, Result
+from tinysplit.wire.payloads import Result
 
 
 # A fake device model whose output is 4x4x96 int8: 16 units of 6 channels (96 B each), 10 units per

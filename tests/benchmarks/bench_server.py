@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 import resource
 import socket
 import subprocess
@@ -21,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from tinysplit.devicesim import slice_frames
 from tinysplit.firmware.e2e import free_udp_port
@@ -54,7 +54,7 @@ def run_load(bundle: Path, devices: int, seconds: float, rate: float, frames_by_
             # per-device id and sequence number; the CRC is re-computed
             frame[4:6] = dev.to_bytes(2, "little")
             frame[10:14] = seq[dev].to_bytes(4, "little")
-            import zlib
+
             frame[-4:] = (zlib.crc32(bytes(frame[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
             sock.sendto(frame, ("127.0.0.1", port))
             seq[dev] += 1

@@ -47,7 +47,7 @@ from tinysplit.firmware.qemu import EmulatorTimeoutError, check_elf, free_port, 
 from tinysplit.host_server.transports.base import OnFrame, Transport
 from tinysplit.host_server.transports.serial_port import SerialTransport
 from tinysplit.host_server.transports.udp import UdpTransport
-from tinysplit.wire import DecodeError, Frame, FrameType, decode_frame, encode_frame
+from tinysplit.wire import DecodeError, FrameType, decode_frame, encode_frame
 from tinysplit.wire.frame import MAX_PAYLOAD
 from tinysplit.wire.payloads import Chunk, KeyValues, decode_payload, make_frame
 

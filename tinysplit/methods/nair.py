@@ -121,7 +121,7 @@ def bake_order(head: nn.Module, split_layer: str, tail: nn.Module, tail_first_la
 
 # --- re-tuning (METHODS.md: eqs. 11-14, Alg. 2) ---------------------------------------------------------
 
-from tinysplit.methods.variants import VARIANT_HELP, VARIANTS  # noqa: E402  (no torch: the CLI reads them)
+from tinysplit.methods.variants import VARIANTS  # noqa: E402  (no torch: the CLI reads them)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import numpy as np
 from torch import nn
 
 from tinysplit.errors import InputError
-from tinysplit.methods.nair import VARIANT_HELP, VARIANTS, RetuneConfig, prepare_variant
+from tinysplit.methods.nair import RetuneConfig, prepare_variant
+from tinysplit.methods.variants import VARIANT_HELP, VARIANTS
 
 
 @dataclass
