@@ -15,7 +15,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from tinysplit.errors import InputError
+from tinysplit.errors import InputError, UnsupportedModelError
 from tinysplit.host_server.assemblers.nair import NairAssembler, Sample
 from tinysplit.host_server.metrics import Metrics, serve_metrics
 from tinysplit.host_server.sinks import Sink
@@ -59,6 +59,10 @@ class TailServer:
         self.manifest = manifest or load_manifest(config.bundle)
         if not self.manifest.host_tails:
             raise InputError(f"bundle '{self.manifest.name}' has no host tail to serve; export one with a TailPiece")
+        if self.manifest.method_data.get("nair", {}).get("tail_per_units") is not None:
+            raise UnsupportedModelError(
+                f"bundle '{self.manifest.name}' has one host tail per number of units (CLIO-style, for comparison); "
+                "the server runs one tail for every budget: serve a NAIR bundle, or evaluate this one with nair-eval")
         self.tail_spec = self.manifest.host_tails[0]
         self.device_model = self.manifest.device_model(self.tail_spec.consumes[0])
         self.plan = plan_for(self.manifest, self.device_model.name)

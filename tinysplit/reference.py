@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysplit.manifest import Manifest, load_manifest
+from tinysplit.manifest import Manifest, ManifestError, load_manifest
 from tinysplit.quant import dequantize, nchw_to_nhwc, quantize
 from tinysplit.slices import plan_for, zero_filled
 
@@ -34,14 +34,31 @@ def device_outputs(bundle: str | Path, manifest: Manifest, inputs_q: np.ndarray,
     return np.concatenate(outs).reshape(len(inputs_q), *dm.outputs[0].shape[1:])
 
 
-def tail_session(bundle: str | Path, manifest: Manifest):
-    """An ONNX Runtime session of the bundle's host tail (create once, run many times)."""
+def tail_per_units(manifest: Manifest) -> list[str] | None:
+    """Host tail names by units received (method_data.nair.tail_per_units: entry j-1 serves j units),
+    for bundles with one tail per width (CLIO-style); None when one tail serves every budget."""
+    names = manifest.method_data.get("nair", {}).get("tail_per_units")
+    if names is None:
+        return None
+    have = {t.name for t in manifest.host_tails}
+    units = plan_for(manifest).units_total
+    if (not isinstance(names, list) or len(names) != units
+            or any(not isinstance(n, str) or n not in have for n in names)):
+        raise ManifestError(f"field 'method_data.nair.tail_per_units': must list {units} host tail names "
+                            f"(one per number of units) out of {', '.join(sorted(have))}")
+    return names
+
+
+def tail_session(bundle: str | Path, manifest: Manifest, name: str | None = None):
+    """An ONNX Runtime session of a host tail, the first by default (create once, run many times)."""
     import onnxruntime as ort
 
+    tails = [t for t in manifest.host_tails if name is None or t.name == name]
+    if not tails:
+        raise ManifestError(f"bundle has no host tail named '{name}'")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(Path(bundle) / manifest.host_tails[0].file), opts,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(Path(bundle) / tails[0].file), opts, providers=["CPUExecutionProvider"])
 
 
 def tail_logits(bundle: str | Path, manifest: Manifest, features_q: np.ndarray, session=None) -> np.ndarray:
@@ -54,13 +71,16 @@ def tail_logits(bundle: str | Path, manifest: Manifest, features_q: np.ndarray, 
 
 def labels_at_budgets(bundle: str | Path, budgets: list[int], n: int | None = None,
                       features_q: np.ndarray | None = None) -> dict[int, np.ndarray]:
-    """Reference labels for the held-out inputs when only the first ``b`` units reach the host."""
+    """Reference labels for the held-out inputs when only the first ``b`` units reach the host (with
+    the tail for ``b`` units where the bundle has one per width)."""
     m = load_manifest(bundle)
     if features_q is None:
         x, _ = heldout(bundle, m)
         x = x[:n] if n else x
         features_q = device_outputs(bundle, m, quantized_inputs(m, x))
     plan = plan_for(m)
-    sess = tail_session(bundle, m)
-    return {b: tail_logits(bundle, m, np.stack([zero_filled(plan, f, b) for f in features_q]), sess).argmax(1)
+    per_units = tail_per_units(m)
+    shared = tail_session(bundle, m) if per_units is None else None
+    return {b: tail_logits(bundle, m, np.stack([zero_filled(plan, f, b) for f in features_q]),
+                           shared or tail_session(bundle, m, per_units[b - 1])).argmax(1)
             for b in budgets}

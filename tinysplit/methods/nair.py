@@ -11,6 +11,7 @@ into it first (it would rescale channels and undo the ranking).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +134,11 @@ class RetuneConfig:
     penalty_fraction: float = 0.05  # lambda is set so that lambda*P is this fraction of the starting loss
     lam: float | None = None  # or give lambda directly
     seed: int = 0
+    # None: every sample goes through the tail at every slice count (the exact loss, J tail passes per
+    # sample). k: each sample goes through k slice counts drawn with probability w_j / sum(w), and the
+    # loss is sum(w) * mean CE, an unbiased estimate of the same loss at k/J of the tail's cost.
+    slice_samples: int | None = None
+    cosine: bool = False  # anneal the learning rate to 0 along a cosine over the run (else constant)
 
 
 def slice_weights(unit_importance_sorted: np.ndarray, w_non: float) -> np.ndarray:
@@ -167,10 +173,27 @@ def slice_losses(features: torch.Tensor, tail: nn.Module, y: torch.Tensor, unit_
     return ce.mean(1)
 
 
+def sampled_slice_loss(features: torch.Tensor, tail: nn.Module, y: torch.Tensor, unit_channels: int,
+                       weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """An unbiased estimate of sum_j w_j * CE(y, tail(pad_j(features))) from k slice counts per sample.
+
+    Slice count j is drawn with probability w_j / sum(w) (importance sampling), so
+    E[sum(w) * CE_j] = sum_j w_j * CE_j; slices with tiny weights are rarely paid for."""
+    b, c = features.shape[:2]
+    masks = slice_masks(c, unit_channels).to(features)
+    if masks.shape[0] != len(weights):
+        raise InputError(f"{len(weights)} slice weights for {masks.shape[0]} units")
+    j = torch.multinomial(weights / weights.sum(), b * k, replacement=True, generator=generator)
+    rows = features.repeat_interleave(k, 0) * masks[j][:, :, None, None]
+    ce = nn.functional.cross_entropy(tail(rows), y.repeat_interleave(k), reduction="none")
+    return weights.sum() * ce.mean()
+
+
 def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder, x: np.ndarray, y: np.ndarray,
-           variant: str, config: RetuneConfig = RetuneConfig(), log=None) -> dict:
+           variant: str, config: RetuneConfig = RetuneConfig(), log=None, augment=None) -> dict:
     """Re-tune head and tail in place for ``variant`` ('sum', 'penalty' or 'nair'); the order is
-    already baked and stays fixed. Returns what was used (weights, lambda, losses)."""
+    already baked and stays fixed. ``augment(batch, generator)``, if given, transforms each training
+    batch (e.g. random crops). Returns what was used (weights, lambda, losses)."""
     if variant not in ("sum", "penalty", "nair"):
         raise InputError(f"variant '{variant}' is not re-tuned; re-tuned variants are sum, penalty, nair")
     torch.manual_seed(config.seed)
@@ -181,6 +204,8 @@ def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder,
     w = torch.tensor(weights, dtype=torch.float32)
     params = list(head.parameters()) + list(tail.parameters())
     opt = torch.optim.Adam(params, lr=config.lr)
+    if config.slice_samples is not None and config.slice_samples < 1:
+        raise InputError(f"slice_samples must be at least 1 (or None for every slice), got {config.slice_samples}")
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     g = torch.Generator().manual_seed(config.seed)
     lam = 0.0
@@ -196,6 +221,9 @@ def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder,
                 p0 = float(penalty(conv, u))
             lam = config.penalty_fraction * l0 / max(p0, 1e-12)
     history = []
+    steps_total = config.epochs * math.ceil(len(xt) / config.batch_size)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps_total) if config.cosine
+             else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     for epoch in range(config.epochs):
         head.train()
         tail.train()
@@ -203,12 +231,17 @@ def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder,
         total, steps = 0.0, 0
         for i in range(0, len(xt), config.batch_size):
             bi = perm[i:i + config.batch_size]
+            xb = augment(xt[bi], g) if augment else xt[bi]
             opt.zero_grad()
-            loss = (w * slice_losses(head(xt[bi]), tail, yt[bi], u)).sum()
+            if config.slice_samples is None:
+                loss = (w * slice_losses(head(xb), tail, yt[bi], u)).sum()
+            else:
+                loss = sampled_slice_loss(head(xb), tail, yt[bi], u, w, config.slice_samples, g)
             if lam:
                 loss = loss + lam * penalty(conv, u)
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach())
             steps += 1
         history.append(total / max(steps, 1))
@@ -217,7 +250,8 @@ def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder,
     head.eval()
     tail.eval()
     return {"variant": variant, "slice_weights": [round(float(v), 6) for v in weights], "lambda": lam,
-            "epochs": config.epochs, "loss_history": [round(v, 5) for v in history]}
+            "epochs": config.epochs, "slice_samples": config.slice_samples, "cosine": config.cosine,
+            "loss_history": [round(v, 5) for v in history]}
 
 
 def identity_order(conv: nn.Conv2d, unit_channels: int) -> NairOrder:
@@ -230,7 +264,7 @@ def identity_order(conv: nn.Conv2d, unit_channels: int) -> NairOrder:
 
 def prepare_variant(head: nn.Module, tail: nn.Module, split_layer: str, tail_first_layer: str, variant: str,
                     x: np.ndarray, y: np.ndarray, unit_channels: int = 2, config: RetuneConfig = RetuneConfig(),
-                    log=None) -> tuple[NairOrder, dict]:
+                    log=None, augment=None) -> tuple[NairOrder, dict]:
     """Apply ``variant`` to (copies of) a trained head and tail, in place: returns (order, info)."""
     if variant not in VARIANTS:
         raise InputError(f"unknown NAIR variant '{variant}'; choose from {', '.join(VARIANTS)}")
@@ -243,4 +277,4 @@ def prepare_variant(head: nn.Module, tail: nn.Module, split_layer: str, tail_fir
     order = bake_order(head, split_layer, tail, tail_first_layer, unit_channels)
     if variant == "l1_order":
         return order, {"variant": variant}
-    return order, retune(head, tail, split_layer, order, x, y, variant, config, log)
+    return order, retune(head, tail, split_layer, order, x, y, variant, config, log, augment)

@@ -15,8 +15,9 @@ import numpy as np
 from torch import nn
 
 from tinysplit.errors import InputError
+from tinysplit.methods.clio import tail_parameters
 from tinysplit.methods.nair import RetuneConfig, prepare_variant
-from tinysplit.methods.variants import VARIANT_HELP, VARIANTS
+from tinysplit.methods.variants import ALL_VARIANTS, VARIANT_HELP, VARIANTS
 
 
 @dataclass
@@ -100,9 +101,9 @@ def evaluate(spec: NairSpec, out_dir: Path, variants: tuple[str, ...] = VARIANTS
     from tinysplit.slices import plan_for
 
     say = progress or (lambda m: None)
-    bad = [v for v in variants if v not in VARIANTS]
+    bad = [v for v in variants if v not in ALL_VARIANTS]
     if bad:
-        raise InputError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+        raise InputError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(ALL_VARIANTS)}")
     out_dir = Path(out_dir)
     (out_dir / "bundles").mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
@@ -111,12 +112,23 @@ def evaluate(spec: NairSpec, out_dir: Path, variants: tuple[str, ...] = VARIANTS
     for v in variants:
         head, tail = copy.deepcopy(spec.head), copy.deepcopy(spec.tail)
         say(f"{v}: {VARIANT_HELP[v]}")
-        order, info = prepare_variant(head, tail, spec.split_layer, spec.tail_first_layer, v, spec.x_train,
-                                      spec.y_train, spec.unit_channels, config, log=say)
+        if v == "clio":
+            from tinysplit.methods.clio import progressive_tails
+
+            order, tails, info = progressive_tails(head, tail, spec.split_layer, spec.tail_first_layer, spec.x_train,
+                                                   spec.y_train, spec.unit_channels, config, log=say)
+            pieces = [TailPiece(f"tail_{j}", t, ("head",)) for j, t in enumerate(tails, 1)]
+            method_data = order.method_data()
+            method_data["nair"]["tail_per_units"] = [p.name for p in pieces]
+        else:
+            order, info = prepare_variant(head, tail, spec.split_layer, spec.tail_first_layer, v, spec.x_train,
+                                          spec.y_train, spec.unit_channels, config, log=say)
+            pieces, method_data = [TailPiece("tail", tail, ("head",))], order.method_data()
+            info = {**info, "tail_parameters": tail_parameters([tail])}
         es = ExportSpec(name=f"{spec.name}_{v}", device=[DevicePiece("head", head, "features")],
-                        tails=[TailPiece("tail", tail, ("head",))], calibration=spec.calibration,
+                        tails=pieces, calibration=spec.calibration,
                         heldout=spec.x_heldout, heldout_labels=spec.y_heldout, classes=spec.classes,
-                        method="nair", method_data={**order.method_data(), "variant": info})
+                        method="nair", method_data={**method_data, "variant": info})
         bundle = out_dir / "bundles" / v
         say(f"{v}: exporting to int8")
         export_bundle(es, bundle, force=True)
