@@ -112,8 +112,16 @@ def main() -> None:
     ap.add_argument("--test-samples", type=int, default=2000, help="test images for the int8 evaluation")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--variants", default="original,sum,penalty,nair", help="comma-separated subset to evaluate")
+    ap.add_argument("--load-model", type=Path, help="skip training: the float model saved by an earlier run "
+                                                    "(DIR/float_model.pt; it is always saved)")
     ap.add_argument("--out", type=Path, default=Path("nair-cifar10"))
     args = ap.parse_args()
+    variants = tuple(v.strip() for v in args.variants.split(","))
+    if not set(variants) <= {"original", "l1_order", "sum", "penalty", "nair"}:
+        raise SystemExit(f"--variants: choose from original, l1_order, sum, penalty, nair (got {args.variants})")
+    if args.load_model and not args.load_model.is_file():
+        raise SystemExit(f"--load-model: no file {args.load_model}")
     if not args.data.is_file():
         raise SystemExit(f"no CIFAR-10 archive at {args.data}; pass --data (see the shared data README)")
     torch.set_num_threads(args.threads)
@@ -133,12 +141,19 @@ def main() -> None:
     model = nn.Sequential()
     model.head, model.tail = MobileNetHead(), make_tail()
     model = model.to(memory_format=torch.channels_last)  # about twice as fast on CPU for depthwise convs
-    log(f"training the float model: {len(x_tr)} images, {args.epochs} epochs")
-    train(model, x_tr, y_tr, args.epochs, args.lr, log)
+    if args.load_model:
+        log(f"loading the float model from {args.load_model}")
+        model.load_state_dict(torch.load(args.load_model))
+        model.eval()
+    else:
+        log(f"training the float model: {len(x_tr)} images, {args.epochs} epochs")
+        train(model, x_tr, y_tr, args.epochs, args.lr, log)
+        args.out.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.out / ".float_model.pt.tmp")
+        (args.out / ".float_model.pt.tmp").replace(args.out / "float_model.pt")
     base = accuracy(model, x_te, y_te)
     log(f"float accuracy (test subset): {100 * base:.2f}%")
 
-    variants = ("original", "sum", "penalty", "nair")
     fractions = (8, 4, 2, 1)
     results, sizes = {}, {}
     (args.out / "bundles").mkdir(parents=True, exist_ok=True)
@@ -170,7 +185,7 @@ def main() -> None:
             sizes = {"tflite_flash_bytes": m.device_models[0].flash_bytes,
                      "tflm_arena_bytes": m.device_models[0].arena_bytes,
                      "generated_c_arena_bytes": src.arena_bytes, "generated_c_const_bytes": src.const_bytes}
-    report = {"float_accuracy": base, "train_images": len(x_tr), "test_images": len(x_te), "epochs": args.epochs,
+    report = {"float_accuracy": base, "float_model": str(args.load_model or args.out / "float_model.pt"), "train_images": len(x_tr), "test_images": len(x_te), "epochs": args.epochs,
               "retune_epochs": args.retune_epochs, "retune_lr": args.retune_lr, "slice_samples": args.slice_samples, "head": sizes, "variants": results,
               "seconds": round(time.time() - t0)}
     (args.out / "nair_cifar10.json").write_text(json.dumps(report, indent=2) + "\n")
