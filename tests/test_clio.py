@@ -12,7 +12,7 @@ import torch
 from test_nair import small_split
 from tinysplit.errors import InputError, ManifestError, UnsupportedModelError
 from tinysplit.methods.clio import progressive_tails, tail_parameters
-from tinysplit.methods.nair import RetuneConfig
+from tinysplit.methods.nair import RetuneConfig, prepare_variant
 
 
 def test_each_step_trains_only_its_own_unit_and_a_tail_of_its_own():
@@ -38,6 +38,8 @@ def test_each_step_trains_only_its_own_unit_and_a_tail_of_its_own():
     assert len(order.unit_order) == 4
     with pytest.raises(InputError, match="at least 1 epoch"):
         progressive_tails(*small_split(), "2", "0", x, y, 2, RetuneConfig(epochs=0))
+    with pytest.raises(InputError, match="use tinysplit.methods.clio.progressive_tails"):
+        prepare_variant(*small_split(), "2", "0", "clio", x, y)
 
 
 def test_clio_variant_exports_one_tail_per_width_and_the_server_refuses_it(tmp_path):

@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> None:
     src.add_argument("--example", choices=["digits"], help="the built-in digits example")
     src.add_argument("--spec", metavar="FILE.py[:FUNC]", help="a function (default: build) returning a NairSpec")
     p.add_argument("--out", required=True, metavar="DIR", help="results directory (created; files replaced)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(ALL_VARIANTS)} (default: {','.join(VARIANTS)})")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated subset of {','.join(ALL_VARIANTS)} (default: {','.join(VARIANTS)})")
     p.add_argument("--epochs", type=int, default=3, help="re-tuning epochs per variant (default 3)")
     p.add_argument("--train-epochs", type=int, default=30, help="training epochs of the example (default 30)")
     p.add_argument("--w-non", type=float, default=2.0, help="exponent of the importance weights (default 2)")

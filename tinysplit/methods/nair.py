@@ -266,6 +266,9 @@ def prepare_variant(head: nn.Module, tail: nn.Module, split_layer: str, tail_fir
                     x: np.ndarray, y: np.ndarray, unit_channels: int = 2, config: RetuneConfig = RetuneConfig(),
                     log=None, augment=None) -> tuple[NairOrder, dict]:
     """Apply ``variant`` to (copies of) a trained head and tail, in place: returns (order, info)."""
+    if variant == "clio":
+        raise InputError("the clio variant trains one tail per width: use tinysplit.methods.clio.progressive_tails "
+                         "(nair-eval --variants ...,clio runs it)")
     if variant not in VARIANTS:
         raise InputError(f"unknown NAIR variant '{variant}'; choose from {', '.join(VARIANTS)}")
     if variant == "original":
