@@ -23,6 +23,7 @@ from tinysplit.host_server.tail import TailRunner
 from tinysplit.host_server.transports import Transport, open_transport
 from tinysplit.manifest import Manifest, load_manifest
 from tinysplit.quant import dequantize
+from tinysplit.reference import tail_per_units
 from tinysplit.slices import plan_for
 from tinysplit.wire import DecodeError, Frame, FrameType, decode_frame, encode_frame
 from tinysplit.wire.payloads import Hello, NairSlice, Result, decode_payload, make_frame
@@ -59,7 +60,7 @@ class TailServer:
         self.manifest = manifest or load_manifest(config.bundle)
         if not self.manifest.host_tails:
             raise InputError(f"bundle '{self.manifest.name}' has no host tail to serve; export one with a TailPiece")
-        if self.manifest.method_data.get("nair", {}).get("tail_per_units") is not None:
+        if tail_per_units(self.manifest) is not None:
             raise UnsupportedModelError(
                 f"bundle '{self.manifest.name}' has one host tail per number of units (CLIO-style, for comparison); "
                 "the server runs one tail for every budget: serve a NAIR bundle, or evaluate this one with nair-eval")

@@ -41,6 +41,15 @@ def digits_classifier_export(tmp_path_factory):
     return export_bundle(spec, out), trained
 
 
+@pytest.fixture(scope="session")
+def digits_nair():
+    """The trained digits split model as a NairSpec (30 epochs, deterministic). Tests copy its modules
+    (evaluate and prepare_variant work on copies); trained once per session."""
+    from tinysplit.methods.nair_eval import digits_nair_spec
+
+    return digits_nair_spec()
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed ``tinysplit`` command as a user would (a separate process)."""
     exe = shutil.which("tinysplit", path=str(Path(sys.executable).parent)) or "tinysplit"

@@ -42,19 +42,18 @@ def test_each_step_trains_only_its_own_unit_and_a_tail_of_its_own():
         prepare_variant(*small_split(), "2", "0", "clio", x, y)
 
 
-def test_clio_variant_exports_one_tail_per_width_and_the_server_refuses_it(tmp_path):
+def test_clio_variant_exports_one_tail_per_width_and_the_server_refuses_it(tmp_path, digits_nair):
     """nair-eval's clio variant as deployed: one ONNX tail per width in the bundle, the reference pipeline
     runs tail j on j units, and the one-tail server refuses the bundle with a clear error."""
     from tinysplit.host_server.server import ServerConfig, TailServer
     from tinysplit.host_server.sinks import MemorySink
     from tinysplit.manifest import load_manifest
-    from tinysplit.methods.nair_eval import digits_nair_spec, evaluate
+    from tinysplit.methods.nair_eval import evaluate
     from tinysplit.reference import (device_outputs, heldout, labels_at_budgets, quantized_inputs, tail_logits,
                                      tail_per_units, tail_session)
     from tinysplit.slices import plan_for, zero_filled
 
-    spec = digits_nair_spec()
-    report = evaluate(spec, tmp_path, ("l1_order", "clio"), RetuneConfig(epochs=1))
+    report = evaluate(digits_nair, tmp_path, ("l1_order", "clio"), RetuneConfig(epochs=1))
     clio, l1 = report["variants"]["clio"], report["variants"]["l1_order"]
     assert clio["retune"]["tail_parameters"] == 16 * l1["retune"]["tail_parameters"]
     for b in (1, 2, 4):  # progressive training makes small widths usable

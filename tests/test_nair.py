@@ -110,31 +110,31 @@ def test_sampled_slice_loss_is_an_unbiased_estimate_of_the_weighted_sum():
         sampled_slice_loss(f, tail, y, 2, w[:3], 1, g)
 
 
-def test_sampled_retuning_with_cosine_schedule_learns_small_budgets():
+def test_sampled_retuning_with_cosine_schedule_learns_small_budgets(digits_nair):
     """The cheap estimator trains the same objective: after re-tuning on digits with 2 slice counts
     per image and a cosine schedule, 1-unit float accuracy is far above the untuned L1 order's."""
-    from tinysplit.examples.digits import SPLIT_LAYER, TAIL_FIRST_LAYER, UNIT_CHANNELS, train_digits
     from tinysplit.methods.nair import RetuneConfig, prepare_variant
 
-    t = train_digits(epochs=30)
+    t = digits_nair
     x, y = torch.from_numpy(t.x_heldout), torch.from_numpy(t.y_heldout)
 
     def one_unit_accuracy(head, tail):
         with torch.no_grad():
             f = head(x)
-            f[:, UNIT_CHANNELS:] = 0
+            f[:, t.unit_channels:] = 0
             return float((tail(f).argmax(1) == y).float().mean())
 
     accs = {}
     for v in ("l1_order", "nair"):
-        head, tail = [copy.deepcopy(m) for m in (t.model.head, t.model.tail)]
+        head, tail = [copy.deepcopy(m) for m in (t.head, t.tail)]
         cfg = RetuneConfig(epochs=2, slice_samples=2, cosine=True)
-        _, info = prepare_variant(head, tail, SPLIT_LAYER, TAIL_FIRST_LAYER, v, t.x_train, t.y_train, UNIT_CHANNELS, cfg)
+        _, info = prepare_variant(head, tail, t.split_layer, t.tail_first_layer, v, t.x_train, t.y_train,
+                                  t.unit_channels, cfg)
         accs[v] = one_unit_accuracy(head, tail)
     assert info["slice_samples"] == 2 and info["cosine"] is True
     assert accs["nair"] > accs["l1_order"] + 0.15, accs  # measured: 0.32 vs 0.09
     with pytest.raises(InputError, match="slice_samples must be at least 1"):
-        prepare_variant(head, tail, SPLIT_LAYER, TAIL_FIRST_LAYER, "nair", t.x_train, t.y_train, UNIT_CHANNELS,
+        prepare_variant(head, tail, t.split_layer, t.tail_first_layer, "nair", t.x_train, t.y_train, t.unit_channels,
                         RetuneConfig(epochs=1, slice_samples=0))
 
 
@@ -153,14 +153,13 @@ def test_split_sequential_and_its_errors():
         bake_order(head, "2", tail, "4", 2)
 
 
-def test_retuning_improves_low_budget_accuracy_on_the_int8_path(tmp_path):
+def test_retuning_improves_low_budget_accuracy_on_the_int8_path(tmp_path, digits_nair):
     """A short re-tuning run: NAIR beats the original order at small budgets, measured with the
     exported int8 head (TFLite Micro), zero-filled units and the ONNX tail."""
     from tinysplit.methods.nair import RetuneConfig
-    from tinysplit.methods.nair_eval import digits_nair_spec, evaluate
+    from tinysplit.methods.nair_eval import evaluate
 
-    spec = digits_nair_spec()
-    report = evaluate(spec, tmp_path, ("original", "nair"), RetuneConfig(epochs=2))
+    report = evaluate(digits_nair, tmp_path, ("original", "nair"), RetuneConfig(epochs=2))
     orig, nair = report["variants"]["original"]["accuracy"], report["variants"]["nair"]["accuracy"]
     assert len(orig) == len(nair) == 16
     for b in (1, 2, 4):

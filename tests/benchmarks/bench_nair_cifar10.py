@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from tinysplit.examples.mobilenet import InvertedResidual, MobileNetHead, conv_bn
+from tinysplit.methods.variants import VARIANTS
 
 SPLIT_LAYER = "blocks.3.block.2.0"  # the last block's 1x1 linear projection (its BN is folded)
 TAIL_FIRST_LAYER = "0.0"
@@ -118,8 +119,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("nair-cifar10"))
     args = ap.parse_args()
     variants = tuple(v.strip() for v in args.variants.split(","))
-    if not set(variants) <= {"original", "l1_order", "sum", "penalty", "nair"}:
-        raise SystemExit(f"--variants: choose from original, l1_order, sum, penalty, nair (got {args.variants})")
+    if not set(variants) <= set(VARIANTS):
+        raise SystemExit(f"--variants: choose from {', '.join(VARIANTS)} (got {args.variants})")
     if args.load_model and not args.load_model.is_file():
         raise SystemExit(f"--load-model: no file {args.load_model}")
     if not args.data.is_file():

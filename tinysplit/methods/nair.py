@@ -196,6 +196,8 @@ def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder,
     batch (e.g. random crops). Returns what was used (weights, lambda, losses)."""
     if variant not in ("sum", "penalty", "nair"):
         raise InputError(f"variant '{variant}' is not re-tuned; re-tuned variants are sum, penalty, nair")
+    if config.slice_samples is not None and config.slice_samples < 1:
+        raise InputError(f"slice_samples must be at least 1 (or None for every slice), got {config.slice_samples}")
     torch.manual_seed(config.seed)
     conv = head.get_submodule(split_layer)
     u = order.unit_channels
@@ -204,8 +206,6 @@ def retune(head: nn.Module, tail: nn.Module, split_layer: str, order: NairOrder,
     w = torch.tensor(weights, dtype=torch.float32)
     params = list(head.parameters()) + list(tail.parameters())
     opt = torch.optim.Adam(params, lr=config.lr)
-    if config.slice_samples is not None and config.slice_samples < 1:
-        raise InputError(f"slice_samples must be at least 1 (or None for every slice), got {config.slice_samples}")
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     g = torch.Generator().manual_seed(config.seed)
     lam = 0.0
