@@ -67,9 +67,13 @@ def test_sigterm_writes_pending_samples_as_incomplete(digits_bundle, tmp_path):
 
 
 def test_serve_argument_errors(digits_bundle, tmp_path):
-    r = run_cli("serve", "--bundle", str(digits_bundle))
+    r = run_cli("serve", "--bundle", str(digits_bundle), cwd=tmp_path)
     assert r.returncode == 2 and "nothing to listen on" in r.stderr
-    r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "tcp://x:1")
+    r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "tcp://x:1", cwd=tmp_path)
     assert r.returncode == 2 and "unknown transport" in r.stderr
-    r = run_cli("serve", "--bundle", str(tmp_path), "--listen", "udp://127.0.0.1:0")
+    r = run_cli("serve", "--bundle", str(tmp_path), "--listen", "udp://127.0.0.1:0", cwd=tmp_path)
     assert r.returncode == 2 and "manifest.json" in r.stderr
+    assert not (tmp_path / "predictions.jsonl").exists()  # a server that never started writes no file
+    r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--out", str(tmp_path),
+                cwd=tmp_path)
+    assert r.returncode == 2 and "is a directory" in r.stderr
