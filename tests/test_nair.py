@@ -138,6 +138,30 @@ def test_sampled_retuning_with_cosine_schedule_learns_small_budgets(digits_nair)
                         RetuneConfig(epochs=1, slice_samples=0))
 
 
+def test_retuning_freezes_batchnorm_statistics_only_when_asked():
+    """freeze_bn_stats=True: every BatchNorm normalizes with its trained statistics during re-tuning
+    and never updates them, while the affine parameters still learn. By default (False) the
+    statistics follow the batches, as in training."""
+    from tinysplit.methods.nair import RetuneConfig, prepare_variant
+
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 8, 3, padding=1))
+    tail = nn.Sequential(nn.Conv2d(8, 6, 1, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(6, 3))
+    x = np.random.default_rng(0).normal(size=(64, 1, 6, 6)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    bns = lambda h, t: [m for m in (*h.modules(), *t.modules()) if isinstance(m, nn.BatchNorm2d)]
+    for freeze in (True, False):
+        h, t = copy.deepcopy(head).eval(), copy.deepcopy(tail).eval()
+        before = [(m.running_mean.clone(), m.running_var.clone(), m.weight.detach().clone()) for m in bns(h, t)]
+        _, info = prepare_variant(h, t, "3", "0", "nair", x, y, 2, RetuneConfig(epochs=1, freeze_bn_stats=freeze))
+        assert info["freeze_bn_stats"] is freeze and not h.training and not t.training
+        for (mean, var, gamma), m in zip(before, bns(h, t)):
+            assert torch.equal(mean, m.running_mean) is freeze and torch.equal(var, m.running_var) is freeze
+            assert not torch.equal(gamma, m.weight)  # the affine parameters learn either way
+
+
 def test_split_sequential_and_its_errors():
     head, tail = small_split()
     model = nn.Sequential(*head, *tail)
@@ -181,10 +205,10 @@ def test_nair_eval_command_with_sampled_slices_and_its_bad_numbers(tmp_path):
         assert "--slice-samples must be >= 1" in r.stderr and not (tmp_path / "bad").exists()
     r = run_cli("nair-eval", "--example", "digits", "--out", str(tmp_path / "out"), "--variants", "original,nair",
                 "--epochs", "1", "--train-epochs", "10", "--slice-samples", "2", "--cosine", "--lr", "2e-3",
-                "--json", "-q")
+                "--freeze-bn-stats", "--json", "-q")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     info = report["variants"]["nair"]["retune"]
-    assert (info["slice_samples"], info["cosine"], info["epochs"]) == (2, True, 1)
+    assert (info["slice_samples"], info["cosine"], info["epochs"], info["freeze_bn_stats"]) == (2, True, 1, True)
     assert len(report["variants"]["nair"]["accuracy"]) == 16
     assert report == json.loads((tmp_path / "out" / "nair_eval.json").read_text())

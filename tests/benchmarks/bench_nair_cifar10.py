@@ -1,6 +1,6 @@
 """Benchmark: NAIR on CIFAR-10 with a MobileNetV2-style head that fits an MCU (int8 head + host tail).
 
-    python tests/benchmarks/bench_nair_cifar10.py [--epochs 6] [--retune-epochs 2] [--slice-samples 2]
+    python tests/benchmarks/bench_nair_cifar10.py [--epochs 6] [--retune-epochs 6] [--retune-lr 1e-3] [--slice-samples 2]
         [--train-subset N] [--test-samples 2000] [--threads 2] [--out DIR]
 
 Data: ../shared/data/cifar10-jpeg.npz (see its README; found next to the checkout, or --data).
@@ -94,9 +94,17 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: float, lr: flo
     model.eval()
 
 
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, keep_channels: int | None = None) -> float:
+    """Float test accuracy; with ``keep_channels`` the head's output beyond them is zero-filled."""
+    def run(xb: torch.Tensor) -> torch.Tensor:
+        if keep_channels is None:
+            return model(xb)
+        f = model[0](xb)
+        f[:, keep_channels:] = 0
+        return model[1](f)
+
     with torch.no_grad():
-        return float(np.mean(np.concatenate([model(torch.from_numpy(x[i:i + 500])).argmax(1).numpy()
+        return float(np.mean(np.concatenate([run(torch.from_numpy(x[i:i + 500])).argmax(1).numpy()
                                              for i in range(0, len(x), 500)]) == y))
 
 
@@ -105,10 +113,12 @@ def main() -> None:
     here = Path(__file__).resolve()
     ap.add_argument("--data", type=Path, default=here.parents[3] / "shared" / "data" / "cifar10-jpeg.npz")
     ap.add_argument("--epochs", type=float, default=6)
-    ap.add_argument("--retune-epochs", type=float, default=2)
-    ap.add_argument("--retune-lr", type=float, default=3e-4)
+    ap.add_argument("--retune-epochs", type=float, default=6)
+    ap.add_argument("--retune-lr", type=float, default=1e-3)
     ap.add_argument("--slice-samples", type=int, default=2,
                     help="slice counts per image in re-tuning (0: all of them, the exact loss)")
+    ap.add_argument("--freeze-bn-stats", action="store_true",
+                    help="BatchNorm layers keep their trained statistics while re-tuning (default: batch statistics)")
     ap.add_argument("--train-subset", type=int, default=None, help="train on the first N (shuffled) images")
     ap.add_argument("--test-samples", type=int, default=2000, help="test images for the int8 evaluation")
     ap.add_argument("--threads", type=int, default=2)
@@ -162,13 +172,15 @@ def main() -> None:
         head, tail = copy.deepcopy(model.head), copy.deepcopy(model.tail)
         log(f"{v}: preparing")
         cfg = RetuneConfig(epochs=max(1, int(math.ceil(args.retune_epochs))), lr=args.retune_lr, batch_size=64,
-                           seed=SEED, slice_samples=args.slice_samples or None, cosine=True)
+                           seed=SEED, slice_samples=args.slice_samples or None, cosine=True,
+                           freeze_bn_stats=args.freeze_bn_stats)
         n_rt = int(len(x_tr) * min(1.0, args.retune_epochs / cfg.epochs))  # a fraction of an epoch
         order, info = prepare_variant(head, tail, SPLIT_LAYER, TAIL_FIRST_LAYER, v, x_tr[:n_rt], y_tr[:n_rt], 2, cfg,
                                       log=log, augment=augment)
         head, tail = (m.to(memory_format=torch.contiguous_format) for m in (head, tail))
-        if v != "original":
-            log(f"{v}: float accuracy after re-tuning (all units) {100 * accuracy(nn.Sequential(head, tail), x_te, y_te):.2f}%")
+        float_model, channels = nn.Sequential(head, tail), order.unit_channels * len(order.unit_order)
+        float_accs = [accuracy(float_model, x_te, y_te, channels // f) for f in fractions]
+        log(f"{v}: float accuracy at 1/8, 1/4, 1/2, all units: " + " / ".join(f"{100 * a:.2f}" for a in float_accs))
         spec = ExportSpec(f"cifar_{v}", [DevicePiece("head", head)], x_tr[:300], x_te,
                           heldout_labels=y_te, tails=[TailPiece("tail", tail, ("head",))], method="nair",
                           method_data=order.method_data())
@@ -180,6 +192,7 @@ def main() -> None:
         log(f"{v}: int8 accuracy at {budgets} units (TFLite Micro head, zero-filled units, ONNX tail)")
         labels = labels_at_budgets(bundle, budgets)
         results[v] = {f"1/{f}" if f > 1 else "all": float((labels[b] == y_te).mean()) for f, b in zip(fractions, budgets)}
+        results[v]["float"] = dict(zip(("1/8", "1/4", "1/2", "all"), float_accs))
         results[v]["retune"] = info
         if not sizes:
             src = generate_sources(bundle, m, args.out / "c")
@@ -187,7 +200,8 @@ def main() -> None:
                      "tflm_arena_bytes": m.device_models[0].arena_bytes,
                      "generated_c_arena_bytes": src.arena_bytes, "generated_c_const_bytes": src.const_bytes}
     report = {"float_accuracy": base, "float_model": str(args.load_model or args.out / "float_model.pt"), "train_images": len(x_tr), "test_images": len(x_te), "epochs": args.epochs,
-              "retune_epochs": args.retune_epochs, "retune_lr": args.retune_lr, "slice_samples": args.slice_samples, "head": sizes, "variants": results,
+              "retune_epochs": args.retune_epochs, "retune_lr": args.retune_lr, "slice_samples": args.slice_samples,
+              "freeze_bn_stats": args.freeze_bn_stats, "head": sizes, "variants": results,
               "seconds": round(time.time() - t0)}
     (args.out / "nair_cifar10.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nCIFAR-10, MobileNetV2-style head 3x32x32 -> 8x8x32 (16 units of 2 channels); float model "

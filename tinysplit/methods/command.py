@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lam", type=float, help="penalty weight lambda (default: 5%% of the starting loss)")
     p.add_argument("--lr", type=float, default=1e-3, help="re-tuning learning rate (Adam, default 1e-3)")
     p.add_argument("--cosine", action="store_true", help="anneal the re-tuning learning rate to 0 (cosine)")
+    p.add_argument("--freeze-bn-stats", action="store_true",
+                   help="BatchNorm layers normalize with their trained statistics while re-tuning (default: "
+                        "batch statistics, as in training)")
     p.add_argument("--slice-samples", type=int, metavar="K",
                    help="send each image through K slice counts drawn by weight instead of all of them: an "
                         "unbiased estimate of the re-tuning loss at K/units of the tail's cost (big models)")
@@ -65,7 +68,8 @@ def run(args: Any) -> int:
                              "tinysplit.methods.nair_eval.NairSpec")
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     config = RetuneConfig(epochs=args.epochs, lr=args.lr, w_non=args.w_non, lam=args.lam,
-                          slice_samples=args.slice_samples, cosine=args.cosine)
+                          slice_samples=args.slice_samples, cosine=args.cosine,
+                          freeze_bn_stats=args.freeze_bn_stats)
     report = evaluate(spec, Path(args.out), variants, config,
                       LinkModel(args.rate_kbps * 1000, args.overhead_ms / 1000), progress)
     if args.json:
