@@ -94,18 +94,19 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: float, lr: flo
     model.eval()
 
 
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, keep_channels: int | None = None) -> float:
-    """Float test accuracy; with ``keep_channels`` the head's output beyond them is zero-filled."""
-    def run(xb: torch.Tensor) -> torch.Tensor:
-        if keep_channels is None:
-            return model(xb)
-        f = model[0](xb)
-        f[:, keep_channels:] = 0
-        return model[1](f)
-
+def accuracy_at_fractions(head: nn.Module, tail: nn.Module, x: np.ndarray, y: np.ndarray,
+                          fractions: tuple[int, ...]) -> list[float]:
+    """Float test accuracy for each f in ``fractions``, keeping the first 1/f of the head's output
+    channels and zero-filling the rest (the head runs once per batch)."""
+    hits = np.zeros(len(fractions))
     with torch.no_grad():
-        return float(np.mean(np.concatenate([run(torch.from_numpy(x[i:i + 500])).argmax(1).numpy()
-                                             for i in range(0, len(x), 500)]) == y))
+        for i in range(0, len(x), 500):
+            features = head(torch.from_numpy(x[i:i + 500]))
+            for k, f in enumerate(fractions):
+                kept = features.clone()
+                kept[:, features.shape[1] // f:] = 0
+                hits[k] += int((tail(kept).argmax(1).numpy() == y[i:i + 500]).sum())
+    return [float(h / len(x)) for h in hits]
 
 
 def main() -> None:
@@ -162,7 +163,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.out / ".float_model.pt.tmp")
         (args.out / ".float_model.pt.tmp").replace(args.out / "float_model.pt")
-    base = accuracy(model, x_te, y_te)
+    base = accuracy_at_fractions(model.head, model.tail, x_te, y_te, (1,))[0]
     log(f"float accuracy (test subset): {100 * base:.2f}%")
 
     fractions = (8, 4, 2, 1)
@@ -178,8 +179,7 @@ def main() -> None:
         order, info = prepare_variant(head, tail, SPLIT_LAYER, TAIL_FIRST_LAYER, v, x_tr[:n_rt], y_tr[:n_rt], 2, cfg,
                                       log=log, augment=augment)
         head, tail = (m.to(memory_format=torch.contiguous_format) for m in (head, tail))
-        float_model, channels = nn.Sequential(head, tail), order.unit_channels * len(order.unit_order)
-        float_accs = [accuracy(float_model, x_te, y_te, channels // f) for f in fractions]
+        float_accs = accuracy_at_fractions(head, tail, x_te, y_te, fractions)
         log(f"{v}: float accuracy at 1/8, 1/4, 1/2, all units: " + " / ".join(f"{100 * a:.2f}" for a in float_accs))
         spec = ExportSpec(f"cifar_{v}", [DevicePiece("head", head)], x_tr[:300], x_te,
                           heldout_labels=y_te, tails=[TailPiece("tail", tail, ("head",))], method="nair",
