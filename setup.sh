@@ -69,7 +69,7 @@ fi
 
 # Reinstall only when the dependency declaration or the chosen extras changed.
 stamp="$venv/.tinysplit-setup"
-want="$(cat "$here/pyproject.toml" "$here/setup.sh" | sha256sum | cut -c1-16) $extras"
+want="$(cat "$here/pyproject.toml" "$here/setup.py" "$here/setup.sh" | sha256sum | cut -c1-16) $extras"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c 'import tinysplit' 2>/dev/null; then
   say "virtual environment up to date"
 else

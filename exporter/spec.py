@@ -12,7 +12,6 @@ from tinysplit.errors import InputError, UnsupportedModelError
 from tinysplit.exporter.ops import find_unsupported_modules
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-METHODS = ("plain", "nair", "rebel", "rocoin", "adaptive_resnet")
 
 
 @dataclass
@@ -87,8 +86,14 @@ def validate_spec(spec: ExportSpec) -> None:
 
     if not _IDENT.match(spec.name or ""):
         raise InputError(f"bundle name '{spec.name}' must be an identifier (letters, digits, _; <= 64 chars)")
-    if spec.method not in METHODS:
-        raise InputError(f"method '{spec.method}' is unknown; choose one of {', '.join(METHODS)}")
+    from tinysplit.manifest import ManifestError, validate_method_data
+    from tinysplit.methods import get_method
+
+    get_method(spec.method)
+    try:  # before any conversion: the method data the manifest will carry must pass the method's schema
+        validate_method_data(spec.method, spec.method_data, "ExportSpec")
+    except ManifestError as e:
+        raise InputError(str(e)) from None
     if not spec.device:
         raise InputError("the export spec has no device pieces; give at least one torch.nn.Module to run on the device")
     names = [p.name for p in spec.device] + [t.name for t in spec.tails]

@@ -1,5 +1,7 @@
-"""The tail server: frames in over any transport -> per-device sessions -> assemblers -> tails
--> predictions (sink) and, optionally, results back to the device.
+"""The tail server: frames in over any transport -> per-device sessions (HELLO, STATS, peers) ->
+the bundle method's assembler (one per server, keyed by the manifest's method) -> zero, one or
+several host tails (ONNX Runtime, micro-batched per tail) or predictions made on the device ->
+predictions (sink) and, optionally, results back to the device.
 
 A bad frame never stops the server: every failure is a counted drop with a reason.
 """
@@ -15,18 +17,14 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from tinysplit.errors import InputError, UnsupportedModelError
-from tinysplit.host_server.assemblers.nair import NairAssembler, Sample
+from tinysplit.host_server.assemblers import Completed, make_assembler
 from tinysplit.host_server.metrics import Metrics, serve_metrics
 from tinysplit.host_server.sinks import Sink
 from tinysplit.host_server.tail import TailRunner
 from tinysplit.host_server.transports import Transport, open_transport
 from tinysplit.manifest import Manifest, load_manifest
-from tinysplit.quant import dequantize
-from tinysplit.reference import tail_per_units
-from tinysplit.slices import plan_for
 from tinysplit.wire import DecodeError, Frame, FrameType, decode_frame, encode_frame
-from tinysplit.wire.payloads import Hello, NairSlice, Result, decode_payload, make_frame
+from tinysplit.wire.payloads import Hello, Result, decode_payload, make_frame
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,6 @@ class Session:
     transport: Transport
     peer: Hashable
     hello: Hello | None = None
-    assembler: NairAssembler | None = None
     frames: int = 0
     last_seen: float = field(default_factory=time.monotonic)
 
@@ -58,37 +55,35 @@ class TailServer:
                  transports: list[Transport] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.manifest = manifest or load_manifest(config.bundle)
-        if not self.manifest.host_tails:
-            raise InputError(f"bundle '{self.manifest.name}' has no host tail to serve; export one with a TailPiece")
-        if tail_per_units(self.manifest) is not None:
-            raise UnsupportedModelError(
-                f"bundle '{self.manifest.name}' has one host tail per number of units (CLIO-style, for comparison); "
-                "the server runs one tail for every budget: serve a NAIR bundle, or evaluate this one with nair-eval")
-        self.tail_spec = self.manifest.host_tails[0]
-        self.device_model = self.manifest.device_model(self.tail_spec.consumes[0])
-        self.plan = plan_for(self.manifest, self.device_model.name)
         self.bundle_id = int(self.manifest.bundle_id, 16)
         self.sink = sink
         self.metrics = Metrics()
         self.metrics.transport_drops = self.transport_drops
         self.clock = clock
+        self.assembler = make_assembler(self.manifest, config.deadline_s, self.metrics)
+        specs = {t.name: t for t in self.manifest.host_tails}
+        self.tails: dict[str, TailRunner] = {
+            name: TailRunner(Path(config.bundle) / specs[name].file,
+                             lambda items, name=name: self.assembler.tail_inputs(name, [c for _, c in items]),
+                             self._on_batch, self._on_tail_error, max_batch=config.max_batch)
+            for name in self.assembler.tails}
         self.transports = transports if transports is not None else [open_transport(u) for u in config.listen]
         self.sessions: dict[tuple[str, int], Session] = {}
-        self.tail = TailRunner(Path(config.bundle) / self.tail_spec.file, self._prepare, self._on_batch,
-                               self._on_tail_error, max_batch=config.max_batch)
+        self._device_sessions: dict[int, Session] = {}
         self._sends: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._metrics_server: asyncio.AbstractServer | None = None
         self._closing = False
         self._handlers: dict[FrameType, Callable[[Session, Frame], None]] = {
             FrameType.HELLO: self._on_hello,
-            FrameType.NAIR_SLICE: self._on_nair_slice,
             FrameType.STATS: self._on_stats,
+            **{t: self._on_data for t in self.assembler.frame_types},
         }
 
     # --- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.tail.start()
+        for tail in self.tails.values():
+            await tail.start()
         for t in self.transports:
             await t.start(lambda data, peer, t=t: self.on_frame(t, data, peer))
         if self.config.metrics_addr:
@@ -108,18 +103,17 @@ class TailServer:
         self._closing = True
         for t in self.transports:
             await t.close()
-        now = self.clock()
-        for s in self.sessions.values():
-            if s.assembler is not None:
-                for sample in s.assembler.flush(now):
-                    self._complete(s, sample)
-        await self.tail.drain()
+        for c in self.assembler.flush(self.clock()):
+            self._complete(c)
+        for tail in self.tails.values():
+            await tail.drain()
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.tail.close()
+        for tail in self.tails.values():
+            await tail.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
             await self._metrics_server.wait_closed()
@@ -151,6 +145,7 @@ class TailServer:
             if len(self.sessions) >= self.config.max_devices:
                 raise DecodeError("devices", f"more than {self.config.max_devices} devices")
             s = self.sessions[key] = Session(device, transport, peer)
+        self._device_sessions[device] = s  # results for a device go back over the link it spoke last on
         s.peer = peer
         s.frames += 1
         s.last_seen = self.clock()
@@ -165,47 +160,34 @@ class TailServer:
         decode_payload(frame)
         self.metrics.inc("stats_frames")
 
-    def _on_nair_slice(self, s: Session, frame: Frame) -> None:
-        sl: NairSlice = decode_payload(frame)
-        if s.assembler is None:
-            s.assembler = NairAssembler(s.device, self.plan, self.config.deadline_s)
-        c = s.assembler.counters
-        before = (c.duplicates, c.late, c.bad)
-        sample = s.assembler.add(frame.seq, sl.unit_start, sl.unit_count, sl.units_total, sl.data, self.clock(),
-                                 frame.part_index, frame.part_count)
-        if c.duplicates != before[0]:
-            self.metrics.inc("duplicates")
-        if c.late != before[1]:
-            self.metrics.inc("late")
-        if c.bad != before[2]:
-            self.metrics.drop("slice")
-        if sample is not None:
-            self._complete(s, sample)
+    def _on_data(self, s: Session, frame: Frame) -> None:
+        for c in self.assembler.add(frame, self.clock()):
+            self._complete(c)
 
     # --- samples -> tail -> predictions -------------------------------------------------------------
-    def _complete(self, s: Session, sample: Sample) -> None:
+    def _complete(self, c: Completed) -> None:
         self.metrics.inc("samples")
-        if sample.by_deadline:
+        if c.by_deadline:
             self.metrics.inc("deadline_misses")
-        self.tail.submit((s, sample))
+        if c.tail is None:  # predicted on the device
+            self._predictions([c], [c.label], [list(c.scores or ())])
+            return
+        self.tails[c.tail].submit((self.clock(), c))
 
-    def _prepare(self, items: list[tuple[Session, Sample]]) -> list[np.ndarray]:
-        """Worker thread: stack a batch's int8 features and dequantize them once."""
-        q = np.stack([sample.features for _, sample in items])
-        return [dequantize(q, self.plan.scale, self.plan.zero_point)]
+    def _on_batch(self, items: list[tuple[float, Completed]], logits: np.ndarray) -> None:
+        self._predictions([c for _, c in items], logits.argmax(1).tolist(),
+                          np.round(logits.astype(np.float64), 5).tolist())
 
-    def _on_batch(self, items: list[tuple[Session, Sample]], logits: np.ndarray) -> None:
+    def _predictions(self, items: list[Completed], labels: list[int], scores: list[list[float]]) -> None:
         done = self.clock()
-        labels = logits.argmax(1).tolist()
-        scores = np.round(logits.astype(np.float64), 5).tolist()
         classes = self.manifest.classes
         records = []
-        for (s, sample), label, sc in zip(items, labels, scores):
-            latency = done - sample.t_first
+        for c, label, sc in zip(items, labels, scores):
+            latency = done - c.t_first
             self.metrics.latencies_s.append(latency)
             records.append({
-                "device": s.device, "sample": sample.seq, "units_received": sample.units_received,
-                "units_total": sample.units_total, "complete": not sample.by_deadline, "label": label,
+                "device": c.device, "sample": c.seq, **c.record, "complete": not c.by_deadline,
+                "path": "device" if c.tail is None else c.tail, "label": label,
                 "class": classes[label] if label < len(classes) else str(label),
                 "scores": sc, "latency_ms": round(latency * 1000, 3)})
         self.sink.write_many(records)
@@ -218,10 +200,13 @@ class TailServer:
     def _on_tail_error(self, items: list, error: Exception) -> None:
         self.metrics.drop("tail_error", len(items))
 
-    async def _send_results(self, items: list[tuple[Session, Sample]], labels: list[int]) -> None:
-        for (s, sample), label in zip(items, labels):
-            frame = make_frame(FrameType.RESULT, Result(label, sample.units_received, 1 if sample.by_deadline else 0),
-                               s.device, self.bundle_id, sample.seq)
+    async def _send_results(self, items: list[Completed], labels: list[int]) -> None:
+        for c, label in zip(items, labels):
+            s = self._device_sessions.get(c.device)
+            if s is None:
+                continue
+            frame = make_frame(FrameType.RESULT, Result(label, c.parts, 1 if c.by_deadline else 0),
+                               c.device, self.bundle_id, c.seq)
             await s.transport.send(encode_frame(frame), s.peer)
             self.metrics.inc("results_sent")
 
@@ -229,11 +214,9 @@ class TailServer:
         period = max(0.002, min(0.05, self.config.deadline_s / 10))
         while True:
             await asyncio.sleep(period)
-            now = self.clock()
-            for s in list(self.sessions.values()):
-                if s.assembler is not None and s.assembler.pending:
-                    for sample in s.assembler.expire(now):
-                        self._complete(s, sample)
+            if self.assembler.pending:
+                for c in self.assembler.expire(self.clock()):
+                    self._complete(c)
 
     def transport_drops(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -246,5 +229,5 @@ class TailServer:
         snap = self.metrics.snapshot()
         snap["transport_drops"] = self.transport_drops()
         snap["devices"] = len(self.sessions)
-        snap["tail_batches"] = self.tail.batches
+        snap["tail_batches"] = sum(t.batches for t in self.tails.values())
         return snap

@@ -45,7 +45,7 @@ def digits_classifier_export(tmp_path_factory):
 def digits_nair():
     """The trained digits split model as a NairSpec (30 epochs, deterministic). Tests copy its modules
     (evaluate and prepare_variant work on copies); trained once per session."""
-    from tinysplit.methods.nair_eval import digits_nair_spec
+    from tinysplit.methods.nair.evaluate import digits_nair_spec
 
     return digits_nair_spec()
 

@@ -107,3 +107,40 @@ def test_wheel_installs_a_working_command_outside_the_repo(tmp_path):
                              "print(manifest_schema()['title'])"], capture_output=True, text=True,
                             cwd=elsewhere, env=env)
     assert "manifest" in schema.stdout, schema.stderr
+
+
+def test_missing_extra_exits_6_naming_the_extra(monkeypatch, capsys):
+    """Unit check of the mapping (the real installs without the extras: tests/test_installs.py): a
+    command that hits a missing optional dependency exits 6 and says which extra brings it; an import
+    error of anything else stays an internal error (70)."""
+    from tinysplit import cli
+
+    def needs(module):
+        def run(args):
+            raise ModuleNotFoundError(f"No module named '{module}'", name=module)
+        return run
+
+    monkeypatch.setitem(cli.COMMANDS, "inspect", (cli.COMMANDS["inspect"][0], needs("onnxruntime")))
+    assert cli.main(["inspect", "x"]) == 6
+    assert "pip install 'tinysplit[host]'" in capsys.readouterr().err
+    monkeypatch.setitem(cli.COMMANDS, "inspect", (cli.COMMANDS["inspect"][0], needs("torch.nn")))
+    assert cli.main(["inspect", "x"]) == 6
+    assert "tinysplit[export]" in capsys.readouterr().err
+    monkeypatch.setitem(cli.COMMANDS, "inspect", (cli.COMMANDS["inspect"][0], needs("not_a_dependency")))
+    assert cli.main(["inspect", "x"]) == 70
+
+
+def test_command_modules_never_import_the_cli():
+    """The CLI imports its command modules and the methods' verbs; none of them, and no stage package,
+    imports tinysplit.cli back (checked in the source, so a lazy import inside a function counts too)."""
+    import re
+
+    pattern = re.compile(r"^\s*(from tinysplit\.cli\b|from tinysplit import cli\b|import tinysplit\.cli\b)", re.M)
+    offenders = []
+    for folder in ("tinysplit", "exporter", "host_server", "boards"):
+        for f in (REPO / folder).rglob("*.py"):
+            if "cli" in f.relative_to(REPO).parts[:2] or f.name == "__main__.py":
+                continue
+            if pattern.search(f.read_text()):
+                offenders.append(str(f.relative_to(REPO)))
+    assert offenders == []

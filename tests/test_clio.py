@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from test_nair import small_split
-from tinysplit.errors import InputError, ManifestError, UnsupportedModelError
-from tinysplit.methods.clio import progressive_tails, tail_parameters
-from tinysplit.methods.nair import RetuneConfig, prepare_variant
+from tinysplit.errors import InputError, ManifestError
+from tinysplit.methods.nair.clio import progressive_tails, tail_parameters
+from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
 
 
 def test_each_step_trains_only_its_own_unit_and_a_tail_of_its_own():
@@ -38,20 +38,24 @@ def test_each_step_trains_only_its_own_unit_and_a_tail_of_its_own():
     assert len(order.unit_order) == 4
     with pytest.raises(InputError, match="at least 1 epoch"):
         progressive_tails(*small_split(), "2", "0", x, y, 2, RetuneConfig(epochs=0))
-    with pytest.raises(InputError, match="use tinysplit.methods.clio.progressive_tails"):
+    with pytest.raises(InputError, match="use tinysplit.methods.nair.clio.progressive_tails"):
         prepare_variant(*small_split(), "2", "0", "clio", x, y)
 
 
-def test_clio_variant_exports_one_tail_per_width_and_the_server_refuses_it(tmp_path, digits_nair):
-    """nair-eval's clio variant as deployed: one ONNX tail per width in the bundle, the reference pipeline
-    runs tail j on j units, and the one-tail server refuses the bundle with a clear error."""
+def test_clio_variant_exports_one_tail_per_width_and_the_server_runs_it(tmp_path, digits_nair):
+    """nair-eval's clio variant as deployed: one ONNX tail per width in the bundle; the reference pipeline
+    runs tail j on j units, and so does the server (its NAIR assembler picks the tail by units received)."""
+    import asyncio
+
     from tinysplit.host_server.server import ServerConfig, TailServer
     from tinysplit.host_server.sinks import MemorySink
+    from tinysplit.host_server.transports import open_transport
     from tinysplit.manifest import load_manifest
-    from tinysplit.methods.nair_eval import evaluate
-    from tinysplit.reference import (device_outputs, heldout, labels_at_budgets, quantized_inputs, tail_logits,
-                                     tail_per_units, tail_session)
-    from tinysplit.slices import plan_for, zero_filled
+    from tinysplit.methods.nair.devicesim import slice_frames
+    from tinysplit.methods.nair.evaluate import evaluate
+    from tinysplit.methods.nair.reference import labels_at_budgets, tail_per_units
+    from tinysplit.methods.nair.slices import plan_for, zero_filled
+    from tinysplit.reference import device_outputs, heldout, quantized_inputs, tail_logits, tail_session
 
     report = evaluate(digits_nair, tmp_path, ("l1_order", "clio"), RetuneConfig(epochs=1))
     clio, l1 = report["variants"]["clio"], report["variants"]["l1_order"]
@@ -70,8 +74,25 @@ def test_clio_variant_exports_one_tail_per_width_and_the_server_refuses_it(tmp_p
     want = tail_logits(bundle, m, padded, tail_session(bundle, m, "tail_3")).argmax(1)
     other = tail_logits(bundle, m, padded, tail_session(bundle, m, "tail_16")).argmax(1)
     assert np.array_equal(got, want) and not np.array_equal(want, other)
-    with pytest.raises(UnsupportedModelError, match="one host tail per number of units"):
-        TailServer(ServerConfig(bundle=bundle, listen=[]), MemorySink(), transports=[])
+
+    async def serve(budget: int) -> list[dict]:
+        sink = MemorySink()
+        server = TailServer(ServerConfig(bundle=bundle, listen=[], deadline_s=30), sink,
+                            transports=[open_transport("loop://clio")])
+        await server.start()
+        try:
+            for i, f in enumerate(fq):
+                for frame in slice_frames(plan, f, budget, 1, int(m.bundle_id, 16), i):
+                    server.on_frame(server.transports[0], frame, "clio")
+        finally:
+            await server.stop()
+        assert server.metrics.dropped == 0
+        return sorted(sink.records, key=lambda r: r["sample"])
+
+    for b in (3, 16):
+        records = asyncio.run(serve(b))
+        assert [r["path"] for r in records] == [f"tail_{b}"] * len(fq)
+        assert [r["label"] for r in records] == labels_at_budgets(bundle, [b], features_q=fq)[b].tolist()
     for bad in (["tail_1"] * 15, ["tail_1"] * 15 + ["nope"], "tail_1"):
         md = copy.deepcopy(m.method_data)
         md["nair"]["tail_per_units"] = bad

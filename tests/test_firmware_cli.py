@@ -79,11 +79,17 @@ def test_firmware_unknown_board_is_a_usage_error(tmp_path: Path, fake_codegen, c
     assert e.value.code == 2 and "qemu-mps2-an386" in capsys.readouterr().err
 
 
-def test_firmware_without_code_generator_is_a_toolchain_error(tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "tinysplit.exporter.codegen", None)  # import fails
+def test_firmware_without_jinja2_names_the_firmware_extra(tmp_path: Path, monkeypatch, capsys):
+    """An install without the firmware extra (unit check; tests/test_installs.py runs the real one)."""
+    from tinysplit.firmware import render
+
+    def no_jinja2():
+        raise ModuleNotFoundError("No module named 'jinja2'", name="jinja2")
+
+    monkeypatch.setattr(render, "environment", no_jinja2)
     rc = cli.main(["firmware", "--bundle", str(_bundle(tmp_path)), "--board", "qemu-mps2-an386",
                    "--out", str(tmp_path / "p")])
-    assert rc == ToolchainError.exit_code and "code generator" in capsys.readouterr().err
+    assert rc == ToolchainError.exit_code and "pip install 'tinysplit[firmware]'" in capsys.readouterr().err
 
 
 def test_build_of_a_non_project_is_an_input_error(tmp_path: Path, capsys):

@@ -1,5 +1,5 @@
 """The nair device app: wire-protocol frames from the C firmware in QEMU, byte-identical with
-tinysplit.devicesim; robustness against bad frames (counted in its STATS); UDP through the
+tinysplit.methods.nair.devicesim; robustness against bad frames (counted in its STATS); UDP through the
 emulated LAN9118; end to end through the TailServer (fake device model, and the real code
 generator where it is installed)."""
 
@@ -18,12 +18,13 @@ import pytest
 
 from firmware_support import fake_expected, write_fake_model
 from tinysplit.boards import get_board
-from tinysplit.devicesim import slice_frames
+from tinysplit.methods.nair.devicesim import slice_frames
 from tinysplit.errors import InputError
-from tinysplit.firmware.e2e import E2eOptions, e2e_options, parse_budgets, run_e2e
-from tinysplit.firmware.nairdev import NairLink
-from tinysplit.firmware.project import NairAppConfig, render_project
-from tinysplit.slices import SlicePlan
+from tinysplit.firmware.apps.nair import parse_budgets, run_e2e
+from tinysplit.firmware.devicelink import DeviceLink
+from tinysplit.firmware.apps.nair import NairAppConfig
+from tinysplit.firmware.project import render_project
+from tinysplit.methods.nair.slices import SlicePlan
 from tinysplit.wire import FrameType
 from tinysplit.wire.cobs import cobs_encode
 from tinysplit.wire.frame import crc32
@@ -58,7 +59,7 @@ def _built(board: str, transport: str = "uart"):
     from tinysplit.firmware.build import build_project
 
     cfg = _cfg(transport, _udp_port() if transport == "udp" else 5600)
-    project = render_project(get_board(board), _model(), _ROOT / f"{board}-{transport}", app="nair", nair=cfg)
+    project = render_project(get_board(board), _model(), _ROOT / f"{board}-{transport}", app="nair", app_config=cfg)
     return cfg, build_project(project.dir)
 
 
@@ -82,17 +83,17 @@ def _run(coro):
 
 def test_nair_render_checks_config(tmp_path: Path):
     m = _model()
-    with pytest.raises(InputError, match="needs a NairAppConfig"):
+    with pytest.raises(InputError, match="needs its configuration"):
         render_project(get_board("qemu-mps2-an386"), m, tmp_path / "a", app="nair")
     with pytest.raises(InputError, match="cannot send over udp"):
-        render_project(get_board("qemu-riscv32-virt"), m, tmp_path / "b", app="nair", nair=_cfg("udp"))
+        render_project(get_board("qemu-riscv32-virt"), m, tmp_path / "b", app="nair", app_config=_cfg("udp"))
     with pytest.raises(InputError, match="does not match the model"):
         render_project(get_board("qemu-mps2-an386"), m, tmp_path / "c", app="nair",
-                       nair=NairAppConfig(BUNDLE, DEVICE, 2, 2, C, U, 16))
+                       app_config=NairAppConfig(BUNDLE, DEVICE, 2, 2, C, U, 16))
     with pytest.raises(InputError, match="must divide"):
         render_project(get_board("qemu-mps2-an386"), m, tmp_path / "d", app="nair",
-                       nair=NairAppConfig(BUNDLE, DEVICE, H, W, C, 7, 1))
-    p = render_project(get_board("qemu-mps2-an386"), m, tmp_path / "e", app="nair", nair=_cfg("udp", 6001))
+                       app_config=NairAppConfig(BUNDLE, DEVICE, H, W, C, 7, 1))
+    p = render_project(get_board("qemu-mps2-an386"), m, tmp_path / "e", app="nair", app_config=_cfg("udp", 6001))
     main = (p.dir / "src" / "main.c").read_text()
     assert "#define NAIR_BUNDLE_ID 0x1234ABCDu" in main and "#define NAIR_UNITS_PER_FRAME 10u" in main
     assert "#define NET_DST_PORT 6001u" in (p.dir / "src" / "net.c").read_text()
@@ -109,9 +110,10 @@ def test_e2e_argument_helpers():
         with pytest.raises(InputError):
             parse_budgets(bad)
     p = argparse.ArgumentParser()
-    add_e2e_arguments(p)
-    assert e2e_options(p.parse_args([])) is None
-    assert e2e_options(p.parse_args(["--e2e", "--transport", "udp", "--budgets", "2,3"])) == E2eOptions("udp", (2, 3))
+    add_e2e_arguments(p)  # the generic --e2e/--transport and every method app's own (nair: --budgets)
+    a = p.parse_args(["--e2e", "--transport", "udp", "--budgets", "2,3"])
+    assert (a.e2e, a.transport, parse_budgets(a.budgets)) == (True, "udp", (2, 3))
+    assert p.parse_args([]).e2e is False
 
 
 # --- in QEMU ------------------------------------------------------------------------------------------
@@ -125,14 +127,14 @@ def test_slices_byte_identical_with_devicesim(board: str):
     rng = np.random.default_rng(1)
 
     async def main():
-        async with NairLink(get_board(board), built.elf, cfg) as link:
+        async with DeviceLink(get_board(board), built.elf, cfg) as link:
             await link.attach(serve=True)
             assert link.hello.units_total == 16 and link.hello.unit_bytes == H * W * U
             assert (link.hello.input_bytes, link.hello.output_bytes) == (IN, H * W * C)
             seq = 100
             x = rng.integers(-128, 128, IN, dtype=np.int8)
             await link.send_input(seq, x)  # the default budget (16 units: two frames)
-            assert await link.wait_slices(seq) == _expected(x, 16, seq)
+            assert await link.wait_frames(seq) == _expected(x, 16, seq)
             # budget changes by CONTROL (units, bytes, clamped), input in chunks of 30 bytes (4 parts)
             for items, budget in (([(1, 1)], 1), ([(1, 10)], 10), ([(1, 11)], 11), ([(1, 0)], 1),
                                   ([(1, 99)], 16), ([(2, 5 * 96 + 50)], 5), ([(1, 3), (1, 9), (77, 1)], 3)):
@@ -141,7 +143,7 @@ def test_slices_byte_identical_with_devicesim(board: str):
                     seq += 1
                     x = rng.integers(-128, 128, IN, dtype=np.int8)
                     await link.send_input(seq, x, chunk=30)
-                    got = await link.wait_slices(seq)
+                    got = await link.wait_frames(seq)
                     assert got == _expected(x, budget, seq), f"budget {budget}, seq {seq}"
             stats = await link.stats()
             assert stats["drops"] == 0 and stats["received"] == 1 + 7 + 7 * 2 * 4 + 1
@@ -177,7 +179,7 @@ def test_bad_frames_are_counted_and_the_device_keeps_working():
     }
 
     async def main():
-        async with NairLink(get_board("qemu-mps2-an386"), built.elf, cfg) as link:
+        async with DeviceLink(get_board("qemu-mps2-an386"), built.elf, cfg) as link:
             await link.attach(serve=True)
             await link.send_raw(b"\x00\x00\x00")  # empty runs: ignored, not counted
             for chunks in bad.values():
@@ -197,7 +199,7 @@ def test_bad_frames_are_counted_and_the_device_keeps_working():
             await link.send(good)  # budget 2
             x = np.arange(IN, dtype=np.int8)
             await link.send_input(9, x)
-            assert await link.wait_slices(9) == _expected(x, 2, 9)
+            assert await link.wait_frames(9) == _expected(x, 2, 9)
             after = await link.stats()
             assert after["drops"] == stats["drops"] and after["received"] == stats["received"] + 3
             assert after["last_error"] == 9 and after["instructions"] > 0
@@ -213,15 +215,15 @@ def test_udp_slices_reach_a_python_socket_on_localhost(board: str):
     rng = np.random.default_rng(2)
 
     async def main():
-        async with NairLink(get_board(board), built.elf, cfg) as link:
+        async with DeviceLink(get_board(board), built.elf, cfg) as link:
             await link.attach(serve=True)  # a UdpTransport bound to 127.0.0.1:cfg.udp_port
             await link.until(lambda: link.hello_seen == 2, "the HELLO by UDP")  # UART and UDP
             assert link.hello.capabilities & 0x11 == 0x11  # nair, udp
             for seq, budget in ((1, 16), (2, 4), (3, 12)):
-                await link.set_budget(budget)
+                await link.control([(1, budget)])  # CONTROL budget in units
                 x = rng.integers(-128, 128, IN, dtype=np.int8)
                 await link.send_input(seq, x)
-                assert await link.wait_slices(seq) == _expected(x, budget, seq)
+                assert await link.wait_frames(seq) == _expected(x, budget, seq)
             stats = await link.stats()  # the reply comes back by UDP as well
             assert stats["drops"] == 0 and stats["last_error"] == 0
             assert link.data.stats.frames_in == link.counters.frames - 1  # all but the UART HELLO by UDP
@@ -239,7 +241,7 @@ def _fake_e2e_inputs(bundle: Path):
     """A fake device model with the digits head's shape, and its outputs as the reference features."""
     from tinysplit.manifest import load_manifest
     from tinysplit.reference import heldout, quantized_inputs
-    from tinysplit.slices import plan_for
+    from tinysplit.methods.nair.slices import plan_for
 
     m = load_manifest(bundle)
     plan = plan_for(m)
@@ -293,20 +295,11 @@ def test_e2e_digits_real_head_every_budget(board: str, transport: str, codegen, 
 @pytest.mark.emulator
 @pytest.mark.slow
 def test_hil_e2e_arguments_run_and_print_json(codegen, digits_bundle: Path, tmp_path: Path, capsys):
-    import argparse
     import json
 
-    from tinysplit.firmware.e2e import add_e2e_arguments, run_e2e_args
+    from tinysplit.cli import main
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--bundle")
-    p.add_argument("--board")
-    p.add_argument("--samples", type=int)
-    p.add_argument("--keep")
-    p.add_argument("--json", action="store_true")
-    add_e2e_arguments(p)
-    args = p.parse_args(["--bundle", str(digits_bundle), "--board", "qemu-mps3-an547", "--samples", "5", "--e2e",
-                         "--transport", "udp", "--budgets", "1,16", "--keep", str(tmp_path), "--json"])
-    assert run_e2e_args(args) == 0
+    assert main(["hil", "--bundle", str(digits_bundle), "--board", "qemu-mps3-an547", "--samples", "5", "--e2e",
+                 "--transport", "udp", "--budgets", "1,16", "--keep", str(tmp_path), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["ok"] and sorted(r["budgets"]) == ["1", "16"] and r["transport"] == "udp"

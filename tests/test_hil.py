@@ -11,7 +11,8 @@ import pytest
 
 from tinysplit.boards import list_boards
 from tinysplit.errors import InputError
-from tinysplit.firmware.hilcheck import generate_project, run_hil_check
+from tinysplit.firmware.generate import generate_project
+from tinysplit.firmware.hilcheck import run_hil_check
 
 pytestmark = pytest.mark.emulator
 BOARDS = [b.name for b in list_boards(emulated_only=True)]

@@ -11,19 +11,20 @@ import socket
 import numpy as np
 import pytest
 
-from tinysplit.devicesim import slice_frames
+from tinysplit.methods.nair.devicesim import slice_frames
 from tinysplit.host_server.server import ServerConfig, TailServer
 from tinysplit.host_server.sinks import JsonlSink, MemorySink
 from tinysplit.host_server.transports import open_transport
 from tinysplit.host_server.transports.faults import FaultyTransport
 from tinysplit.host_server.transports.loop import loop_peer
 from tinysplit.manifest import load_manifest
-from tinysplit.reference import device_outputs, heldout, labels_at_budgets, quantized_inputs
-from tinysplit.slices import plan_for
+from tinysplit.methods.nair.reference import labels_at_budgets
+from tinysplit.reference import device_outputs, heldout, quantized_inputs
+from tinysplit.methods.nair.slices import plan_for
 from tinysplit.wire import cobs_encode, encode_frame
 from tinysplit.wire.frame import Frame, FrameType
 from tinysplit.wire.payloads import Hello, NairSlice, Result, make_frame
-from tinysplit.slices import extract_units
+from tinysplit.methods.nair.slices import extract_units
 
 N = 60
 

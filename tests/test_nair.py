@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from tinysplit.errors import InputError
-from tinysplit.methods.nair import (bake_order, compute_order, fold_batchnorm, penalty, sampled_slice_loss,
+from tinysplit.methods.nair.order import (bake_order, compute_order, fold_batchnorm, penalty, sampled_slice_loss,
                                     slice_losses, slice_masks, slice_weights)
-from tinysplit.methods.nair_eval import split_sequential
+from tinysplit.methods.nair.evaluate import split_sequential
 
 
 def small_split(seed=0):
@@ -113,7 +113,7 @@ def test_sampled_slice_loss_is_an_unbiased_estimate_of_the_weighted_sum():
 def test_sampled_retuning_with_cosine_schedule_learns_small_budgets(digits_nair):
     """The cheap estimator trains the same objective: after re-tuning on digits with 2 slice counts
     per image and a cosine schedule, 1-unit float accuracy is far above the untuned L1 order's."""
-    from tinysplit.methods.nair import RetuneConfig, prepare_variant
+    from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
 
     t = digits_nair
     x, y = torch.from_numpy(t.x_heldout), torch.from_numpy(t.y_heldout)
@@ -142,7 +142,7 @@ def test_retuning_freezes_batchnorm_statistics_only_when_asked():
     """freeze_bn_stats=True: every BatchNorm normalizes with its trained statistics during re-tuning
     and never updates them, while the affine parameters still learn. By default (False) the
     statistics follow the batches, as in training."""
-    from tinysplit.methods.nair import RetuneConfig, prepare_variant
+    from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
 
     torch.manual_seed(0)
     head = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
@@ -180,8 +180,8 @@ def test_split_sequential_and_its_errors():
 def test_retuning_improves_low_budget_accuracy_on_the_int8_path(tmp_path, digits_nair):
     """A short re-tuning run: NAIR beats the original order at small budgets, measured with the
     exported int8 head (TFLite Micro), zero-filled units and the ONNX tail."""
-    from tinysplit.methods.nair import RetuneConfig
-    from tinysplit.methods.nair_eval import evaluate
+    from tinysplit.methods.nair.order import RetuneConfig
+    from tinysplit.methods.nair.evaluate import evaluate
 
     report = evaluate(digits_nair, tmp_path, ("original", "nair"), RetuneConfig(epochs=2))
     orig, nair = report["variants"]["original"]["accuracy"], report["variants"]["nair"]["accuracy"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import run_cli
 from tinysplit.manifest import load_manifest
-from tinysplit.slices import extract_units, plan_for
+from tinysplit.methods.nair.slices import extract_units, plan_for
 from tinysplit.wire import encode_frame
 from tinysplit.wire.frame import FrameType
 from tinysplit.wire.payloads import NairSlice, make_frame

@@ -36,9 +36,9 @@ class DemoConfig:
 
 
 def run_demo(cfg: DemoConfig, progress: Callable[[str], None]) -> dict[str, Any]:
-    from tinysplit.firmware.e2e import run_e2e
-    from tinysplit.methods.nair import RetuneConfig
-    from tinysplit.methods.nair_eval import digits_nair_spec, evaluate
+    from tinysplit.firmware.apps.nair import run_e2e
+    from tinysplit.methods.nair.order import RetuneConfig
+    from tinysplit.methods.nair.evaluate import digits_nair_spec, evaluate
 
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,9 @@
 
 ``load_manifest(bundle_dir)`` validates ``manifest.json`` against the checked-in JSON Schema and
 returns frozen dataclasses; every error names the offending field (``device_models[0].scale``).
+The schema's list of methods is ``tinysplit.methods.METHODS`` (filled in when the schema is read),
+and ``method_data.<method>`` is validated against that method's own schema,
+``tinysplit/schemas/method_data/<method>.schema.json``: at export time and on every load.
 """
 
 from __future__ import annotations
@@ -113,8 +116,42 @@ def _lists(x: Any) -> Any:
 
 @lru_cache(maxsize=1)
 def manifest_schema() -> dict[str, Any]:
-    text = resources.files("tinysplit.schemas").joinpath("manifest.schema.json").read_text()
-    return json.loads(text)
+    """The manifest schema, with the method list from the method registry."""
+    from tinysplit.methods import METHODS
+
+    schema = json.loads(resources.files("tinysplit.schemas").joinpath("manifest.schema.json").read_text())
+    schema["properties"]["method"] = {"enum": list(METHODS)}
+    return schema
+
+
+@lru_cache(maxsize=None)
+def method_data_schema(method: str) -> dict[str, Any]:
+    """The schema of ``method_data.<method>`` (tinysplit/schemas/method_data/<method>.schema.json)."""
+    path = resources.files("tinysplit.schemas").joinpath("method_data").joinpath(f"{method}.schema.json")
+    if not path.is_file():
+        raise ManifestError(f"method '{method}' has no method data schema (tinysplit/schemas/method_data/"
+                            f"{method}.schema.json): every method in tinysplit.methods.METHODS needs one")
+    return json.loads(path.read_text())
+
+
+def validate_method_data(method: str, method_data: Any, source: str = MANIFEST_NAME) -> None:
+    """Raise ManifestError naming the field unless ``method_data`` suits ``method``: an object whose key
+    ``method`` (required where the method's schema requires fields) passes the method's schema. Other
+    keys are informational and left alone."""
+    if not isinstance(method_data, dict):
+        raise ManifestError(f"{source}: field 'method_data': expected an object, got {type(method_data).__name__}")
+    schema = method_data_schema(method)
+    if method not in method_data:
+        if schema.get("required"):
+            raise ManifestError(f"{source}: field 'method_data.{method}' is missing: a '{method}' bundle needs "
+                                f"{', '.join(schema['required'])}")
+        return
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(method_data[method]), key=lambda e: (len(e.path), list(map(str, e.path))))
+    if errors:
+        e = errors[0]
+        where = _field_path(["method_data", method, *e.path])
+        raise ManifestError(f"{source}: field '{where}': {e.message}")
 
 
 def _field_path(path: Any) -> str:
@@ -139,6 +176,7 @@ def validate_manifest_dict(data: Any, source: str = MANIFEST_NAME) -> None:
         e = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ManifestError(f"{source}: field '{_field_path(e.path)}': {e.message}{more}")
+    validate_method_data(data["method"], data["method_data"], source)
     names = [m["name"] for m in data["device_models"]]
     if len(set(names)) != len(names):
         raise ManifestError(f"{source}: field 'device_models': names must be unique, got {names}")

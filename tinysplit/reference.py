@@ -1,5 +1,7 @@
-"""The Python reference pipeline a deployed system must match: the TFLite Micro runtime runs the
-device model, the host zero-fills the units that were not sent, ONNX Runtime runs the tail."""
+"""The Python reference pipeline a deployed system must match, the parts every method shares: the
+held-out inputs, quantized as the device takes them; the TFLite Micro runtime running a device model;
+ONNX Runtime running a host tail. Each method's own reference (what the host does with what the
+device sent) is in ``tinysplit.methods.<method>.reference``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import numpy as np
 
 from tinysplit.manifest import Manifest, ManifestError, load_manifest
 from tinysplit.quant import dequantize, nchw_to_nhwc, quantize
-from tinysplit.slices import plan_for, zero_filled
 
 
 def heldout(bundle: str | Path, manifest: Manifest | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -34,21 +35,6 @@ def device_outputs(bundle: str | Path, manifest: Manifest, inputs_q: np.ndarray,
     return np.concatenate(outs).reshape(len(inputs_q), *dm.outputs[0].shape[1:])
 
 
-def tail_per_units(manifest: Manifest) -> list[str] | None:
-    """Host tail names by units received (method_data.nair.tail_per_units: entry j-1 serves j units),
-    for bundles with one tail per width (CLIO-style); None when one tail serves every budget."""
-    names = manifest.method_data.get("nair", {}).get("tail_per_units")
-    if names is None:
-        return None
-    have = {t.name for t in manifest.host_tails}
-    units = plan_for(manifest).units_total
-    if (not isinstance(names, list) or len(names) != units
-            or any(not isinstance(n, str) or n not in have for n in names)):
-        raise ManifestError(f"field 'method_data.nair.tail_per_units': must list {units} host tail names "
-                            f"(one per number of units) out of {', '.join(sorted(have))}")
-    return names
-
-
 def tail_session(bundle: str | Path, manifest: Manifest, name: str | None = None):
     """An ONNX Runtime session of a host tail, the first by default (create once, run many times)."""
     import onnxruntime as ort
@@ -67,20 +53,3 @@ def tail_logits(bundle: str | Path, manifest: Manifest, features_q: np.ndarray, 
     out = manifest.device_model(manifest.host_tails[0].consumes[0]).outputs[0]
     x = dequantize(features_q, out.scale, out.zero_point)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
-
-
-def labels_at_budgets(bundle: str | Path, budgets: list[int], n: int | None = None,
-                      features_q: np.ndarray | None = None) -> dict[int, np.ndarray]:
-    """Reference labels for the held-out inputs when only the first ``b`` units reach the host (with
-    the tail for ``b`` units where the bundle has one per width)."""
-    m = load_manifest(bundle)
-    if features_q is None:
-        x, _ = heldout(bundle, m)
-        x = x[:n] if n else x
-        features_q = device_outputs(bundle, m, quantized_inputs(m, x))
-    plan = plan_for(m)
-    per_units = tail_per_units(m)
-    shared = tail_session(bundle, m) if per_units is None else None
-    return {b: tail_logits(bundle, m, np.stack([zero_filled(plan, f, b) for f in features_q]),
-                           shared or tail_session(bundle, m, per_units[b - 1])).argmax(1)
-            for b in budgets}

@@ -7,11 +7,11 @@
 The C API the generated code implements is documented in ``tinysplit.modelsrc``.
 """
 
-from tinysplit.exporter.codegen.emit_c import RenderedModel, check_identifier, generate_model_sources, render_model
+from tinysplit.exporter.codegen.emit_c import RenderedModel, generate_model_sources, render_model
 from tinysplit.exporter.codegen.lower import LOWERINGS, KernelCall, LoweredModel, lower_model, quantize_multiplier
 from tinysplit.exporter.codegen.memplan import BufferRequest, MemoryPlan, place_buffers, plan_model
 
 __all__ = [
-    "LOWERINGS", "BufferRequest", "KernelCall", "LoweredModel", "MemoryPlan", "RenderedModel", "check_identifier",
+    "LOWERINGS", "BufferRequest", "KernelCall", "LoweredModel", "MemoryPlan", "RenderedModel",
     "generate_model_sources", "lower_model", "place_buffers", "plan_model", "quantize_multiplier", "render_model",
 ]

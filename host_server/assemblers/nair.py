@@ -1,15 +1,26 @@
 """NAIR: collect the importance-ordered slices of each sample; complete it when every unit arrived
-or at its deadline, zero-filling what is missing. Duplicates and late slices are counted, never
-used twice."""
+or at its deadline, zero-filling what is missing, for the one tail (or, for a bundle with one tail
+per width, the tail of the units received). Duplicates and late slices are counted, never used
+twice; a device's pending samples are bounded."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinysplit.slices import SlicePlan, place_units
+from tinysplit.host_server.assemblers import Completed
+from tinysplit.manifest import Manifest
+from tinysplit.methods.nair.reference import tail_per_units
+from tinysplit.methods.nair.slices import SlicePlan, place_units, plan_for
+from tinysplit.quant import dequantize
+from tinysplit.wire import DecodeError, Frame, FrameType
+from tinysplit.wire.payloads import NairSlice, decode_payload
+
+if TYPE_CHECKING:
+    from tinysplit.host_server.metrics import Metrics
 
 
 @dataclass
@@ -23,106 +34,100 @@ class _Pending:
     parts: set[int] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class Sample:
-    device: int
-    seq: int
-    features: np.ndarray  # H x W x C int8, missing units = zero point
-    units_received: int
-    units_total: int
-    t_first: float
-    t_done: float
-    by_deadline: bool  # completed at the deadline with units missing
-
-
 @dataclass
-class NairCounters:
-    slices: int = 0
-    duplicates: int = 0
-    late: int = 0
-    bad: int = 0
-    samples: int = 0
-    deadline_misses: int = 0
-    evicted: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+class _Device:
+    pending: OrderedDict[int, _Pending] = field(default_factory=OrderedDict)
+    done: OrderedDict[int, None] = field(default_factory=OrderedDict)  # recently completed seqs, for "late"
 
 
 class NairAssembler:
-    """One per device. ``add`` returns a Sample when the sample completes."""
+    frame_types = (FrameType.NAIR_SLICE,)
 
-    def __init__(self, device: int, plan: SlicePlan, deadline_s: float, max_pending: int = 64,
+    def __init__(self, manifest: Manifest, deadline_s: float, metrics: "Metrics", max_pending: int = 64,
                  remember_done: int = 1024) -> None:
-        self.device = device
-        self.plan = plan
+        tail = manifest.host_tails[0] if manifest.host_tails else None
+        if tail is None:
+            from tinysplit.errors import InputError
+
+            raise InputError(f"bundle '{manifest.name}' has no host tail to serve; export one with a TailPiece")
+        self.plan: SlicePlan = plan_for(manifest, tail.consumes[0])
+        per_units = tail_per_units(manifest)
+        # tail by units received (index j-1 for j units): one tail for all, or one per width (CLIO-style)
+        self._tail_for = per_units or [tail.name] * self.plan.units_total
+        self.tails = tuple(dict.fromkeys(self._tail_for))
         self.deadline_s = deadline_s
+        self.metrics = metrics
         self.max_pending = max_pending
-        self.counters = NairCounters()
-        self._pending: OrderedDict[int, _Pending] = OrderedDict()
-        self._done: OrderedDict[int, None] = OrderedDict()  # recently completed seqs, for "late"
-        self._remember_done = remember_done
+        self.remember_done = remember_done
+        self._devices: dict[int, _Device] = {}
 
-    def add(self, seq: int, unit_start: int, unit_count: int, units_total: int, data: bytes,
-            now: float, part_index: int = 0, part_count: int = 1) -> Sample | None:
-        """One NAIR_SLICE frame. ``part_count`` is how many slice frames the device sends for this
-        sample under its budget: the sample completes when all of them (or all units) arrived."""
+    # --- frames -> samples --------------------------------------------------------------------------
+    def add(self, frame: Frame, now: float) -> list[Completed]:
+        """One NAIR_SLICE frame. ``part_count`` is how many slice frames the device sends for this sample
+        under its budget: the sample completes when all of them (or all units) arrived."""
+        sl: NairSlice = decode_payload(frame)
         p = self.plan
-        if units_total != p.units_total or unit_start + unit_count > p.units_total or \
-                len(data) != p.slice_bytes(unit_count):
-            self.counters.bad += 1
-            return None
-        if seq in self._done:
-            self.counters.late += 1
-            return None
-        pend = self._pending.get(seq)
+        if sl.units_total != p.units_total or sl.unit_start + sl.unit_count > p.units_total or \
+                len(sl.data) != p.slice_bytes(sl.unit_count):
+            raise DecodeError("slice", f"{sl.unit_count} units at {sl.unit_start} of {sl.units_total}")
+        dev = self._devices.setdefault(frame.device_id, _Device())
+        seq = frame.seq
+        if seq in dev.done:
+            self.metrics.inc("late")
+            return []
+        out: list[Completed] = []
+        pend = dev.pending.get(seq)
         if pend is None:
-            if len(self._pending) >= self.max_pending:  # a device that never finishes samples
-                old_seq = next(iter(self._pending))
-                self.counters.evicted += 1
-                self._finish(self._pending.pop(old_seq), now, by_deadline=True)
+            if len(dev.pending) >= self.max_pending:  # a device that never finishes samples
+                self.metrics.inc("evicted")
+                out.append(self._finish(frame.device_id, dev, dev.pending.pop(next(iter(dev.pending))), now, True))
             buf = np.full((p.positions, p.channels), p.zero_point, dtype=np.int8)
-            pend = _Pending(seq, buf, np.zeros(p.units_total, bool), now, now + self.deadline_s, part_count)
-            self._pending[seq] = pend
-        elif part_count != pend.part_count:
-            self.counters.bad += 1
-            return None
-        rng = slice(unit_start, unit_start + unit_count)
-        if part_index in pend.parts or pend.received[rng].any():
-            self.counters.duplicates += 1
-            return None
-        self.counters.slices += 1
-        place_units(p, pend.buf, unit_start, unit_count, data)
+            pend = _Pending(seq, buf, np.zeros(p.units_total, bool), now, now + self.deadline_s, frame.part_count)
+            dev.pending[seq] = pend
+        elif frame.part_count != pend.part_count:
+            raise DecodeError("slice", f"part_count {frame.part_count} after {pend.part_count}")
+        rng = slice(sl.unit_start, sl.unit_start + sl.unit_count)
+        if frame.part_index in pend.parts or pend.received[rng].any():
+            self.metrics.inc("duplicates")
+            return out
+        place_units(p, pend.buf, sl.unit_start, sl.unit_count, sl.data)
         pend.received[rng] = True
-        pend.parts.add(part_index)
+        pend.parts.add(frame.part_index)
         if pend.received.all() or len(pend.parts) == pend.part_count:
-            del self._pending[seq]
-            return self._finish(pend, now, by_deadline=False)
-        return None
+            del dev.pending[seq]
+            out.append(self._finish(frame.device_id, dev, pend, now, False))
+        return out
 
-    def _finish(self, pend: _Pending, now: float, by_deadline: bool) -> Sample:
-        self._done[pend.seq] = None
-        while len(self._done) > self._remember_done:
-            self._done.popitem(last=False)
-        self.counters.samples += 1
-        got = int(pend.received.sum())
-        if by_deadline and got < self.plan.units_total:
-            self.counters.deadline_misses += 1
+    def _finish(self, device: int, dev: _Device, pend: _Pending, now: float, by_deadline: bool) -> Completed:
+        dev.done[pend.seq] = None
+        while len(dev.done) > self.remember_done:
+            dev.done.popitem(last=False)
         p = self.plan
-        return Sample(self.device, pend.seq, pend.buf.reshape(p.height, p.width, p.channels), got,
-                      p.units_total, pend.t_first, now, by_deadline and got < p.units_total)
+        got = int(pend.received.sum())
+        missing = by_deadline and got < p.units_total
+        return Completed(device, pend.seq, self._tail_for[max(got, 1) - 1],
+                         (pend.buf.reshape(p.height, p.width, p.channels),), pend.t_first, missing, got,
+                         {"units_received": got, "units_total": p.units_total})
 
-    def expire(self, now: float) -> list[Sample]:
-        """Complete every sample whose deadline has passed (zero-filled)."""
+    def expire(self, now: float) -> list[Completed]:
         out = []
-        for seq in [s for s, pd in self._pending.items() if pd.deadline <= now]:
-            out.append(self._finish(self._pending.pop(seq), now, by_deadline=True))
+        for device, dev in self._devices.items():
+            for seq in [s for s, pd in dev.pending.items() if pd.deadline <= now]:
+                out.append(self._finish(device, dev, dev.pending.pop(seq), now, True))
         return out
 
-    def flush(self, now: float) -> list[Sample]:
-        """Complete everything pending now (shutdown)."""
-        out = [self._finish(pd, now, by_deadline=True) for pd in self._pending.values()]
-        self._pending.clear()
+    def flush(self, now: float) -> list[Completed]:
+        out = []
+        for device, dev in self._devices.items():
+            out += [self._finish(device, dev, pd, now, True) for pd in dev.pending.values()]
+            dev.pending.clear()
         return out
+
+    # --- samples -> tail inputs (worker thread) -----------------------------------------------------
+    def tail_inputs(self, tail: str, items: list[Completed]) -> list[np.ndarray]:
+        q = np.stack([c.inputs[0] for c in items])
+        return [dequantize(q, self.plan.scale, self.plan.zero_point)]
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return sum(len(d.pending) for d in self._devices.values())

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from tinysplit.examples.mobilenet import InvertedResidual, MobileNetHead, conv_bn
-from tinysplit.methods.variants import VARIANTS
+from tinysplit.methods.nair.variants import VARIANTS
 
 SPLIT_LAYER = "blocks.3.block.2.0"  # the last block's 1x1 linear projection (its BN is folded)
 TAIL_FIRST_LAYER = "0.0"
@@ -142,10 +142,10 @@ def main() -> None:
     log = lambda m: print(f"[{time.time() - t0:7.0f} s] {m}", flush=True)
 
     from tinysplit.exporter import DevicePiece, ExportSpec, TailPiece, export_bundle
-    from tinysplit.firmware.hilcheck import generate_sources
+    from tinysplit.firmware.generate import generate_sources
     from tinysplit.manifest import load_manifest
-    from tinysplit.methods.nair import RetuneConfig, prepare_variant
-    from tinysplit.reference import labels_at_budgets
+    from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
+    from tinysplit.methods.nair.reference import labels_at_budgets
 
     log("loading CIFAR-10")
     x_tr, y_tr = load_split(args.data, "train", args.train_subset, SEED)

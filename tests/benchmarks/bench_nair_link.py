@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from firmware_support import write_fake_model  # noqa: E402
 from tinysplit.boards import get_board  # noqa: E402
 from tinysplit.firmware.build import build_project  # noqa: E402
-from tinysplit.firmware.nairdev import NairLink  # noqa: E402
-from tinysplit.firmware.project import NairAppConfig, render_project  # noqa: E402
+from tinysplit.firmware.devicelink import DeviceLink  # noqa: E402
+from tinysplit.firmware.apps.nair import NairAppConfig  # noqa: E402
+from tinysplit.firmware.project import render_project  # noqa: E402
 
 H, W, C, U, IN = 4, 4, 256, 16, 4
 
@@ -40,16 +41,16 @@ def udp_port() -> int:
 
 
 async def measure(board, elf, cfg, samples: int) -> dict:
-    async with NairLink(board, elf, cfg, timeout=60) as link:
+    async with DeviceLink(board, elf, cfg, timeout=60) as link:
         await link.attach(serve=True)
-        await link.set_budget(16)
+        await link.control([(1, 16)])
         x = np.arange(IN, dtype=np.int8)
         t0 = time.perf_counter()
         for seq in range(1, samples + 1):
             await link.send_input(seq, x)
         await link.until(lambda: all(s in link.samples and len(link.samples[s].parts) == 6
                                      for s in (samples,)), "the last sample", 120)
-        await link.until(lambda: link.counters.slice_frames == 6 * samples, "every slice", 30)
+        await link.until(lambda: link.counters.data_frames == 6 * samples, "every slice", 30)
         wall = time.perf_counter() - t0
         stats = await link.stats()
         await link.exit(0)
@@ -74,7 +75,7 @@ def main() -> None:
             if transport not in board.transports or (transport == "udp" and board.nic.kind != "lan9118"):
                 continue
             cfg = NairAppConfig(0xB2239BA0, 1, H, W, C, U, 16, transport, udp_port() if transport == "udp" else 5600)
-            b = build_project(render_project(board, model, root / f"{name}-{transport}", app="nair", nair=cfg).dir)
+            b = build_project(render_project(board, model, root / f"{name}-{transport}", app="nair", app_config=cfg).dir)
             r = asyncio.run(measure(board, b.elf, cfg, a.samples))
             row = {"board": name, "transport": transport, "flash_bytes": b.flash_bytes, "ram_bytes": b.ram_bytes,
                    "stack_bytes": b.stack_bytes, "hil_flash_bytes": hil.flash_bytes, "hil_ram_bytes": hil.ram_bytes,

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 
-from tinysplit.devicesim import slice_frames
-from tinysplit.firmware.e2e import free_udp_port
+from tinysplit.methods.nair.devicesim import slice_frames
+from tinysplit.firmware.devicelink import free_udp_port
 from tinysplit.manifest import load_manifest
 from tinysplit.reference import device_outputs, heldout, quantized_inputs
-from tinysplit.slices import plan_for
+from tinysplit.methods.nair.slices import plan_for
 
 
 def run_load(bundle: Path, devices: int, seconds: float, rate: float, frames_by_sample: list[bytes]) -> dict:

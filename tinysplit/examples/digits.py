@@ -131,7 +131,7 @@ def digits_spec(variant: str = "digits", epochs: int = 30, log=None):
     calib = t.x_train[np.random.default_rng(SEED).permutation(len(t.x_train))[:300]]
     common = dict(calibration=calib, heldout=t.x_heldout, heldout_labels=t.y_heldout, classes=CLASSES)
     if variant == "digits":
-        from tinysplit.methods.nair import bake_order
+        from tinysplit.methods.nair.order import bake_order
 
         order = bake_order(t.model.head, SPLIT_LAYER, t.model.tail, TAIL_FIRST_LAYER, UNIT_CHANNELS)
         return ExportSpec(name="digits", device=[DevicePiece("head", t.model.head, "features")],

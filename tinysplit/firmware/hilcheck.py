@@ -3,15 +3,12 @@ QEMU on held-out inputs, compared value for value with the TFLite Micro runtime 
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-from tinysplit.errors import ToolchainError
 
 
 @dataclass(frozen=True)
@@ -35,44 +32,12 @@ class HilReport:
         return asdict(self)
 
 
-def c_prefix(name: str) -> str:
-    prefix = re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
-    return prefix if re.match(r"^[a-z_]", prefix) else f"m_{prefix}"
-
-
-def generate_sources(bundle: Path, manifest, out_dir: Path, model: str | None = None):
-    """C sources (ModelSources) for the bundle's device model (default: its first) in ``out_dir``."""
-    try:
-        from tinysplit.exporter.codegen import generate_model_sources
-    except ImportError as e:
-        raise ToolchainError(f"the C code generator is not available in this install ({e}); "
-                             "install tinysplit with the export extra: ./setup.sh") from None
-    dm = manifest.device_model(model) if model else manifest.device_models[0]
-    return generate_model_sources((Path(bundle) / dm.file).read_bytes(), c_prefix(dm.name), out_dir)
-
-
-def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | None = None, app: str = "hil"):
-    """Code-generate the bundle's device model and render a project for the board:
-    (project, sources, manifest, device model). The nair app gets its slice plan from the manifest."""
-    from tinysplit.boards import get_board
-    from tinysplit.firmware.project import nair_config, render_project
-    from tinysplit.manifest import load_manifest
-
-    board = get_board(board_name)
-    manifest = load_manifest(bundle)
-    dm = manifest.device_model(model) if model else manifest.device_models[0]
-    with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
-        sources = generate_sources(bundle, manifest, Path(tmp), dm.name)
-        nair = nair_config(manifest, model=dm.name) if app == "nair" else None
-        project = render_project(board, sources, out_dir, app=app, nair=nair)
-    return project, sources, manifest, dm
-
-
 def run_hil_check(bundle: str | Path, board_name: str, samples: int, workdir: Path | None = None,
                   model: str | None = None, progress: Callable[[str], None] | None = None) -> HilReport:
     from tinysplit.boards import get_board
     from tinysplit.exporter.verify import compare_int8
     from tinysplit.firmware.build import build_project
+    from tinysplit.firmware.generate import generate_project
     from tinysplit.firmware.hil import HilSession
     from tinysplit.reference import device_outputs, heldout, quantized_inputs
 

@@ -1,1 +1,44 @@
-"""The split-computing methods (NAIR, ReBEL, RoCoIn, Adaptive ResNet) as tinysplit implements them."""
+"""The split-computing methods, one subpackage each, and the registry every stage keys on.
+
+``METHODS`` names every method a bundle's ``manifest.method`` may hold. Each stage has its own small
+registry keyed by the same names (a test asserts that they agree):
+
+- methods (here): training, evaluation and the method's CLI verbs, ``tinysplit/methods/<name>/``;
+- export/contract: the method data schema, ``tinysplit/schemas/method_data/<name>.schema.json``,
+  checked at export time and on every manifest load;
+- firmware: the device app, ``tinysplit.firmware.apps.APPS`` (``firmware_templates/app/<name>/``);
+- host: the assembler, ``tinysplit.host_server.assemblers.ASSEMBLERS``.
+
+This module is light (no torch, no numpy): the CLI and the manifest read it in every install.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinysplit.errors import InputError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    # Module (imported lazily) whose COMMANDS dict holds the method's CLI verbs: name -> (add_parser, run).
+    commands: str | None = None
+    # False for a bundle that runs whole on the device (no host assembler, no split app).
+    split: bool = True
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("plain", "no split method: device models with outputs used as they are (a whole classifier on "
+                    "the device, or a head whose output is checked in HIL)", split=False),
+    Method("nair", "NAIR: importance-ordered channel slices of the head's output, zero-filled on the host, "
+                   "one tail", commands="tinysplit.methods.nair.command"),
+)}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise InputError(f"unknown method '{name}'; known methods: {', '.join(METHODS)}") from None

@@ -59,12 +59,18 @@ def plan_for(manifest: Manifest, model: str | None = None) -> SlicePlan:
         _, h, w, c = out.shape
     else:
         h, w, c = 1, 1, int(np.prod(out.shape[1:]))
-    nair = manifest.method_data.get("nair", {})
-    u = int(nair.get("unit_channels", c))
+    if manifest.method != "nair" or "nair" not in manifest.method_data:
+        raise ManifestError(f"bundle '{manifest.name}' is a '{manifest.method}' bundle without a NAIR slice plan "
+                            "(field 'method_data.nair'); export it with method='nair'")
+    nair = manifest.method_data["nair"]
+    u = int(nair["unit_channels"])
     if u < 1 or c % u:
         raise ManifestError(f"field 'method_data.nair.unit_channels': {u} does not divide the {c} output channels")
     units = c // u
-    budget = int(nair.get("default_budget_units", units))
+    if nair["units_total"] != units:
+        raise ManifestError(f"field 'method_data.nair.units_total': {nair['units_total']}, but {c} channels of "
+                            f"{u} make {units} units")
+    budget = int(nair["default_budget_units"])
     if not 1 <= budget <= units:
         raise ManifestError(f"field 'method_data.nair.default_budget_units': {budget} is not in 1..{units}")
     return SlicePlan(h, w, c, u, out.zero_point, out.scale, budget)

@@ -15,9 +15,9 @@ import numpy as np
 from torch import nn
 
 from tinysplit.errors import InputError
-from tinysplit.methods.clio import tail_parameters
-from tinysplit.methods.nair import RetuneConfig, prepare_variant
-from tinysplit.methods.variants import ALL_VARIANTS, VARIANT_HELP, VARIANTS
+from tinysplit.methods.nair.clio import tail_parameters
+from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
+from tinysplit.methods.nair.variants import ALL_VARIANTS, VARIANT_HELP, VARIANTS
 
 
 @dataclass
@@ -86,7 +86,7 @@ class VariantResult:
 
 def wire_bytes_per_budget(plan, bundle_id: int) -> list[int]:
     """Bytes on the wire per sample (frames incl. header and CRC) for 1..J units."""
-    from tinysplit.devicesim import slice_frames
+    from tinysplit.methods.nair.devicesim import slice_frames
 
     zeros = np.zeros((plan.height, plan.width, plan.channels), np.int8)
     return [sum(len(f) for f in slice_frames(plan, zeros, b, 0, bundle_id, 0)) for b in range(1, plan.units_total + 1)]
@@ -97,8 +97,8 @@ def evaluate(spec: NairSpec, out_dir: Path, variants: tuple[str, ...] = VARIANTS
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from tinysplit.exporter import DevicePiece, ExportSpec, TailPiece, export_bundle
     from tinysplit.manifest import load_manifest
-    from tinysplit.reference import labels_at_budgets
-    from tinysplit.slices import plan_for
+    from tinysplit.methods.nair.reference import labels_at_budgets
+    from tinysplit.methods.nair.slices import plan_for
 
     say = progress or (lambda m: None)
     bad = [v for v in variants if v not in ALL_VARIANTS]
@@ -113,7 +113,7 @@ def evaluate(spec: NairSpec, out_dir: Path, variants: tuple[str, ...] = VARIANTS
         head, tail = copy.deepcopy(spec.head), copy.deepcopy(spec.tail)
         say(f"{v}: {VARIANT_HELP[v]}")
         if v == "clio":
-            from tinysplit.methods.clio import progressive_tails
+            from tinysplit.methods.nair.clio import progressive_tails
 
             order, tails, info = progressive_tails(head, tail, spec.split_layer, spec.tail_first_layer, spec.x_train,
                                                    spec.y_train, spec.unit_channels, config, log=say)

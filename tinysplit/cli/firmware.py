@@ -1,7 +1,7 @@
-"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``.
+"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``, ``hil``.
 
-Each command is an (add_parser, run) pair registered in ``tinysplit.cli.COMMANDS``; ``run``
-returns the process exit status and raises tinysplit errors (the CLI maps them to exit codes).
+Each command is an (add_parser, run) pair; ``run`` returns the process exit status and raises
+tinysplit errors (``tinysplit.cli.main`` maps them to exit codes).
 """
 
 from __future__ import annotations
@@ -10,17 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from tinysplit.console import Progress, emit_json, kib
 from tinysplit.errors import InputError
 
 
-def _emit_json(obj: Any) -> None:
-    from tinysplit.cli import emit_json
-
-    emit_json(obj)
-
-
-def _kib(n: int) -> str:
-    return f"{n:,} B ({n / 1024:.1f} KiB)"
 
 
 # --- boards ---------------------------------------------------------------------------------------
@@ -37,7 +30,7 @@ def run_boards(args: Any) -> int:
 
     boards = list_boards(emulated_only=args.emulated)
     if args.json:
-        _emit_json([{"name": b.name, "description": b.description, "family": b.family, "cpu": b.core.cpu,
+        emit_json([{"name": b.name, "description": b.description, "family": b.family, "cpu": b.core.cpu,
                      "flash_bytes": b.flash.length, "ram_bytes": b.ram.length, "clock_hz": b.clock_hz,
                      "uart": b.uart.kind, "nic": b.nic.kind, "transports": list(b.transports),
                      "emulator": None if b.emulator is None else b.emulator.qemu_machine} for b in boards])
@@ -73,7 +66,7 @@ def _add_bundle_board_args(p: Any) -> None:
 
 
 def add_firmware(sub: Any) -> None:
-    from tinysplit.firmware.project import APPS
+    from tinysplit.firmware.apps import APPS
 
     p = sub.add_parser("firmware", help="generate a firmware project for a bundle's device model and a board",
                        description="Generate C for the bundle's device model (ahead-of-time code generator) and "
@@ -82,19 +75,20 @@ def add_firmware(sub: Any) -> None:
                                    "does not fit the board's RAM or flash.")
     _add_bundle_board_args(p)
     p.add_argument("--out", required=True, metavar="PROJECT", help="project directory to create")
-    p.add_argument("--app", choices=APPS, default="hil", help="application (default: hil)")
+    p.add_argument("--app", choices=list(APPS), default="hil",
+                   help="application (default: hil): " + "; ".join(f"{a.name}: {a.summary}" for a in APPS.values()))
 
 
 def run_firmware(args: Any) -> int:
-    from tinysplit.firmware.hilcheck import generate_project
+    from tinysplit.firmware.generate import generate_project
 
     project, sources, manifest, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model,
                                                       args.app)
     board_name = args.board
     f = project.fit
     print(f"project for '{dm.name}' on {board_name} (app {args.app}) written to {project.dir}")
-    print(f"  estimate: RAM {_kib(f.ram_needed)} of {_kib(f.ram_available)}, "
-          f"flash {_kib(f.flash_needed)} of {_kib(f.flash_available)}")
+    print(f"  estimate: RAM {kib(f.ram_needed)} of {kib(f.ram_available)}, "
+          f"flash {kib(f.flash_needed)} of {kib(f.flash_available)}")
     print(f"  next: tinysplit build {project.dir}")
     return 0
 
@@ -115,12 +109,12 @@ def run_build(args: Any) -> int:
 
     r = build_project(args.project, jobs=args.jobs)
     if args.json:
-        _emit_json(r.to_json())
+        emit_json(r.to_json())
         return 0
     print(f"built {r.elf} for {r.board} in {r.seconds:.1f} s")
-    print(f"  flash {_kib(r.flash_bytes)} of {_kib(r.flash_available)} "
+    print(f"  flash {kib(r.flash_bytes)} of {kib(r.flash_available)} "
           f"({100 * r.flash_bytes / r.flash_available:.1f}%)")
-    print(f"  RAM   {_kib(r.ram_bytes)} of {_kib(r.ram_available)} "
+    print(f"  RAM   {kib(r.ram_bytes)} of {kib(r.ram_available)} "
           f"({100 * r.ram_bytes / r.ram_available:.1f}%, stack {r.stack_bytes:,} B)")
     return 0
 
@@ -179,26 +173,27 @@ def add_hil(sub: Any) -> None:
 
 
 def run_hil(args: Any) -> int:
-    from tinysplit.cli import Progress
     from tinysplit.firmware.hilcheck import run_hil_check
 
-    if args.e2e:
-        from tinysplit.firmware.e2e import run_e2e_args
-
-        return run_e2e_args(args, _emit_json)
     if args.samples < 1:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
     keep = Path(args.keep) if args.keep else None
+    if args.e2e:
+        from tinysplit.firmware.e2e import format_e2e, run_e2e_for_bundle
+
+        r = run_e2e_for_bundle(Path(args.bundle), args.board, args.samples, args.transport, args, keep, args.model)
+        emit_json(r) if args.json else print(format_e2e(r))
+        return 0 if r["ok"] else 5
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
     r = run_hil_check(Path(args.bundle), args.board, args.samples, keep, args.model, Progress(args.quiet))
     if args.json:
-        _emit_json(r.to_json())
+        emit_json(r.to_json())
     else:
         print(f"{r.board}: '{r.model}' on {r.samples} inputs: {100 * r.identical_fraction:.2f}% of "
               f"{r.values_compared:,} output values identical to TFLite Micro (max diff {r.max_lsb_diff} LSB)")
         print(f"  {r.instructions_per_inference:,} instructions per inference "
-              f"({r.instructions_min:,}..{r.instructions_max:,}); flash {_kib(r.flash_bytes)}, RAM {_kib(r.ram_bytes)}; "
+              f"({r.instructions_min:,}..{r.instructions_max:,}); flash {kib(r.flash_bytes)}, RAM {kib(r.ram_bytes)}; "
               f"arena {r.arena_bytes:,} B (TFLite Micro {r.tflm_arena_bytes:,} B)")
     return 0 if r.identical_fraction == 1.0 else 5
 

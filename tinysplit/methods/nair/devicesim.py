@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinysplit.slices import SlicePlan, extract_units
+from tinysplit.methods.nair.slices import SlicePlan, extract_units
 from tinysplit.wire.frame import MAX_PAYLOAD, FrameType, encode_frame
 from tinysplit.wire.payloads import NairSlice, make_frame
 

@@ -1,27 +1,27 @@
-"""Host-side driver for the ``nair`` device app running in QEMU.
+"""Host-side driver for a method's device app (any app on the generic device runtime) in QEMU.
 
-``NairLink`` starts QEMU with the app's ELF (UART on a 127.0.0.1 TCP chardev; for the UDP build
+``DeviceLink`` starts QEMU with the app's ELF (UART on a 127.0.0.1 TCP chardev; for the UDP build
 also ``-nic user,model=lan9118``: the board's datagrams to 10.0.2.2:PORT arrive at the host's
 127.0.0.1:PORT) and gives the host both directions of the link:
 
 - **device -> host** frames arrive on one *data* transport: the serial link (``socket://``) for a
   UART build, a ``udp://127.0.0.1:PORT`` socket for a UDP build. ``link.transports`` is that
   transport wrapped in a ``TeeTransport``: hand it to a ``TailServer`` (``transports=``) and the
-  server assembles and classifies the slices while the link sees every frame too (HELLO, STATS,
-  slices: to wait for them and to measure throughput). Without a server, ``attach(serve=False)``
+  server assembles the samples while the link sees every frame too (HELLO, STATS, and the method's
+  data frames, collected per sample: to wait for them and to measure throughput). Without a server, ``attach(serve=False)``
   starts it with the link as the only receiver.
 - **host -> device** frames (INPUT, CONTROL, STATS requests) always go over the UART: the link
   sends them through the serial transport's own ``send()`` (for a UART build the same transport the
   server reads; the server's transport interface is unchanged). For a UDP build the UART carries
   host -> device frames and the device's HELLO only.
 
-    async with NairLink(board, elf, cfg) as link:
+    async with DeviceLink(board, elf, cfg) as link:
         server = TailServer(config, sink, transports=link.transports)
         await server.start()
         await link.attach()                # waits for the device's HELLO
-        await link.set_budget(4)
+        await link.control([(1, 4)])       # e.g. NAIR's budget: 4 units
         await link.send_input(seq=1, x=int8 array)
-        frames = await link.wait_slices(1)
+        frames = await link.wait_frames(1)  # the sample's data frames, all part_count of them
         stats = await link.stats()
         code = await link.exit(0)
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 import tempfile
 import time
@@ -42,7 +43,7 @@ import numpy as np
 from tinysplit.boards import Board
 from tinysplit.errors import InputError, TinysplitError, ToolchainError
 from tinysplit.firmware.build import SETUP_HINT, require_tool
-from tinysplit.firmware.project import NairAppConfig
+from tinysplit.firmware.apps import AppConfig
 from tinysplit.firmware.qemu import EmulatorTimeoutError, check_elf, free_port, qemu_command
 from tinysplit.host_server.transports.base import OnFrame, Transport
 from tinysplit.host_server.transports.serial_port import SerialTransport
@@ -60,8 +61,14 @@ STATS_NAMES = {1: "sent", 2: "received", 3: "drops", 4: "last_error", 5: "instru
                **{16 + r: f"drops_{name}" for r, name in enumerate(STATS_REASONS, start=1)}}
 
 
-class NairLinkError(TinysplitError):
-    """The nair device did not behave as the wire protocol requires (no HELLO, wrong bundle...)."""
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DeviceLinkError(TinysplitError):
+    """The device did not behave as the wire protocol requires (no HELLO, wrong bundle...)."""
 
     exit_code = 1
 
@@ -95,7 +102,7 @@ class DeviceSerialTransport(SerialTransport):
 
     async def send_raw(self, data: bytes) -> None:
         if self._port is None:
-            raise NairLinkError(f"{self.url} is not open")
+            raise DeviceLinkError(f"{self.url} is not open")
         await asyncio.get_running_loop().run_in_executor(None, self._write, data)
         self.stats.bytes_out += len(data)
 
@@ -103,11 +110,11 @@ class DeviceSerialTransport(SerialTransport):
 @dataclass
 class LinkCounters:
     frames: int = 0  # device -> host frames the link saw (all types)
-    slice_frames: int = 0
-    slice_bytes: int = 0  # bytes of NAIR_SLICE frames (header + payload + CRC)
+    data_frames: int = 0  # the method's frames (all but HELLO and STATS)
+    data_bytes: int = 0  # their bytes (header + payload + CRC)
     undecodable: int = 0
-    t_first_slice: float | None = None
-    t_last_slice: float | None = None
+    t_first_data: float | None = None
+    t_last_data: float | None = None
     other_device: int = 0
 
 
@@ -118,7 +125,7 @@ class _SampleFrames:
     part_count: int = 0
 
 
-def qemu_nair_command(board: Board, elf: Path, port: int, config: NairAppConfig, qemu: str | None = None) -> list[str]:
+def qemu_device_command(board: Board, elf: Path, port: int, config: AppConfig, qemu: str | None = None) -> list[str]:
     cmd = qemu_command(board, elf, port, qemu)
     if config.transport == "udp":
         # user-mode network: the guest's 10.0.2.2 is the host's loopback
@@ -128,10 +135,10 @@ def qemu_nair_command(board: Board, elf: Path, port: int, config: NairAppConfig,
     return cmd
 
 
-class NairLink:
-    """QEMU running the nair app, and the host ends of its links (see the module docstring)."""
+class DeviceLink:
+    """QEMU running a method's device app, and the host ends of its links (see the module docstring)."""
 
-    def __init__(self, board: Board, elf: str | Path, config: NairAppConfig, timeout: float = 10.0) -> None:
+    def __init__(self, board: Board, elf: str | Path, config: AppConfig, timeout: float = 10.0) -> None:
         self.board = board
         self.elf = Path(elf)
         self.config = config
@@ -160,10 +167,10 @@ class NairLink:
         self._seq = 0x10000  # seqs for CONTROL/STATS requests (samples use the caller's)
 
     # --- lifecycle ----------------------------------------------------------------------------------
-    async def __aenter__(self) -> "NairLink":
+    async def __aenter__(self) -> "DeviceLink":
         self._changed = asyncio.Event()
         qemu = require_tool(self.board.emulator.qemu_binary, f"QEMU for {self.board.name}")
-        cmd = qemu_nair_command(self.board, self.elf, self.port, self.config, qemu)
+        cmd = qemu_device_command(self.board, self.elf, self.port, self.config, qemu)
         log.debug("starting %s", " ".join(cmd))
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
@@ -184,10 +191,6 @@ class NairLink:
             await self.serial.start(self._tap)
             self._started.append(self.serial)
         await self.until(lambda: self.hello is not None, "a HELLO frame")
-        h = self.hello
-        if h.units_total != self.config.units_total or h.unit_bytes != self.config.unit_bytes:
-            raise NairLinkError(f"{self.board.name}: HELLO says {h.units_total} units of {h.unit_bytes} bytes, "
-                                f"the bundle {self.config.units_total} of {self.config.unit_bytes}")
 
     async def close(self) -> int | None:
         """Close the link's own transports and stop QEMU. Returns QEMU's exit status if it exited."""
@@ -226,12 +229,12 @@ class NairLink:
                 self.stats_replies[frame.seq] = decode_payload(frame)
             except DecodeError:
                 c.undecodable += 1
-        elif frame.type == FrameType.NAIR_SLICE:
+        else:
             now = time.perf_counter()
-            c.slice_frames += 1
-            c.slice_bytes += len(data)
-            c.t_first_slice = now if c.t_first_slice is None else c.t_first_slice
-            c.t_last_slice = now
+            c.data_frames += 1
+            c.data_bytes += len(data)
+            c.t_first_data = now if c.t_first_data is None else c.t_first_data
+            c.t_last_data = now
             s = self.samples.setdefault(frame.seq, _SampleFrames())
             s.frames.append(bytes(data))
             s.parts.add(frame.part_index)
@@ -246,7 +249,7 @@ class NairLink:
         while not predicate():
             left = deadline - time.monotonic()
             if self.proc is not None and self.proc.poll() is not None:
-                raise NairLinkError(f"{self.board.name}: the firmware exited with status {self.proc.returncode} "
+                raise DeviceLinkError(f"{self.board.name}: the firmware exited with status {self.proc.returncode} "
                                     f"while the host waited for {what}")
             if left <= 0:
                 raise EmulatorTimeoutError(f"{self.board.name}: no {what} within {limit:.1f} s")
@@ -256,13 +259,13 @@ class NairLink:
             except asyncio.TimeoutError:
                 pass
 
-    async def wait_slices(self, seq: int, timeout: float | None = None) -> list[bytes]:
-        """The NAIR_SLICE frames of sample ``seq``, once all ``part_count`` of them arrived."""
+    async def wait_frames(self, seq: int, timeout: float | None = None) -> list[bytes]:
+        """The data frames of sample ``seq``, once all ``part_count`` of them arrived."""
         def done() -> bool:
             s = self.samples.get(seq)
             return s is not None and len(s.parts) == s.part_count
 
-        await self.until(done, f"slices of sample {seq}", timeout)
+        await self.until(done, f"the frames of sample {seq}", timeout)
         return self.samples[seq].frames
 
     # --- sending ------------------------------------------------------------------------------------
@@ -296,9 +299,6 @@ class NairLink:
     async def control(self, items: list[tuple[int, int]]) -> None:
         await self.send(self.frame(FrameType.CONTROL, KeyValues(tuple(items)), self._next_seq()))
 
-    async def set_budget(self, units: int) -> None:
-        await self.control([(1, units)])
-
     async def stats(self, timeout: float | None = None) -> dict[str, int]:
         """Ask the device for its STATS; the reply's keys by name (unknown keys as 'key_N')."""
         seq = self._next_seq()
@@ -321,11 +321,11 @@ class NairLink:
             raise EmulatorTimeoutError(f"{self.board.name}: the firmware did not exit after CONTROL exit") from None
 
     def throughput(self) -> dict[str, float]:
-        """Device -> host slice frames/s and bytes/s between the first and the last slice seen."""
+        """Device -> host data frames/s and bytes/s between the first and the last data frame seen."""
         c = self.counters
-        if c.t_first_slice is None or c.t_last_slice is None or c.slice_frames < 2:
-            return {"slice_frames": c.slice_frames, "slice_bytes": c.slice_bytes, "seconds": 0.0,
+        if c.t_first_data is None or c.t_last_data is None or c.data_frames < 2:
+            return {"data_frames": c.data_frames, "data_bytes": c.data_bytes, "seconds": 0.0,
                     "frames_per_s": 0.0, "bytes_per_s": 0.0}
-        dt = max(c.t_last_slice - c.t_first_slice, 1e-9)
-        return {"slice_frames": c.slice_frames, "slice_bytes": c.slice_bytes, "seconds": round(dt, 4),
-                "frames_per_s": round((c.slice_frames - 1) / dt, 1), "bytes_per_s": round(c.slice_bytes / dt, 1)}
+        dt = max(c.t_last_data - c.t_first_data, 1e-9)
+        return {"data_frames": c.data_frames, "data_bytes": c.data_bytes, "seconds": round(dt, 4),
+                "frames_per_s": round((c.data_frames - 1) / dt, 1), "bytes_per_s": round(c.data_bytes / dt, 1)}

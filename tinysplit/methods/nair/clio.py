@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tinysplit.errors import InputError
-from tinysplit.methods.nair import NairOrder, RetuneConfig, bake_order, slice_masks
+from tinysplit.methods.nair.order import NairOrder, RetuneConfig, bake_order, slice_masks
 
 
 def tail_parameters(tails: list[nn.Module]) -> int:

@@ -122,7 +122,7 @@ def bake_order(head: nn.Module, split_layer: str, tail: nn.Module, tail_first_la
 
 # --- re-tuning (METHODS.md: eqs. 11-14, Alg. 2) ---------------------------------------------------------
 
-from tinysplit.methods.variants import VARIANTS  # noqa: E402  (no torch: the CLI reads them)
+from tinysplit.methods.nair.variants import VARIANTS  # noqa: E402  (no torch: the CLI reads them)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def prepare_variant(head: nn.Module, tail: nn.Module, split_layer: str, tail_fir
                     log=None, augment=None) -> tuple[NairOrder, dict]:
     """Apply ``variant`` to (copies of) a trained head and tail, in place: returns (order, info)."""
     if variant == "clio":
-        raise InputError("the clio variant trains one tail per width: use tinysplit.methods.clio.progressive_tails "
+        raise InputError("the clio variant trains one tail per width: use tinysplit.methods.nair.clio.progressive_tails "
                          "(nair-eval --variants ...,clio runs it)")
     if variant not in VARIANTS:
         raise InputError(f"unknown NAIR variant '{variant}'; choose from {', '.join(VARIANTS)}")

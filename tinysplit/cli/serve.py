@@ -7,10 +7,11 @@ import signal
 import sys
 from pathlib import Path
 
+from tinysplit.console import emit_json
 from tinysplit.errors import InputError
 
 
-def add_parser(sub) -> None:
+def add_serve(sub) -> None:
     p = sub.add_parser("serve", help="run the host tail server for a bundle",
                        description="Receive frames from devices over UDP and serial links, assemble samples "
                                    "(NAIR: zero-fill missing units at the deadline), run the host tail in ONNX "
@@ -72,11 +73,9 @@ async def _serve(args) -> dict:
     return server.report()
 
 
-def run(args) -> int:
+def run_serve(args) -> int:
     report = asyncio.run(_serve(args))
     if args.json:
-        from tinysplit.cli import emit_json
-
         emit_json(report)
     else:
         c, lat = report["counters"], report["latency_ms"]
@@ -85,3 +84,6 @@ def run(args) -> int:
               f"{dict(report['drops'])} transport drops {report['transport_drops']}"
               + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else ""), file=sys.stderr)
     return 0
+
+
+COMMANDS = {"serve": (add_serve, run_serve)}

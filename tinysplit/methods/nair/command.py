@@ -10,8 +10,8 @@ from typing import Any
 from tinysplit.errors import InputError
 
 
-def add_parser(sub: Any) -> None:
-    from tinysplit.methods.variants import ALL_VARIANTS, VARIANTS
+def add_nair_eval(sub: Any) -> None:
+    from tinysplit.methods.nair.variants import ALL_VARIANTS, VARIANTS
 
     p = sub.add_parser("nair-eval", help="NAIR: accuracy vs units sent and vs link latency, per variant",
                        description="Apply each NAIR variant (original order, L1 order, plain sum of slice "
@@ -43,10 +43,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
-def run(args: Any) -> int:
-    from tinysplit.cli import Progress
-    from tinysplit.methods.nair import RetuneConfig
-    from tinysplit.methods.nair_eval import LinkModel, NairSpec, digits_nair_spec, evaluate
+def run_nair_eval(args: Any) -> int:
+    from tinysplit.console import Progress
+    from tinysplit.methods.nair.order import RetuneConfig
+    from tinysplit.methods.nair.evaluate import LinkModel, NairSpec, digits_nair_spec, evaluate
 
     if (args.epochs < 1 or args.rate_kbps <= 0 or args.overhead_ms < 0 or args.lr <= 0
             or (args.slice_samples is not None and args.slice_samples < 1)):
@@ -65,7 +65,7 @@ def run(args: Any) -> int:
             raise InputError(f"'{args.spec}' raised {type(e).__name__}: {e}") from None
         if not isinstance(spec, NairSpec):
             raise InputError(f"'{args.spec}' returned {type(spec).__name__}; it must return "
-                             "tinysplit.methods.nair_eval.NairSpec")
+                             "tinysplit.methods.nair.evaluate.NairSpec")
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     config = RetuneConfig(epochs=args.epochs, lr=args.lr, w_non=args.w_non, lam=args.lam,
                           slice_samples=args.slice_samples, cosine=args.cosine,
@@ -94,3 +94,6 @@ def format_table(report: dict) -> str:
         lines.append(f"{v:11}" + "".join(f"{100 * r['accuracy'][b - 1]:>10.2f}" for b in cols)
                      + f"{r['retune'].get('tail_parameters', 0):>13,}")
     return "\n".join(lines)
+
+
+COMMANDS = {"nair-eval": (add_nair_eval, run_nair_eval)}

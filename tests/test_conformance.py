@@ -1,0 +1,92 @@
+"""One conformance test per split method: the method's device simulator -> the real TailServer (its
+registered assembler, over a loop:// COBS stream) -> predictions, equal label for label to the
+method's Python reference pipeline. A method added to tinysplit.methods.METHODS without a case here
+fails ``test_every_split_method_has_a_case``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tinysplit.host_server.server import ServerConfig, TailServer
+from tinysplit.host_server.sinks import MemorySink
+from tinysplit.host_server.transports import open_transport
+from tinysplit.host_server.transports.loop import loop_peer
+from tinysplit.manifest import load_manifest
+from tinysplit.methods import METHODS
+from tinysplit.reference import device_outputs, heldout, quantized_inputs
+from tinysplit.wire import cobs_encode
+
+N = 40
+
+
+@dataclass
+class Case:
+    """For one setting: every sample's frames (as a device sends them) and the reference labels."""
+
+    setting: str
+    frames: list[list[bytes]]  # per sample
+    labels: np.ndarray
+    record_check: Callable[[dict], bool] = lambda r: True
+
+
+def nair_cases(bundle: Path) -> list[Case]:
+    from tinysplit.methods.nair.devicesim import slice_frames
+    from tinysplit.methods.nair.reference import labels_at_budgets
+    from tinysplit.methods.nair.slices import plan_for
+
+    m = load_manifest(bundle)
+    x, _ = heldout(bundle, m)
+    feats = device_outputs(bundle, m, quantized_inputs(m, x[:N]))
+    plan = plan_for(m)
+    budgets = [1, 3, plan.units_total // 2, plan.units_total]
+    ref = labels_at_budgets(bundle, budgets, features_q=feats)
+    bid = int(m.bundle_id, 16)
+    return [Case(f"budget {b}", [slice_frames(plan, feats[i], b, 5, bid, i) for i in range(N)], ref[b],
+                 lambda r, b=b: r["units_received"] == b and r["complete"]) for b in budgets]
+
+
+CASES: dict[str, Callable[[Path], list[Case]]] = {"nair": nair_cases}
+BUNDLES = {"nair": "digits_bundle"}  # the session fixture each method's case runs on
+
+
+def test_every_split_method_has_a_case():
+    assert set(CASES) == set(BUNDLES) == {n for n, m in METHODS.items() if m.split}
+
+
+@pytest.mark.parametrize("method", sorted(CASES))
+def test_device_simulator_through_the_server_equals_the_reference(method: str, request):
+    bundle = request.getfixturevalue(BUNDLES[method])
+    assert load_manifest(bundle).method == method
+    for case in CASES[method](bundle):
+        sink = MemorySink()
+        peer = loop_peer(f"conf-{method}")
+
+        async def main():
+            server = TailServer(ServerConfig(bundle, [], deadline_s=5.0), sink,
+                                transports=[open_transport(f"loop://conf-{method}")])
+            await server.start()
+            try:
+                for frames in case.frames:
+                    for f in frames:
+                        peer.write(cobs_encode(f) + b"\x00")
+                    await asyncio.sleep(0)
+                for _ in range(500):
+                    if len(sink.records) >= len(case.frames):
+                        break
+                    await asyncio.sleep(0.01)
+            finally:
+                await server.stop()
+            return server
+
+        server = asyncio.run(main())
+        got = sorted(sink.records, key=lambda r: r["sample"])
+        assert [r["sample"] for r in got] == list(range(len(case.frames))), case.setting
+        assert np.array_equal([r["label"] for r in got], case.labels), case.setting
+        assert all(case.record_check(r) for r in got), case.setting
+        assert server.metrics.dropped == 0 and server.metrics.counters["deadline_misses"] == 0, case.setting

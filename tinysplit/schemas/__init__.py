@@ -1,0 +1,1 @@
+"""JSON Schemas of the bundle contract: the manifest and, under method_data/, each method's data."""
