@@ -79,7 +79,7 @@ def test_firmware_unknown_board_is_a_usage_error(tmp_path: Path, fake_codegen, c
     assert e.value.code == 2 and "qemu-mps2-an386" in capsys.readouterr().err
 
 
-def test_firmware_without_jinja2_names_the_firmware_extra(tmp_path: Path, monkeypatch, capsys):
+def test_firmware_without_jinja2_names_the_firmware_extra(tmp_path: Path, fake_codegen, monkeypatch, capsys):
     """An install without the firmware extra (unit check; tests/test_installs.py runs the real one)."""
     from tinysplit.firmware import render
 

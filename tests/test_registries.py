@@ -79,9 +79,9 @@ def test_method_packages_exist_and_are_light():
     code = ("import sys, tinysplit.methods, tinysplit.cli; "
             + "; ".join(f"import tinysplit.methods.{n}" for n in SPLIT)
             + "; bad = [m for m in ('torch', 'tensorflow', 'onnxruntime', 'jinja2') if m in sys.modules]; "
-              "sys.exit(', '.join(bad))")
+              "print(', '.join(bad)); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_extras_table_matches_pyproject():

@@ -18,7 +18,6 @@ MODULE_EXTRAS: dict[str, tuple[str, str]] = {
     "serial": ("pyserial", "host"),
     "jinja2": ("jinja2", "firmware"),
     "tflite_micro": ("tflite-micro", "firmware"),
-    "flatbuffers": ("flatbuffers", "firmware"),
     "torch": ("torch", "export"),
     "tensorflow": ("tensorflow", "export"),
     "tf_keras": ("tf-keras", "export"),
