@@ -64,7 +64,7 @@ class TailServer:
         specs = {t.name: t for t in self.manifest.host_tails}
         self.tails: dict[str, TailRunner] = {
             name: TailRunner(Path(config.bundle) / specs[name].file,
-                             lambda items, name=name: self.assembler.tail_inputs(name, [c for _, c in items]),
+                             lambda items, name=name: self.assembler.tail_inputs(name, items),
                              self._on_batch, self._on_tail_error, max_batch=config.max_batch)
             for name in self.assembler.tails}
         self.transports = transports if transports is not None else [open_transport(u) for u in config.listen]
@@ -172,10 +172,10 @@ class TailServer:
         if c.tail is None:  # predicted on the device
             self._predictions([c], [c.label], [list(c.scores or ())])
             return
-        self.tails[c.tail].submit((self.clock(), c))
+        self.tails[c.tail].submit(c)
 
-    def _on_batch(self, items: list[tuple[float, Completed]], logits: np.ndarray) -> None:
-        self._predictions([c for _, c in items], logits.argmax(1).tolist(),
+    def _on_batch(self, items: list[Completed], logits: np.ndarray) -> None:
+        self._predictions(items, logits.argmax(1).tolist(),
                           np.round(logits.astype(np.float64), 5).tolist())
 
     def _predictions(self, items: list[Completed], labels: list[int], scores: list[list[float]]) -> None:
