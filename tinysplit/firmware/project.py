@@ -82,7 +82,10 @@ APP_TEMPLATES: dict[str, str] = {app: f"app/{app}/main.c.j2" for app in APPS}
 # Extra templates per app (output path -> template) and hand-written runtime files it compiles
 # (copied from firmware_templates/runtime into src/).
 APP_EXTRA_TEMPLATES: dict[str, dict[str, str]] = {"hil": {}, "exit": {}, "nair": {"src/net.h": "net/net.h.j2"}}
-APP_RUNTIME_FILES: dict[str, tuple[str, ...]] = {"hil": (), "exit": (), "nair": ("ts_wire.c", "ts_wire.h")}
+# The nair app is a method app on the generic device runtime (ts_device: frames in, HELLO/STATS/CONTROL,
+# INPUT reassembly, main loop, UART/UDP out) and the wire codec (ts_wire).
+APP_RUNTIME_FILES: dict[str, tuple[str, ...]] = {
+    "hil": (), "exit": (), "nair": ("ts_device.c", "ts_device.h", "ts_wire.c", "ts_wire.h")}
 # The nair app's device->host transport -> the src/net.c template, per board NIC kind.
 NET_TEMPLATES: dict[str, dict[str, str]] = {
     "uart": {"lan9118": "net/none/net.c.j2", "none": "net/none/net.c.j2"},
