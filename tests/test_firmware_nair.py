@@ -97,7 +97,8 @@ def test_nair_render_checks_config(tmp_path: Path):
     main = (p.dir / "src" / "main.c").read_text()
     assert "#define NAIR_BUNDLE_ID 0x1234ABCDu" in main and "#define NAIR_UNITS_PER_FRAME 10u" in main
     assert "#define NET_DST_PORT 6001u" in (p.dir / "src" / "net.c").read_text()
-    assert (p.dir / "src" / "ts_wire.c").is_file()
+    assert (p.dir / "src" / "ts_wire.c").is_file() and (p.dir / "src" / "ts_device.c").is_file()
+    assert '#include "ts_device.h"' in main and "ts_device_run(&cfg, &app);" in main
 
 
 def test_e2e_argument_helpers():

@@ -62,12 +62,15 @@ class App:
         return importlib.import_module(self.module).config_from_manifest(manifest, **options)
 
 
-_DEVICE_RUNTIME = ("ts_wire.c", "ts_wire.h")
+# A method app runs on the generic device runtime (ts_device: frames in, HELLO/STATS/CONTROL, INPUT
+# reassembly, main loop, UART/UDP out) and the wire codec (ts_wire).
+_DEVICE_RUNTIME = ("ts_device.c", "ts_device.h", "ts_wire.c", "ts_wire.h")
 
 APPS: dict[str, App] = {a.name: a for a in (
     App("hil", "test app: raw HIL protocol (TSHIL1), inputs in, outputs and instruction counts out"),
     App("exit", "test app: runs the model once and exits with a given status"),
-    # nair: COBS receive buffer, frame and COBS transmit buffers, Ethernet frame; measured ~3.3 KiB
+    # nair: the runtime's COBS receive buffer, frame and COBS transmit buffers, the Ethernet frame;
+    # measured ~3.3 KiB, ~4.4 KiB with UDP
     App("nair", "NAIR: streams importance-ordered slices of the model's output under a budget",
         method="nair", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME, templates={"src/net.h": "net/net.h.j2"},
         module="tinysplit.firmware.apps.nair"),
