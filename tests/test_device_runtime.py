@@ -13,9 +13,9 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import jinja2
 import pytest
 
+from tinysplit.firmware.render import render
 from tinysplit.wire import CobsDeframer, Frame, FrameType, cobs_encode, decode_frame, encode_frame
 from tinysplit.wire.frame import crc32
 from tinysplit.wire.payloads import (CAP_REBEL, CAP_SKIP, CAP_UDP, Chunk, Hello, KeyValues, Result, decode_payload,
@@ -46,8 +46,7 @@ def _headers(out: Path) -> Path:
     inc = out / "include"
     inc.mkdir(parents=True, exist_ok=True)
     for template, name in (("common/board.h.j2", "board.h"), ("net/net.h.j2", "net.h")):
-        text = (TEMPLATES / template).read_text()
-        (inc / name).write_text(jinja2.Template(text, undefined=jinja2.StrictUndefined).render(banner="test"))
+        (inc / name).write_text(render(template, banner="test"))
     shutil.copyfile(HARNESS / "board_config.h", inc / "board_config.h")
     return inc
 

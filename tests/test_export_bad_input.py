@@ -179,3 +179,20 @@ def test_cli_unsupported_layer_exit_code(tmp_path):
 def test_cli_existing_output(tmp_path):
     r = run_cli("export", "--example", "digits", "--out", str(tmp_path))
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+@pytest.mark.parametrize("method, method_data, match", [
+    ("nair", {}, r"field 'method_data.nair' is missing: a 'nair' bundle needs unit_channels"),
+    ("nair", {"nair": {"unit_channels": "2", "units_total": 2, "default_budget_units": 1}},
+     r"field 'method_data.nair.unit_channels': '2' is not of type 'integer'"),
+    ("nair", {"nair": {"unit_channels": 2, "units_total": 2, "default_budget_units": 1, "budget": 3}},
+     r"field 'method_data.nair': Additional properties are not allowed \('budget'"),
+    ("plain", {"plain": {"x": 1}}, r"field 'method_data.plain'"),
+    ("rebel", {}, r"unknown method 'rebel'; known methods: plain, nair"),
+])
+def test_method_data_is_checked_before_conversion(tmp_path, method, method_data, match):
+    """The method data a manifest will carry is validated against the method's schema at export time,
+    before any conversion, and nothing is written."""
+    with pytest.raises(InputError, match=match):
+        export_bundle(spec_of(Conv(), method=method, method_data=method_data), tmp_path / "out")
+    assert_nothing_written(tmp_path)

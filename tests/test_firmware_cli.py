@@ -95,3 +95,19 @@ def test_firmware_without_jinja2_names_the_firmware_extra(tmp_path: Path, fake_c
 def test_build_of_a_non_project_is_an_input_error(tmp_path: Path, capsys):
     assert cli.main(["build", str(tmp_path)]) == 2
     assert "not a tinysplit firmware project" in capsys.readouterr().err
+
+
+def test_method_app_for_a_bundle_of_another_method_is_an_input_error(tmp_path: Path, fake_codegen, capsys):
+    """A 'plain' bundle has no method app: firmware --app nair and hil --e2e say so (exit 2), and so
+    does serve (no assembler: nothing for a host to do)."""
+    bundle = str(_bundle(tmp_path))
+    assert cli.main(["firmware", "--bundle", bundle, "--board", "qemu-mps2-an386", "--out", str(tmp_path / "p"),
+                     "--app", "nair"]) == 2
+    assert "app 'nair' is the device side of method 'nair', but bundle" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    assert cli.main(["hil", "--bundle", bundle, "--board", "qemu-mps2-an386", "--e2e"]) == 2
+    assert "method 'plain' has no device application that speaks the wire protocol" in capsys.readouterr().err
+    assert cli.main(["serve", "--bundle", bundle, "--listen", "udp://127.0.0.1:0", "--out",
+                     str(tmp_path / "p.jsonl")]) == 2
+    assert "nothing for a host server to do" in capsys.readouterr().err
+    assert not (tmp_path / "p.jsonl").exists()

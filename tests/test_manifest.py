@@ -46,6 +46,12 @@ def test_valid_manifest_round_trips():
     (lambda d: d["input"].__setitem__("shape_nchw", [0, 8]), "input.shape_nchw[0]"),
     (lambda d: d.__setitem__("surprise", 1), "(top level)"),
     (lambda d: d["host_tails"][0].__setitem__("consumes", ["nobody"]), "host_tails[0].consumes"),
+    (lambda d: d.__setitem__("method", "rocoin"), "method"),  # not in tinysplit.methods.METHODS (yet)
+    (lambda d: d.__setitem__("method", "nair"), "method_data.nair"),  # a NAIR bundle needs its slice plan
+    (lambda d: d.update(method="nair", method_data={"nair": {"unit_channels": 0, "units_total": 16,
+                                                             "default_budget_units": 1}}),
+     "method_data.nair.unit_channels"),
+    (lambda d: d["method_data"].__setitem__("plain", {"unexpected": 1}), "method_data.plain"),
 ])
 def test_invalid_manifest_names_the_field(mutate, field):
     d = copy.deepcopy(valid_manifest())

@@ -89,5 +89,7 @@ def app_for_method(method: str) -> App:
     for app in APPS.values():
         if app.method == method:
             return app
-    raise InputError(f"method '{method}' has no device application; use --app hil or --app exit "
-                     f"(method apps: {', '.join(a.name for a in APPS.values() if a.method)})")
+    apps = ", ".join(f"{a.name} ({a.method})" for a in APPS.values() if a.method)
+    raise InputError(f"method '{method}' has no device application that speaks the wire protocol (method apps: "
+                     f"{apps}); a '{method}' bundle runs with the test apps: tinysplit hil without --e2e, or "
+                     "tinysplit firmware --app hil|exit")
