@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tinysplit.firmware.apps import APPS, app_for_method
-
-TRANSPORTS = ("uart", "udp")
+from tinysplit.firmware.project import TRANSPORTS
 
 
 def add_e2e_arguments(p: Any) -> None:
