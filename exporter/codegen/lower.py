@@ -326,7 +326,7 @@ _ITEMSIZE = {"int8": 1, "int32": 4, "float32": 4}
 
 
 def _where(op: Operator) -> str:
-    return f"{op.opcode} (operator #{op.index})"
+    return f"operator {op.index} ({op.opcode})"
 
 
 def _t(model: TfliteModel, i: int) -> Tensor:
@@ -709,12 +709,14 @@ def _tensor_info(t: Tensor) -> TensorInfo:
 
 
 def lower_model(model: TfliteModel) -> LoweredModel:
-    """Lower every operator; raise UnsupportedModelError naming the first op outside SUPPORTED_OPS."""
+    """Lower every operator; raise UnsupportedModelError naming the first op outside SUPPORTED_OPS and
+    its operator index (its position in the subgraph's operator list, from 0)."""
     bad = [op for op in model.operators if op.opcode not in SUPPORTED_OPS]
     if bad:
+        more = f" (also unsupported: {', '.join(_where(op) for op in bad[1:4])}{', ...' if len(bad) > 4 else ''})"
         raise UnsupportedModelError(
-            f"the model uses {bad[0].opcode} (operator #{bad[0].index}), which tinysplit's code generator does not "
-            f"support. Supported ops: {', '.join(sorted(SUPPORTED_OPS))}. Replace that layer or move it to the host tail")
+            f"{_where(bad[0])} is not supported by tinysplit's code generator{more if len(bad) > 1 else ''}. "
+            f"Supported ops: {', '.join(sorted(SUPPORTED_OPS))}. Replace that layer or move it to the host tail")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UnsupportedModelError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                                     "the generated C API supports exactly one of each")
