@@ -13,6 +13,7 @@ from tinysplit.boards import list_boards
 from tinysplit.errors import InputError
 from tinysplit.firmware.generate import generate_project
 from tinysplit.firmware.hilcheck import run_hil_check
+from tinysplit.manifest import load_manifest
 
 pytestmark = pytest.mark.emulator
 BOARDS = [b.name for b in list_boards(emulated_only=True)]
@@ -21,7 +22,8 @@ BOARDS = [b.name for b in list_boards(emulated_only=True)]
 @pytest.mark.parametrize("board", BOARDS)
 def test_digits_head_identical_with_tflm(board, digits_bundle):
     r = run_hil_check(digits_bundle, board, samples=100)
-    assert r.samples == 100 and r.values_compared == 100 * 512
+    assert r.samples == 100 and r.values_compared == 100 * 512 and r.inputs == "held-out"
+    assert r.tflm_arena_bytes == load_manifest(digits_bundle).device_models[0].arena_bytes  # measured as at export
     assert r.identical_fraction == 1.0 and r.max_lsb_diff == 0
     assert r.arena_bytes <= 0.7 * r.tflm_arena_bytes
     assert 100_000 < r.instructions_min <= r.instructions_per_inference <= r.instructions_max

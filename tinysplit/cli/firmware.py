@@ -1,7 +1,9 @@
 """CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``, ``hil``.
 
 Each command is an (add_parser, run) pair; ``run`` returns the process exit status and raises
-tinysplit errors (``tinysplit.cli.main`` maps them to exit codes).
+tinysplit errors (``tinysplit.cli.main`` maps them to exit codes). ``firmware`` and ``hil`` take a
+model from a bundle (``--bundle``) or from any int8 .tflite file (``--tflite``) through the shared
+helpers ``add_model_board_args`` and ``check_model_source``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from typing import Any, Callable
 
 from tinysplit.console import Progress, emit_json, kib
 from tinysplit.errors import InputError
-
-
-
 
 # --- boards ---------------------------------------------------------------------------------------
 
@@ -56,37 +55,64 @@ def _board_choices() -> list[str] | None:
         return None
 
 
-def _add_bundle_board_args(p: Any) -> None:
-    """--bundle, --board (choices from the board registry) and --model, shared by firmware and hil."""
+def add_model_board_args(p: Any) -> None:
+    """The model source (--bundle DIR or --tflite FILE, one of them), --board (choices from the board
+    registry) and --model (a bundle's device model), shared by firmware and hil."""
     names = _board_choices()
-    p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory from 'tinysplit export'")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bundle", metavar="DIR", help="bundle directory from 'tinysplit export'")
+    src.add_argument("--tflite", metavar="FILE",
+                     help="any int8 .tflite model (TFLite converter, Edge Impulse, a model zoo) instead of a bundle; "
+                          "needs only tinysplit[firmware]: no TensorFlow, no PyTorch")
     p.add_argument("--board", required=True, choices=names, metavar="NAME",
                    help="target board (see 'tinysplit boards'): " + ", ".join(names or ["?"]))
     p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
 
 
+def check_model_source(args: Any, bundle_only: tuple[str, ...] = (), tflite_only: tuple[str, ...] = ()) -> None:
+    """InputError for options that only go with the other model source (given as attribute names;
+    an option counts as given when it is not None/False)."""
+    given = lambda name: getattr(args, name, None) not in (None, False)  # noqa: E731
+    if args.tflite is not None:
+        bad = [n for n in ("model", *bundle_only) if given(n)]
+        if bad:
+            raise InputError(f"--{bad[0].replace('_', '-')} needs --bundle: a --tflite file is one model without "
+                             "a bundle's manifest")
+    else:
+        bad = [n for n in tflite_only if given(n)]
+        if bad:
+            raise InputError(f"--{bad[0].replace('_', '-')} goes with --tflite (a bundle brings its own held-out "
+                             "inputs)")
+
+
 def add_firmware(sub: Any) -> None:
     from tinysplit.firmware.apps import APPS
 
-    p = sub.add_parser("firmware", help="generate a firmware project for a bundle's device model and a board",
-                       description="Generate C for the bundle's device model (ahead-of-time code generator) and "
-                                   "render a complete CMake project for BOARD: startup, linker script, UART "
-                                   "driver, instruction counter, the app. Fails before rendering if the model "
-                                   "does not fit the board's RAM or flash.")
-    _add_bundle_board_args(p)
+    p = sub.add_parser("firmware", help="generate a firmware project for a device model (bundle or .tflite) "
+                                        "and a board",
+                       description="Generate C for the bundle's device model, or for any int8 .tflite file "
+                                   "(ahead-of-time code generator; C names from the file name), and render a "
+                                   "complete CMake project for BOARD: startup, linker script, UART driver, "
+                                   "instruction counter, the app. Fails before rendering if the model does not "
+                                   "fit the board's RAM or flash. Method apps (e.g. nair) need a bundle.")
+    add_model_board_args(p)
     p.add_argument("--out", required=True, metavar="PROJECT", help="project directory to create")
     p.add_argument("--app", choices=list(APPS), default="hil",
                    help="application (default: hil): " + "; ".join(f"{a.name}: {a.summary}" for a in APPS.values()))
 
 
 def run_firmware(args: Any) -> int:
-    from tinysplit.firmware.generate import generate_project
+    from tinysplit.firmware.generate import generate_project, generate_tflite_project
 
-    project, sources, manifest, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model,
-                                                      args.app)
+    check_model_source(args)
+    if args.tflite is not None:
+        project, sources, name = generate_tflite_project(Path(args.tflite), args.board, Path(args.out), args.app)
+    else:
+        project, sources, _, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model, args.app)
+        name = dm.name
     board_name = args.board
     f = project.fit
-    print(f"project for '{dm.name}' on {board_name} (app {args.app}) written to {project.dir}")
+    print(f"project for '{name}' on {board_name} (app {args.app}) written to {project.dir}")
     print(f"  estimate: RAM {kib(f.ram_needed)} of {kib(f.ram_available)}, "
           f"flash {kib(f.flash_needed)} of {kib(f.flash_available)}")
     print(f"  next: tinysplit build {project.dir}")
@@ -158,12 +184,20 @@ def run_run(args: Any) -> int:
 
 def add_hil(sub: Any) -> None:
     p = sub.add_parser("hil", help="hardware-in-the-loop check in QEMU against TFLite Micro",
-                       description="Generate C for the bundle's device model, build it for BOARD, run it in QEMU "
-                                   "on N held-out inputs streamed over the emulated UART, and compare every "
-                                   "output value with the TFLite Micro runtime on the same inputs. Instruction "
-                                   "counts are exact (QEMU -icount and the board's timer).")
-    _add_bundle_board_args(p)
-    p.add_argument("--samples", type=int, default=100, metavar="N", help="held-out inputs to run (default 100)")
+                       description="Generate C for the device model (a bundle's, or any int8 .tflite file), build "
+                                   "it for BOARD, run it in QEMU on N inputs streamed over the emulated UART, and "
+                                   "compare every output value with the TFLite Micro runtime on the same inputs. "
+                                   "Inputs: a bundle's held-out inputs; for --tflite, random int8 values (uniform "
+                                   "over -128..127, numpy default_rng(--seed)) or --inputs. Instruction counts are "
+                                   "exact (QEMU -icount and the board's timer).")
+    add_model_board_args(p)
+    p.add_argument("--samples", type=int, default=100, metavar="N",
+                   help="inputs to run (default 100; at most as many as the bundle or --inputs holds)")
+    p.add_argument("--inputs", metavar="FILE.npy",
+                   help="with --tflite: inputs of shape (N, H, W, C), NHWC like the model's input; int8 values "
+                        "are used as they are, float values are quantized with the model's input scale and zero point")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="with --tflite and no --inputs: seed of the random int8 inputs (default 0)")
     p.add_argument("--keep", metavar="DIR", help="keep the generated project under DIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -173,10 +207,14 @@ def add_hil(sub: Any) -> None:
 
 
 def run_hil(args: Any) -> int:
-    from tinysplit.firmware.hilcheck import run_hil_check
+    from tinysplit.firmware.hilcheck import hil_check
+    from tinysplit.firmware.source import DEFAULT_SEED, bundle_source, tflite_source
 
     if args.samples < 1:
         raise InputError(f"--samples must be at least 1, got {args.samples}")
+    check_model_source(args, bundle_only=("e2e",), tflite_only=("inputs", "seed"))
+    if args.inputs is not None and args.seed is not None:
+        raise InputError("--seed draws random inputs; with --inputs FILE there is nothing to draw: give one of them")
     keep = Path(args.keep) if args.keep else None
     if args.e2e:
         from tinysplit.firmware.e2e import format_e2e, run_e2e_for_bundle
@@ -186,11 +224,16 @@ def run_hil(args: Any) -> int:
         return 0 if r["ok"] else 5
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-    r = run_hil_check(Path(args.bundle), args.board, args.samples, keep, args.model, Progress(args.quiet))
+    if args.tflite is not None:
+        seed = DEFAULT_SEED if args.seed is None else args.seed
+        source = tflite_source(args.tflite, args.samples, args.inputs, seed)
+    else:
+        source = bundle_source(args.bundle, args.samples, args.model)
+    r = hil_check(source, args.board, keep, Progress(args.quiet))
     if args.json:
         emit_json(r.to_json())
     else:
-        print(f"{r.board}: '{r.model}' on {r.samples} inputs: {100 * r.identical_fraction:.2f}% of "
+        print(f"{r.board}: '{r.model}' on {r.samples} inputs ({r.inputs}): {100 * r.identical_fraction:.2f}% of "
               f"{r.values_compared:,} output values identical to TFLite Micro (max diff {r.max_lsb_diff} LSB)")
         print(f"  {r.instructions_per_inference:,} instructions per inference "
               f"({r.instructions_min:,}..{r.instructions_max:,}); flash {kib(r.flash_bytes)}, RAM {kib(r.ram_bytes)}; "

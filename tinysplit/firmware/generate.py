@@ -1,9 +1,10 @@
-"""Bundle -> firmware project: the glue every firmware command uses.
+"""Model -> firmware project: the glue every firmware command uses.
 
-``generate_sources`` runs the C code generator on a bundle's device model; ``generate_project``
-also renders the project for a board and an app (a method app gets its configuration from the
-bundle through the app registry). Rendering itself is ``tinysplit.firmware.project``; the C comes
-from templates through ``tinysplit.firmware.render``.
+``model_project`` is the one path from int8 .tflite bytes to a project: the C code generator, then
+the project for a board and an app. ``generate_project`` feeds it a bundle's device model (a method
+app gets its configuration from the bundle through the app registry); ``generate_tflite_project``
+feeds it any int8 .tflite file (test apps only: method apps need a bundle). Rendering itself is
+``tinysplit.firmware.project``; the C comes from templates through ``tinysplit.firmware.render``.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | 
     (``app_options`` go to the app's ``config_from_manifest``: device_id, transport, ...)."""
     from tinysplit.boards import get_board
     from tinysplit.firmware.apps import get_app
-    from tinysplit.firmware.project import render_project
     from tinysplit.manifest import load_manifest
 
-    board = get_board(board_name)
+    get_board(board_name)
     a = get_app(app)
     manifest = load_manifest(bundle)
     dm = manifest.device_model(model) if model else manifest.device_models[0]
@@ -45,7 +45,40 @@ def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | 
             raise InputError(f"app '{app}' is the device side of method '{a.method}', but bundle "
                              f"'{manifest.name}' is a '{manifest.method}' bundle")
         config = a.config_from_manifest(manifest, model=dm.name, **app_options)
-    with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
-        sources = generate_sources(bundle, manifest, Path(tmp), dm.name)
-        project = render_project(board, sources, out_dir, app=app, app_config=config)
+    project, sources = model_project(board_name, (Path(bundle) / dm.file).read_bytes(), dm.name, out_dir, app,
+                                     config)
     return project, sources, manifest, dm
+
+
+def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app: str = "hil",
+                  app_config: Any = None, exit_code: int = 0):
+    """Code-generate an int8 .tflite (C prefix ``c_identifier(name)``) and render a project for the
+    board: (project, sources)."""
+    from tinysplit.boards import get_board
+    from tinysplit.exporter.codegen import generate_model_sources
+    from tinysplit.firmware.project import render_project
+
+    board = get_board(board_name)
+    with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
+        sources = generate_model_sources(tflite, c_identifier(name), Path(tmp))
+        project = render_project(board, sources, out_dir, app=app, exit_code=exit_code, app_config=app_config)
+    return project, sources
+
+
+def generate_tflite_project(tflite: Path, board_name: str, out_dir: Path, app: str = "hil", exit_code: int = 0):
+    """A project for any int8 .tflite file (C prefix from its file name): (project, sources, name).
+    Only test apps: a method app takes its configuration from a bundle."""
+    from tinysplit.boards import get_board
+    from tinysplit.firmware.apps import get_app
+    from tinysplit.firmware.source import read_tflite_file, tflite_model_name
+
+    get_board(board_name)
+    a = get_app(app)
+    if a.method is not None:
+        from tinysplit.errors import InputError
+
+        raise InputError(f"app '{app}' is the device side of method '{a.method}' and takes its configuration from "
+                         f"a bundle: use --bundle DIR (from 'tinysplit export'), or --app hil|exit with --tflite")
+    name = tflite_model_name(tflite)
+    project, sources = model_project(board_name, read_tflite_file(tflite), name, out_dir, app, exit_code=exit_code)
+    return project, sources, name
