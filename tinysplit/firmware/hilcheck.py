@@ -77,7 +77,8 @@ def hil_check(source: ModelSource, board_name: str, workdir: Path | None = None,
                 counts.append(c)
         cmp = compare_int8(ref, np.stack(outs).reshape(ref.shape))
     return HilReport(board=board_name, model=source.name, samples=n, inputs=source.inputs_from,
-                     identical_fraction=cmp.identical_fraction, max_lsb_diff=cmp.max_lsb_diff, values_compared=cmp.values,
+                     identical_fraction=cmp.identical_fraction, max_lsb_diff=cmp.max_lsb_diff,
+                     values_compared=cmp.values,
                      instructions_per_inference=int(round(float(np.mean(counts)))),
                      instructions_min=int(min(counts)), instructions_max=int(max(counts)),
                      flash_bytes=build.flash_bytes, ram_bytes=build.ram_bytes, arena_bytes=sources.arena_bytes,
