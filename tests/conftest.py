@@ -50,6 +50,16 @@ def digits_nair():
     return digits_nair_spec()
 
 
+@pytest.fixture(scope="session")
+def tinysplit_wheel(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built once per session (no dependencies, no build isolation)."""
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(out), str(REPO)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return next(out.glob("tinysplit-*.whl"))
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed ``tinysplit`` command as a user would (a separate process)."""
     exe = shutil.which("tinysplit", path=str(Path(sys.executable).parent)) or "tinysplit"

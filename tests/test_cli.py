@@ -72,12 +72,9 @@ def test_parser_builds_without_heavy_imports():
     assert build_parser().prog == "tinysplit"
 
 
-def test_wheel_installs_a_working_command_outside_the_repo(tmp_path):
+def test_wheel_installs_a_working_command_outside_the_repo(tinysplit_wheel, tmp_path):
     """A fresh `pip install .` gives a working `tinysplit`: build the wheel, install it alone, run it."""
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(tmp_path / "wheel"), str(REPO)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    wheel = next((tmp_path / "wheel").glob("tinysplit-*.whl"))
+    wheel = tinysplit_wheel
     names = zipfile.ZipFile(wheel).namelist()
     # every source and data file of the mapped folders is in the wheel (a package missing from
     # pyproject's list would silently break a non-editable install)
