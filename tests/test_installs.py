@@ -10,8 +10,8 @@ Every command's ``--help`` works in each, and a command whose extra is missing e
 The wheel is built once per session; each venv once per module (the export venv, ~3 GB, is removed
 after it). ``pip install`` needs the package registries (as ``./setup.sh`` does); pip's cache makes
 later runs quicker. Measured on a shared 2-core machine with a warm cache (fresh venv + pip install):
-host 19 s, firmware 16 s, export 2.3-2.7 minutes when the machine is quiet and 3.5-5 minutes under
-load, plus 30 s for its checks; ``-m "not install"`` leaves them out.
+host 13-19 s, firmware 10-16 s, export 2.0-2.7 minutes when the machine is quiet and 3.5-5 minutes
+under load, plus 30 s for its checks; ``-m "not install"`` leaves them out.
 """
 
 from __future__ import annotations
