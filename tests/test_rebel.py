@@ -346,6 +346,16 @@ def test_int8_device_model_decides_like_the_float_pipeline(short_rebel, tmp_path
     assert pipe.decisions(0.0, ex.layout).early.all()
     # the shared output: z's scale is not widened by the confidences (s = max |z|)
     assert ex.layout.confidence_scale == pytest.approx(float(np.abs(m.latents(calib)).max()), rel=1e-5)
+    # tinysplit's generated C computes exactly what TFLite Micro computes on every held-out sample
+    import shutil
+
+    if shutil.which("gcc"):
+        from codegen_support import build_harness
+        from tinysplit.reference import quantized_inputs
+
+        tfl = (ex.bundle / dm.file).read_bytes()
+        out_c, _ = build_harness([tfl], tmp_path / "c", ["rebel"]).run(0, quantized_inputs(man, t.x_heldout))
+        np.testing.assert_array_equal(out_c.reshape(pipe.out_q.shape), pipe.out_q)
 
 
 def test_gdn_does_not_export_to_the_code_generator(tmp_path):

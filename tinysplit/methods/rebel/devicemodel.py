@@ -4,9 +4,9 @@ The GMC becomes layers that TFLite int8 and tinysplit's code generator support (
 map, MUL, SOFTMAX, CONCATENATION), on z = mu (N, D, 1, 1):
 
   u_ck   = A_ck z - b_ck                     whitened coordinates, A_ck = U_ck^-1 P (gmc.whitening)
-  p, n   = relu6(6 u / R), relu6(-6 u / R)   1x1 conv D -> 2*C*K*d, fused RELU6: |u| clipped at R
-  q      = [p, n] * [p, n]                   MUL (square); p^2 + n^2 = 36 min(|u|, R)^2 / R^2
-  l'_ck  = relu(c_ck - R^2/72 sum_d q - f)   1x1 conv -> C*K (weights -R^2/72, bias c_ck - f), fused RELU
+  v      = clamp(u / R, -1, 1)               1x1 conv D -> C*K*d, fused RELU_N1_TO_1: |u| clipped at R
+  q      = v * v                             MUL (square), in [0, 1]
+  l'_ck  = relu(c_ck - R^2/2 sum_d q - f)    1x1 conv -> C*K (weights -R^2/2, bias c_ck - f), fused RELU
            with c_ck = log pi_ck - sum log diag U_ck - d/2 log 2 pi: the joint log-density, floored at f
   w      = softmax(l')                       over the C*K components
   s*gamma_c = sum_k s * w_ck                 1x1 conv C*K -> C with 0/s weights
@@ -74,17 +74,13 @@ class GmcLayers(nn.Module):
             a, b, log_det_half = gmc.whitening()
             c, k, d, din = a.shape
             m = c * k * d
-            a = a.reshape(m, din)
-            b = b.reshape(m)
-            self.whiten = nn.Conv2d(din, 2 * m, 1)
-            self.whiten.weight.copy_(torch.cat([a, -a])[:, :, None, None] * (6.0 / clip))
-            self.whiten.bias.copy_(torch.cat([-b, b]) * (6.0 / clip))
-            self.clip6 = nn.ReLU6()
-            self.density = nn.Conv2d(2 * m, c * k, 1)
-            w = torch.zeros(c * k, 2 * m)
+            self.whiten = nn.Conv2d(din, m, 1)
+            self.whiten.weight.copy_(a.reshape(m, din)[:, :, None, None] / clip)
+            self.whiten.bias.copy_(-b.reshape(m) / clip)
+            self.density = nn.Conv2d(m, c * k, 1)
+            w = torch.zeros(c * k, m)
             for j in range(c * k):
-                w[j, j * d:(j + 1) * d] = -clip ** 2 / 72.0
-                w[j, m + j * d:m + (j + 1) * d] = -clip ** 2 / 72.0
+                w[j, j * d:(j + 1) * d] = -clip ** 2 / 2.0
             self.density.weight.copy_(w[:, :, None, None])
             const = gmc.log_pi() - log_det_half - 0.5 * d * LOG_2PI
             self.density.bias.copy_(const.reshape(-1) - floor)
@@ -96,14 +92,18 @@ class GmcLayers(nn.Module):
             self.per_class.weight.copy_(w3[:, :, None, None])
         self.clip, self.floor, self.confidence_scale = clip, floor, confidence_scale
 
+    def clipped(self, z: torch.Tensor) -> torch.Tensor:
+        """u / R clamped to [-1, 1] (Clip(-1, 1) fuses into the conv as RELU_N1_TO_1)."""
+        return torch.clamp(self.whiten(z), -1.0, 1.0)
+
     def joint_log(self, z: torch.Tensor) -> torch.Tensor:
         """(N, C*K) the clipped joint log-density before the floor (for calibration and tests)."""
-        h = self.clip6(self.whiten(z))
-        return self.density(h * h).flatten(1) + self.floor
+        v = self.clipped(z)
+        return self.density(v * v).flatten(1) + self.floor
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.clip6(self.whiten(z))
-        logits = self.floor_relu(self.density(h * h))
+        v = self.clipped(z)
+        logits = self.floor_relu(self.density(v * v))
         return self.per_class(torch.softmax(logits, dim=1))
 
 
