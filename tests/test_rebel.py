@@ -138,6 +138,8 @@ def test_achlioptas_projection_statistics():
     assert abs(ratio.mean() - 1) < 0.05
     with pytest.raises(ValueError):
         achlioptas_projection(5, 0)
+    with pytest.raises(ValueError, match="must reduce"):
+        GaussianMixtureClassifier(4, 3, 2, proj_dim=8)
 
 
 def test_reparameterization_samples_the_posterior():

@@ -46,6 +46,9 @@ class GaussianMixtureClassifier(nn.Module):
         super().__init__()
         if covariance not in ("full", "diag"):
             raise ValueError(f"covariance must be 'full' or 'diag', got {covariance!r}")
+        if proj_dim is not None and not 1 <= proj_dim <= in_dim:
+            raise ValueError(f"the projection must reduce z: proj_dim {proj_dim} is not in [1, {in_dim}] (a larger "
+                             "one makes the projected posterior P diag(v) P^T singular)")
         self.in_dim, self.classes, self.components, self.covariance = in_dim, classes, components, covariance
         self.dim = proj_dim or in_dim
         if proj_dim:
