@@ -60,12 +60,7 @@ def run_rebel_eval(args: Any) -> int:
     bad = [v for v in names if v not in VARIANTS]
     if bad:
         raise InputError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
-    variants = {}
-    for n in names:
-        ch = dict(VARIANTS[n])
-        if ch.get("beta", None) is None:
-            ch["beta"] = args.beta
-        variants[n] = ch
+    variants = {n: VARIANTS[n] for n in names}  # the _noreg and hnd variants set beta 0; the others use --beta
     torch.set_num_threads(1)
     progress = Progress(args.quiet)
     progress(f"training the digits example ({args.train_epochs} epochs)")
