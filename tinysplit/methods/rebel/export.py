@@ -1,0 +1,76 @@
+"""Export a trained ReBEL model: the device model (Head1 + GMC, one output [z, s * gamma]) and the host
+model (Head2 + Tail on z), as a bundle; and the int8 pipeline's predictions from that bundle.
+
+The bundle is a ``plain`` one for now (method_data {}): the ``rebel`` method, its schema, firmware app
+and host assembler come later in issue 11; ``DeviceLayout`` and the device constants are returned
+beside it (and are what method_data.rebel will carry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinysplit.methods.rebel.decision import decide
+from tinysplit.methods.rebel.devicemodel import DeviceLayout, RemoteFromDevice, build_device_model
+from tinysplit.methods.rebel.model import RemoteModel
+
+
+@dataclass
+class RebelExport:
+    bundle: Path
+    layout: DeviceLayout
+    constants: dict
+    report: dict
+
+
+def export_rebel(model, calibration: np.ndarray, heldout: np.ndarray, heldout_labels: np.ndarray | None,
+                 out_dir: str | Path, name: str = "rebel", classes: tuple[str, ...] = (), progress=None,
+                 clip_max: float = 8.0, floor_margin: float = 8.0) -> RebelExport:
+    from tinysplit.exporter import DevicePiece, ExportSpec, TailPiece, export_bundle
+
+    model.eval()
+    dev, layout, consts = build_device_model(model.head1, model.classifier, calibration, clip_max, floor_margin)
+    remote = RemoteFromDevice(RemoteModel(model.head2, model.tail), layout.latent).eval()
+    spec = ExportSpec(name=name, device=[DevicePiece("head1", dev, "features")],
+                      tails=[TailPiece("remote", remote, ("head1",))], calibration=calibration, heldout=heldout,
+                      heldout_labels=heldout_labels, classes=classes)
+    res = export_bundle(spec, out_dir, force=True, progress=progress)
+    return RebelExport(res.bundle_dir, layout, consts, res.report)
+
+
+@dataclass
+class Int8Pipeline:
+    """What the deployed pipeline computes on held-out inputs: the int8 device output (TFLite Micro),
+    the device's early label and confidence, and the host's label on the int8 z (ONNX Runtime)."""
+
+    out_q: np.ndarray  # (N, D + C) int8
+    scale: float
+    zero_point: int
+    z: np.ndarray  # (N, D) dequantized
+    gamma: np.ndarray  # (N, C) dequantized / s
+    early_label: np.ndarray
+    remote_label: np.ndarray
+
+    def decisions(self, threshold: float, layout: DeviceLayout):
+        return decide(self.out_q, layout.latent, layout.classes, threshold, layout.confidence_scale, self.scale,
+                      self.zero_point)
+
+
+def int8_pipeline(ex: RebelExport, x: np.ndarray | None = None) -> Int8Pipeline:
+    from tinysplit.manifest import load_manifest
+    from tinysplit.quant import dequantize
+    from tinysplit.reference import device_outputs, heldout, quantized_inputs, tail_logits
+
+    m = load_manifest(ex.bundle)
+    if x is None:
+        x, _ = heldout(ex.bundle, m)
+    out_q = device_outputs(ex.bundle, m, quantized_inputs(m, x)).reshape(len(x), -1)
+    o = m.device_models[0].outputs[0]
+    deq = dequantize(out_q, o.scale, o.zero_point)
+    z, gamma = ex.layout.split(deq)
+    remote = tail_logits(ex.bundle, m, out_q.reshape(len(x), *o.shape[1:])).argmax(1)
+    d = decide(out_q, ex.layout.latent, ex.layout.classes, 0.0, ex.layout.confidence_scale, o.scale, o.zero_point)
+    return Int8Pipeline(out_q, float(o.scale), int(o.zero_point), z, gamma, d.label, remote)
