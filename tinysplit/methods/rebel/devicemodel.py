@@ -31,7 +31,6 @@ gamma_c = (q[D + c] - zero_point) * scale / s.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

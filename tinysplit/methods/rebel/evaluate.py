@@ -12,17 +12,15 @@ quantization costs.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from torch import nn
 
 from tinysplit.methods.rebel.classifiers import KMeansClassifier, KnnClassifier

@@ -47,7 +47,6 @@ class FrozenGDN(nn.Module):
 def gdn_export_probe(out_dir, log=None) -> dict:
     """Export a small GDN head (conv -> GDN -> conv -> GDN) on digits with ``export_bundle`` and report
     what happens: the error (type and message) or the ops of the int8 model."""
-    import numpy as np
 
     from tinysplit.errors import TinysplitError
     from tinysplit.examples.digits import load_digits_split
