@@ -109,3 +109,28 @@ def codegen_exports(digits_export, digits_classifier_export, mobilenet_export):
         x = np.load(result.bundle_dir / "data" / "heldout.npz")["x"]
         out[name] = _tflite_and_inputs(result.bundle_dir, x)
     return out
+
+
+@pytest.fixture(scope="session")
+def rebel_export(tmp_path_factory):
+    """A digits ReBEL model trained briefly (seeded: base 6 epochs, joint 4 + fine-tune 1, K = 2, D = 16)
+    and exported as a 'rebel' bundle (tinysplit.methods.rebel.export.export_rebel)."""
+    import torch
+
+    from tinysplit.examples.digits import CLASSES, train_digits
+    from tinysplit.methods.rebel.export import export_rebel
+    from tinysplit.methods.rebel.model import digits_rebel_modules
+    from tinysplit.methods.rebel.train import RebelConfig, train_rebel
+
+    torch.set_num_threads(1)
+    t = train_digits(epochs=6)
+    h1, h2 = digits_rebel_modules(16)
+    model = train_rebel(t.model.head, t.model.tail, h1, h2, t.x_train, t.y_train, 10,
+                        RebelConfig(epochs=4, finetune_epochs=1, components=2))
+    out = tmp_path_factory.mktemp("bundles") / "rebel"
+    return export_rebel(model, t.x_train[:200], t.x_heldout, t.y_heldout, out, "digits_rebel", CLASSES), t, model
+
+
+@pytest.fixture(scope="session")
+def rebel_bundle(rebel_export) -> Path:
+    return rebel_export[0].bundle

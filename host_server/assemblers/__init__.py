@@ -65,6 +65,7 @@ class Assembler(Protocol):
 ASSEMBLERS: dict[str, str | None] = {
     "plain": None,
     "nair": "tinysplit.host_server.assemblers.nair:NairAssembler",
+    "rebel": "tinysplit.host_server.assemblers.rebel:RebelAssembler",
 }
 
 

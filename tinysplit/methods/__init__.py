@@ -34,6 +34,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                     "the device, or a head whose output is checked in HIL)", split=False),
     Method("nair", "NAIR: importance-ordered channel slices of the head's output, zero-filled on the host, "
                    "one tail", commands="tinysplit.methods.nair.command"),
+    Method("rebel", "ReBEL: Head1 + a Gaussian-mixture early classifier on the device; confident samples get an "
+                    "early label there, the others send the latent z to Head2 + Tail on the host",
+           commands="tinysplit.methods.rebel.command"),
 )}
 
 

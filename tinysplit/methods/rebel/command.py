@@ -1,7 +1,7 @@
-"""``rebel-eval``: ReBEL's variants and early classifiers on a trained split model, float and int8.
+"""``tinysplit rebel-eval``: ReBEL's variants and early classifiers on a trained split model, float and int8.
 
-Not registered in ``tinysplit.methods.METHODS`` yet (the rebel firmware app, host assembler, schema
-and conformance case come later in issue 11), so the ``tinysplit`` CLI does not list it; run it as
+A ``COMMANDS`` table like NAIR's (``tinysplit.methods.METHODS["rebel"].commands``); this module never
+imports the CLI and its parser imports nothing heavy. Also runnable as
 ``python -m tinysplit.methods.rebel.command --example digits --out DIR``.
 """
 
@@ -16,7 +16,7 @@ from tinysplit.errors import InputError
 
 
 def add_rebel_eval(sub: Any) -> None:
-    from tinysplit.methods.rebel.evaluate import VARIANTS
+    from tinysplit.methods.rebel.variants import VARIANTS
 
     p = sub.add_parser("rebel-eval", help="ReBEL: early classifiers at equal coverage, float and int8",
                        description="Inject a variational bottleneck (Head1 on the device, Head2 on the host) into a "
@@ -51,7 +51,8 @@ def run_rebel_eval(args: Any) -> int:
     import torch
 
     from tinysplit.console import Progress
-    from tinysplit.methods.rebel.evaluate import VARIANTS, digits_rebel_spec, evaluate
+    from tinysplit.methods.rebel.evaluate import digits_rebel_spec, evaluate
+    from tinysplit.methods.rebel.variants import VARIANTS
     from tinysplit.methods.rebel.train import RebelConfig
 
     if args.epochs < 1 or args.finetune_epochs < 0 or args.latent < 1 or args.components < 1:

@@ -27,6 +27,7 @@ from tinysplit.methods.rebel.classifiers import KMeansClassifier, KnnClassifier
 from tinysplit.methods.rebel.coverage import coverage_curve, local_accuracy_at_coverage, overall_at_coverage
 from tinysplit.methods.rebel.model import Head1, Head2
 from tinysplit.methods.rebel.train import RebelConfig, RebelModel, train_rebel
+from tinysplit.methods.rebel.variants import VARIANTS
 
 COVERAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 THRESHOLDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
@@ -50,16 +51,8 @@ class RebelSpec:
     base_accuracy: float | None = None
 
 
-# name -> config changes from the defaults (alpha 1, beta 0.001, gamma 0.1, K 4, full covariance)
-VARIANTS: dict[str, dict[str, Any]] = {
-    "gmc": {},
-    "gmc_noreg": {"beta": 0.0},
-    "gmc_diag": {"covariance": "diag"},
-    "gmc_proj": {"proj_dim": 8},
-    "linear": {"classifier": "linear"},
-    "linear_noreg": {"classifier": "linear", "beta": 0.0},
-    "hnd": {"classifier": "none", "beta": 0.0, "gamma": 0.0},
-}
+# VARIANTS (variants.py): name -> config changes from the defaults (alpha 1, beta 0.001, gamma 0.1, K 4, full
+# covariance)
 # post-hoc classifiers: name -> (kind, variant whose latent they are fitted on)
 POSTHOC: dict[str, tuple[str, str]] = {
     "kmeans_hnd": ("kmeans", "hnd"), "kmeans_noreg": ("kmeans", "gmc_noreg"), "kmeans_reg": ("kmeans", "gmc"),
