@@ -51,8 +51,38 @@ def nair_cases(bundle: Path) -> list[Case]:
                  lambda r, b=b: r["units_received"] == b and r["complete"]) for b in budgets]
 
 
-CASES: dict[str, Callable[[Path], list[Case]]] = {"nair": nair_cases}
-BUNDLES = {"nair": "digits_bundle"}  # the session fixture each method's case runs on
+def rebel_cases(bundle: Path) -> list[Case]:
+    """Three thresholds: 0 (every sample early), the median int8 confidence's (some early, some remote)
+    and 1 (every sample remote on this briefly trained model); the path of every sample is checked too."""
+    from tinysplit.methods.rebel.devicesim import sample_frames
+    from tinysplit.methods.rebel.plan import plan_for
+    from tinysplit.methods.rebel.reference import labels_at_thresholds
+
+    m = load_manifest(bundle)
+    plan = plan_for(m)
+    x, _ = heldout(bundle, m)
+    outs = device_outputs(bundle, m, quantized_inputs(m, x[:N])).reshape(N, -1)
+    mid = float(np.median(plan.confidence(outs[:, plan.latent:].max(1))))
+    thresholds = [0.0, round(mid, 4), 1.0]
+    ref = labels_at_thresholds(bundle, thresholds, outputs_q=outs)
+    assert 0 < ref[thresholds[1]].early.sum() < N, "the middle threshold must send some samples each way"
+    bid = int(m.bundle_id, 16)
+    cases = []
+    for t in thresholds:
+        r = ref[t]
+
+        def check(rec, r=r):
+            early = bool(r.early[rec["sample"]])
+            return rec["early"] == early and rec["path"] == ("device" if early else plan.tail) and rec["complete"]
+
+        cases.append(Case(f"threshold {t} (coverage {r.coverage:.2f})",
+                          [sample_frames(outs[i], plan, r.threshold_q, 7, bid, i) for i in range(N)], r.labels,
+                          check))
+    return cases
+
+
+CASES: dict[str, Callable[[Path], list[Case]]] = {"nair": nair_cases, "rebel": rebel_cases}
+BUNDLES = {"nair": "digits_bundle", "rebel": "rebel_bundle"}  # the session fixture each method's case runs on
 
 
 def test_every_split_method_has_a_case():
