@@ -188,7 +188,10 @@ def test_cli_existing_output(tmp_path):
     ("nair", {"nair": {"unit_channels": 2, "units_total": 2, "default_budget_units": 1, "budget": 3}},
      r"field 'method_data.nair': Additional properties are not allowed \('budget'"),
     ("plain", {"plain": {"x": 1}}, r"field 'method_data.plain'"),
-    ("rebel", {}, r"unknown method 'rebel'; known methods: plain, nair"),
+    ("rebel", {}, r"field 'method_data.rebel' is missing: a 'rebel' bundle needs latent_dim"),
+    ("rebel", {"rebel": {"latent_dim": 16, "classes": 10, "confidence_scale": 1.0, "default_threshold": 2.0}},
+     r"field 'method_data.rebel.default_threshold': 2.0 is greater than the maximum of 1"),
+    ("rocoin", {}, r"unknown method 'rocoin'; known methods: plain, nair, rebel"),
 ])
 def test_method_data_is_checked_before_conversion(tmp_path, method, method_data, match):
     """The method data a manifest will carry is validated against the method's schema at export time,

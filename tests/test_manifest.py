@@ -52,6 +52,10 @@ def test_valid_manifest_round_trips():
                                                              "default_budget_units": 1}}),
      "method_data.nair.unit_channels"),
     (lambda d: d["method_data"].__setitem__("plain", {"unexpected": 1}), "method_data.plain"),
+    (lambda d: d.__setitem__("method", "rebel"), "method_data.rebel"),  # a ReBEL bundle needs its layout
+    (lambda d: d.update(method="rebel", method_data={"rebel": {"latent_dim": 16, "classes": 10, "confidence_scale": 1.0,
+                                                               "default_threshold": -0.5}}),
+     "method_data.rebel.default_threshold"),
 ])
 def test_invalid_manifest_names_the_field(mutate, field):
     d = copy.deepcopy(valid_manifest())
