@@ -9,9 +9,13 @@
 - ``devicemodel``: Head1 + GMC as one int8-friendly device model, output [z, s * gamma] (torch)
 - ``decision``: the device's early-exit rule on the int8 output (numpy)
 - ``coverage``: coverage and local/remote/overall accuracy over thresholds and at equal coverage (numpy)
-- ``export``: the bundle (device model + Head2 + Tail) and the int8 pipeline's predictions
-- ``evaluate``, ``command``: ``rebel-eval`` (not registered in METHODS yet: issue 11's firmware app,
-  host assembler, schema and conformance case come first)
+- ``plan``: a rebel bundle's layout, quantization and threshold as the device's integer (numpy)
+- ``devicesim``: the one frame a device sends per sample (the reference for the C app)
+- ``reference``: the reference pipeline's path and label per sample at a threshold
+- ``export``: the ``rebel`` bundle (device model + Head2 + Tail + method_data.rebel) and the int8
+  pipeline's predictions
+- ``variants``: variant names (light)
+- ``evaluate``, ``command``: ``tinysplit rebel-eval``
 
 This file imports nothing heavy.
 """

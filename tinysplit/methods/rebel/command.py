@@ -103,6 +103,15 @@ def format_table(report: dict) -> str:
             lines.append(f"{t:>10}{100 * r['path_agreement']:>11.2f}{100 * r['final_label_agreement']:>11.2f}"
                          f"{100 * r['coverage_int8']:>10.2f}{100 * r['coverage_float']:>10.2f}"
                          f"{100 * r['overall_accuracy_int8']:>13.2f}{100 * r['overall_accuracy_float']:>14.2f}")
+    dep = (q or {}).get("deployed")
+    if dep:
+        pct = lambda v: f"{100 * v:.2f}" if v is not None else "-"
+        lines.append("as deployed (device rule on the TFLite Micro output, host tail on z; tinysplit.methods.rebel."
+                     "reference):")
+        lines.append(f"{'threshold':>10}{'q_t':>6}{'coverage':>10}{'local':>8}{'remote':>8}{'overall':>9}{'B/sample':>10}")
+        for t, r in sorted(dep.items(), key=lambda kv: float(kv[0])):
+            lines.append(f"{t:>10}{r['threshold_q']:>6}{pct(r['coverage']):>10}{pct(r['local_accuracy']):>8}"
+                         f"{pct(r['remote_accuracy']):>8}{pct(r['overall_accuracy']):>9}{r['bytes_per_sample']:>10.2f}")
     return "\n".join(lines)
 
 

@@ -170,9 +170,36 @@ def int8_report(spec: RebelSpec, model: RebelModel, out_dir: Path | None, one_ou
             "overall_accuracy_int8": _r((final_q == y).mean()), "overall_accuracy_float": _r((final_f == y).mean()),
             "local_accuracy_int8": _r((d.label[d.early] == y[d.early]).mean()) if d.early.any() else None}
     rep["int8_curve"] = classifier_result(pipe.gamma.max(1), pipe.early_label, pipe.remote_label, y)
+    rep["deployed"] = deployed_report(ex.bundle, sorted(set(THRESHOLDS + (0.6, 0.7, 0.98))), y, pipe)
     if one_output_cost:
         rep["one_output_cost"] = one_output_cost_report(spec, model, ex, pipe, work, say)
     return rep
+
+
+def deployed_report(bundle: Path, thresholds: list[float], y: np.ndarray, pipe=None) -> dict[str, Any]:
+    """What the deployed system gives (tinysplit.methods.rebel.reference: the device rule on the TFLite
+    Micro output, the host tail on z with zero-filled confidences), per threshold: q_t, coverage,
+    local / remote / overall accuracy, and the mean bytes per sample on the wire (one frame: 24 bytes
+    of header and CRC + 3 for an EARLY_LABEL or D for a LATENT)."""
+    from tinysplit.manifest import load_manifest
+    from tinysplit.methods.rebel.plan import plan_for
+    from tinysplit.methods.rebel.reference import labels_at_thresholds
+    from tinysplit.wire.frame import HEADER_SIZE, TRAILER_SIZE
+
+    plan = plan_for(load_manifest(bundle))
+    refs = labels_at_thresholds(bundle, thresholds, outputs_q=None if pipe is None else pipe.out_q)
+    out: dict[str, Any] = {}
+    for t, r in refs.items():
+        e = r.early
+        out[f"{t:g}"] = {
+            "threshold_q": r.threshold_q, "control_value": r.threshold_q + 128, "coverage": _r(e.mean()),
+            "local_accuracy": _r((r.labels[e] == y[e]).mean()) if e.any() else None,
+            "remote_accuracy": _r((r.labels[~e] == y[~e]).mean()) if (~e).any() else None,
+            "overall_accuracy": _r((r.labels == y).mean()),
+            "bytes_per_sample": _r(HEADER_SIZE + TRAILER_SIZE + np.where(e, 3, plan.latent).mean()),
+            **({} if pipe is None else {"labels_equal_int8_pipeline": _r(
+                (r.labels == np.where(e, pipe.early_label, pipe.remote_label)).mean())})}
+    return out
 
 
 def one_output_cost_report(spec, model, ex, pipe, work: Path, say) -> dict[str, Any]:
