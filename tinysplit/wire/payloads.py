@@ -45,7 +45,7 @@ class NairSlice:
 @dataclass(frozen=True)
 class EarlyLabel:
     label: int
-    confidence: int  # 0..255 = 0..1
+    confidence: int  # 0..255: ReBEL's int8 confidence code + 128 (docs/rebel.md)
 
 
 @dataclass(frozen=True)
