@@ -292,3 +292,54 @@ def test_server_counts_both_paths_drops_and_duplicates(rebel_bundle):
     assert decode_payload(decode_frame(frames[0])) in (Chunk(outs[0, :p.latent].tobytes()),
                                                         EarlyLabel(int(ref.early_label[0]),
                                                                    int(outs[0, p.latent:].max()) + 128))
+
+
+def test_faults_every_frame_accounted_and_no_sample_twice(rebel_bundle):
+    """Dropped, duplicated and reordered frames: a sample whose frame arrived is predicted exactly once
+    (with the reference's path and label), a lost one is not predicted, and every delivered frame is
+    a prediction or a counted duplicate."""
+    from tinysplit.host_server.server import ServerConfig, TailServer
+    from tinysplit.host_server.sinks import MemorySink
+    from tinysplit.host_server.transports import open_transport
+    from tinysplit.host_server.transports.faults import FaultyTransport
+    from tinysplit.host_server.transports.loop import loop_peer
+    from tinysplit.methods.rebel.reference import labels_at_thresholds
+    from tinysplit.reference import device_outputs, heldout, quantized_inputs
+
+    n = 60
+    m = load_manifest(rebel_bundle)
+    p = plan_for(m)
+    x, _ = heldout(rebel_bundle, m)
+    outs = device_outputs(rebel_bundle, m, quantized_inputs(m, x[:n])).reshape(n, -1)
+    t = float(np.median(p.confidence(outs[:, p.latent:].max(1))))
+    ref = labels_at_thresholds(rebel_bundle, [t], outputs_q=outs)[t]
+    bid = int(m.bundle_id, 16)
+    frames = [sample_frames(outs[i], p, ref.threshold_q, 4, bid, i)[0] for i in range(n)]
+    faulty = FaultyTransport(open_transport("loop://rebel-faults"), drop=0.1, duplicate=0.2, reorder=0.2, seed=3)
+    sink = MemorySink()
+    peer = loop_peer("rebel-faults")
+
+    async def main():
+        server = TailServer(ServerConfig(rebel_bundle, [], deadline_s=0.1), sink, transports=[faulty])
+        await server.start()
+        try:
+            for f in frames:
+                peer.write(cobs_encode(f) + b"\x00")
+                await asyncio.sleep(0)
+            faulty.release_held()
+            await asyncio.sleep(0.3)
+        finally:
+            await server.stop()
+        return server
+
+    server = asyncio.run(main())
+    log = faulty.log
+    lost = {decode_frame(f).seq for f in log.dropped_frames}
+    recs = sorted(sink.records, key=lambda r: r["sample"])
+    assert [r["sample"] for r in recs] == [i for i in range(n) if i not in lost]
+    assert all(r["label"] == ref.labels[r["sample"]] and r["early"] == ref.early[r["sample"]] for r in recs)
+    c = server.metrics.counters
+    assert log.dropped > 0 and log.duplicated > 0
+    assert c["frames"] == log.delivered == len(recs) + c["duplicates"]
+    assert c["duplicates"] == log.duplicated and c["late"] == 0 and server.metrics.dropped == 0
+    assert c["early_labels"] + c["latents"] == len(recs) and c["deadline_misses"] == 0
