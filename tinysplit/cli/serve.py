@@ -79,8 +79,10 @@ def run_serve(args) -> int:
         emit_json(report)
     else:
         c, lat = report["counters"], report["latency_ms"]
+        shown = ("frames", "samples", "predictions", "deadline_misses", "duplicates", "late")
+        other = "".join(f", {k.replace('_', ' ')} {v}" for k, v in c.items() if k not in shown)  # e.g. ReBEL's paths
         print(f"frames {c['frames']}, samples {c['samples']}, predictions {c['predictions']}, deadline misses "
-              f"{c['deadline_misses']}, duplicates {c['duplicates']}, late {c['late']}, drops "
+              f"{c['deadline_misses']}, duplicates {c['duplicates']}, late {c['late']}{other}, drops "
               f"{dict(report['drops'])} transport drops {report['transport_drops']}"
               + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else ""), file=sys.stderr)
     return 0
