@@ -136,6 +136,11 @@ def test_device_frames_follow_the_contract_byte_for_byte():
     assert decode_frame(sample_frames(output([0] * 4, [-128] * 3), p, -128, 1, 1, 0)[0]).type == FrameType.EARLY_LABEL
     with pytest.raises(ValueError):
         sample_frames(output([0] * 3, [0] * 3), p, 0, 1, 1, 0)
+    from tinysplit.methods.rebel.devicesim import hello
+    from tinysplit.wire.payloads import CAP_REBEL, CAP_UDP, Hello
+
+    assert hello(p, "b", 64, udp=True) == Hello("b", CAP_REBEL | CAP_UDP, 64, D + C, 0, 0)
+    assert hello(p, "b", 64).capabilities == CAP_REBEL == 1 << 1
 
 
 # --- the assembler ---------------------------------------------------------------------------------------

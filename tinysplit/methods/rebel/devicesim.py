@@ -13,7 +13,7 @@ import numpy as np
 
 from tinysplit.methods.rebel.plan import RebelPlan
 from tinysplit.wire.frame import FrameType, encode_frame
-from tinysplit.wire.payloads import Chunk, EarlyLabel, make_frame
+from tinysplit.wire.payloads import CAP_REBEL, CAP_UDP, Chunk, EarlyLabel, Hello, make_frame
 
 
 def device_decision(out_q: np.ndarray, plan: RebelPlan, q_t: int) -> tuple[bool, int, int]:
@@ -35,3 +35,8 @@ def sample_frames(out_q: np.ndarray, plan: RebelPlan, q_t: int, device: int, bun
         z = np.asarray(out_q, dtype=np.int8).reshape(-1)[:plan.latent]
         frame = make_frame(FrameType.LATENT, Chunk(z.tobytes()), device, bundle_id, seq)
     return [encode_frame(frame)]
+
+
+def hello(plan: RebelPlan, board: str, input_bytes: int, udp: bool = False) -> Hello:
+    """The HELLO a ReBEL device sends: TS_CAP_REBEL (| TS_CAP_UDP), output_bytes D + C, no units."""
+    return Hello(board, CAP_REBEL | (CAP_UDP if udp else 0), input_bytes, plan.output_bytes, 0, 0)
