@@ -181,7 +181,6 @@ def test_assembler_early_labels_latents_drops_and_duplicates():
 
 def test_tail_inputs_fill_the_confidences_with_the_zero_point():
     a = make_assembler(manifest_from_dict(rebel_manifest()), 0.5, Metrics())
-    p = a.plan
     cs = [a.add(Frame(FrameType.LATENT, 1, 1, s, np.array(z, np.int8).tobytes()), 0.0)[0]
           for s, z in enumerate(([1, 2, 3, 4], [-128, 0, 127, -1]))]
     [x] = a.tail_inputs("remote", cs)
