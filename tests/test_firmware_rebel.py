@@ -117,6 +117,18 @@ def test_config_from_manifest_computes_q_t_with_threshold_q():
             parse_thresholds(bad)
 
 
+def test_e2e_arguments_take_thresholds():
+    import argparse
+
+    from tinysplit.firmware.e2e import add_e2e_arguments
+
+    p = argparse.ArgumentParser()
+    add_e2e_arguments(p)  # the generic options and every method app's own (nair --budgets, rebel --thresholds)
+    a = p.parse_args(["--e2e", "--thresholds", "0,0.25,1", "--budgets", "1"])
+    assert parse_thresholds(a.thresholds) == (0.0, 0.25, 1.0) and a.budgets == "1"
+    assert p.parse_args([]).thresholds is None
+
+
 def test_rebel_render_checks_config(tmp_path: Path):
     m = _model()
     board = get_board("qemu-mps2-an386")
@@ -243,3 +255,119 @@ def test_udp_frames_reach_a_python_socket_on_localhost():
             assert await link.exit(0) == 0
 
     _run(main())
+
+
+# --- end to end through the TailServer ------------------------------------------------------------------
+# A synthetic rebel bundle around the fake model: its "head1" output [1, 1, 1, D + C] (scale 0.05, zero
+# point -20), a linear ONNX tail "remote" on the whole dequantized output that reads only z, and the
+# contract's reference computed here (early: c* from decision.decide; remote: the tail on the int8
+# output with the confidences replaced by the zero point). Runs once the host side (the rebel
+# assembler, "rebel" in tinysplit.methods.METHODS) is there.
+
+E2E_SAMPLES = 16
+OUT_SCALE, OUT_ZP, CONF_SCALE = 0.01, -20, 2.0  # q_t(t) = -20 + ceil(200 t): 0.6 -> 100 (mixed), 1 -> 128
+
+
+def _host_side_missing() -> str | None:
+    from tinysplit.host_server.assemblers import ASSEMBLERS
+    from tinysplit.methods import METHODS
+
+    if "rebel" not in METHODS or not ASSEMBLERS.get("rebel"):
+        return "the rebel host side (METHODS['rebel'], the rebel assembler) is not in this tree yet"
+    return None
+
+
+def write_rebel_bundle(out: Path, samples: int = E2E_SAMPLES, default_threshold: float = 0.6) -> Path:
+    """A rebel bundle (manifest, held-out inputs, a placeholder .tflite, a linear ONNX tail) whose
+    device model is the fake model of this module."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tinysplit import __version__
+    from tinysplit.manifest import sha256_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    np.savez(out / "heldout.npz", x=rng.uniform(-60, 60, (samples, 1, 10, 10)).astype(np.float32),
+             y=rng.integers(0, C, samples))
+    (out / "head1.tflite").write_bytes(b"placeholder: the tests give the fake model's C sources")
+    w = np.zeros((D + C, C), np.float32)
+    w[:D] = rng.normal(size=(D, C)).astype(np.float32)  # the tail reads z only
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "remote", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 1, D + C])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", C])],
+        [numpy_helper.from_array(np.array([-1, D + C], np.int64), "shape"), numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, out / "remote.onnx")
+    q = lambda name, shape, s, z: {"name": name, "shape": list(shape), "dtype": "int8", "scale": s, "zero_point": z}
+    manifest = {
+        "format": "tinysplit-bundle", "version": 1, "tinysplit_version": __version__, "name": "rebel_fake",
+        "bundle_id": f"{BUNDLE:08x}", "method": "rebel",
+        "input": {"shape_nchw": [1, 1, 10, 10], "dtype": "float32", "heldout_file": "heldout.npz"},
+        "classes": [f"c{i}" for i in range(C)],
+        "device_models": [{"name": "head1", "file": "head1.tflite", "sha256": sha256_file(out / "head1.tflite"),
+                           "kind": "features", "inputs": [q("x", (1, 10, 10, 1), 0.5, 0)],
+                           "outputs": [q("out", (1, 1, 1, D + C), OUT_SCALE, OUT_ZP)], "ops": ["CONV_2D"],
+                           "flash_bytes": 0, "arena_bytes": IN + D + C}],
+        "host_tails": [{"name": "remote", "file": "remote.onnx", "sha256": sha256_file(out / "remote.onnx"),
+                        "consumes": ["head1"], "inputs": [{"name": "x", "shape": [1, 1, 1, D + C], "dtype": "float32"}],
+                        "outputs": [{"name": "logits", "shape": [1, C], "dtype": "float32"}]}],
+        "method_data": {"rebel": {"latent_dim": D, "classes": C, "confidence_scale": CONF_SCALE,
+                                  "default_threshold": default_threshold}},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def fake_outputs(bundle: Path, n: int) -> np.ndarray:
+    """The fake model's int8 outputs for the bundle's first n held-out inputs, shape (n, 1, 1, 1, D + C)."""
+    from tinysplit.manifest import load_manifest
+    from tinysplit.reference import heldout, quantized_inputs
+
+    m = load_manifest(bundle)
+    xq = quantized_inputs(m, heldout(bundle, m)[0][:n])
+    return np.stack([fake_expected(xq[i].reshape(-1), D + C).reshape(1, 1, 1, D + C) for i in range(n)])
+
+
+def contract_reference(bundle: Path, thresholds: list[float], n: int, outputs_q: np.ndarray):
+    """The contract's reference: {t: (labels, early)} from decide() and the ONNX tail."""
+    import onnxruntime as ort
+
+    from tinysplit.methods.rebel.decision import decide
+    from tinysplit.quant import dequantize
+
+    flat = outputs_q.reshape(len(outputs_q), -1)
+    remote_in = flat.copy()
+    remote_in[:, D:] = OUT_ZP
+    sess = ort.InferenceSession(str(bundle / "remote.onnx"), providers=["CPUExecutionProvider"])
+    tail = sess.run(None, {"x": dequantize(remote_in.reshape(-1, 1, 1, D + C), OUT_SCALE, OUT_ZP)})[0].argmax(1)
+    out = {}
+    for t in thresholds:
+        d = decide(flat, D, C, t, CONF_SCALE, OUT_SCALE, OUT_ZP)
+        out[t] = (np.where(d.early, d.label, tail), d.early)
+    return out
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("transport", ["uart", "udp"])
+def test_e2e_tail_server_with_fake_head(transport: str, tmp_path: Path):
+    missing = _host_side_missing()
+    if missing:
+        pytest.skip(missing)
+    from tinysplit.firmware.apps.rebel import run_e2e
+
+    bundle = write_rebel_bundle(tmp_path / "bundle")
+    feats = fake_outputs(bundle, E2E_SAMPLES)
+    r = run_e2e(bundle, "qemu-mps2-an386", E2E_SAMPLES, transport, [0.0, 0.6, 1.0], sources=_model(),
+                reference_features=feats, reference=contract_reference, workdir=tmp_path / "work")
+    assert r["ok"] and r["exit_code"] == 0 and r["device_stats"]["drops"] == 0
+    rows = {row["threshold"]: row for row in r["thresholds"].values()}
+    assert rows[0.0]["early_fraction"] > 0.9 and rows[1.0]["early_fraction"] == 0.0
+    assert 0.0 < rows[0.6]["early_fraction"] < 1.0
+    for t, row in rows.items():
+        assert row["labels_equal_reference"] == 1.0 and row["paths_equal_reference"] == 1.0, (t, row["mismatches"])
+        assert row["server"]["predictions"] == E2E_SAMPLES and row["server"]["drops"] == {}

@@ -323,7 +323,7 @@ async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: RebelA
                 frames = [link.samples.get(s) for s in seqs]
                 early = np.array([bool(fr and decode_frame(fr.frames[0]).type == FrameType.EARLY_LABEL)
                                   for fr in frames])
-                served_early = np.array([bool(got.get(s, {}).get("early")) for s in seqs])
+                served_early = np.array([got.get(s, {}).get("path") == "device" for s in seqs])
                 ref_labels, ref_early = ref[t]
                 frame_bytes = [sum(len(f) for f in fr.frames) if fr else 0 for fr in frames]
                 after = server.metrics.snapshot()
