@@ -204,7 +204,12 @@ def _reference(bundle: Path, thresholds: list[float], n: int, outputs_q: np.ndar
     """The reference labels and paths (tinysplit.methods.rebel.reference), imported here only."""
     from tinysplit.methods.rebel import reference  # written with the host side; needed by --e2e only
 
-    got = reference.labels_at_thresholds(bundle, list(thresholds), n=n, outputs_q=outputs_q)
+    fn = getattr(reference, "labels_at_thresholds", None)
+    if fn is None:
+        raise VerificationError("tinysplit.methods.rebel.reference has no labels_at_thresholds(bundle, thresholds, "
+                                "n=, outputs_q=) -> {threshold: (labels, early)}, which the rebel end-to-end "
+                                "check calls")
+    got = fn(bundle, list(thresholds), n=n, outputs_q=outputs_q)
     out = {}
     for t in thresholds:
         v = got[t]
