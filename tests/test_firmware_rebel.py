@@ -232,6 +232,47 @@ def test_control_mid_run_changes_the_path_of_the_next_samples():
 
 
 @pytest.mark.emulator
+def test_the_largest_latent_goes_in_one_frame(tmp_path: Path):
+    """D = 1018 (the contract's bound): one LATENT frame of 1018 bytes; early labels still work."""
+    from tinysplit.firmware.build import build_project
+
+    d, c, n_in = MAX_LATENT, 3, 64
+    model = write_fake_model(tmp_path / "model", prefix="wide", in_bytes=n_in, out_bytes=d + c,
+                             arena_bytes=n_in + d + c)
+    cfg = _cfg(latent_dim=d, classes=c, default_q_t=128)
+    built = build_project(render_project(get_board("qemu-mps2-an386"), model, tmp_path / "p", app="rebel",
+                                         app_config=cfg).dir)
+    rng = np.random.default_rng(4)
+
+    def expected(x, q_t, seq):
+        out = fake_expected(x, d + c)
+        conf = out[d:].astype(np.int32)
+        best = int(np.argmax(conf))
+        if conf[best] >= q_t:
+            f = make_frame(FrameType.EARLY_LABEL, EarlyLabel(best, int(conf[best]) + 128), DEVICE, BUNDLE, seq)
+        else:
+            f = make_frame(FrameType.LATENT, Chunk(out[:d].tobytes()), DEVICE, BUNDLE, seq)
+        return [encode_frame(f)]
+
+    async def main():
+        async with DeviceLink(get_board("qemu-mps2-an386"), built.elf, cfg) as link:
+            await link.attach(serve=True)
+            assert link.hello.output_bytes == d + c
+            for seq, value in ((1, None), (2, 0)):
+                if value is not None:
+                    await link.control([(3, value)])
+                x = rng.integers(-128, 128, n_in, dtype=np.int8)
+                await link.send_input(seq, x)
+                got = await link.wait_frames(seq)
+                assert got == expected(x, 128 if value is None else -128, seq)
+                assert len(got[0]) == 24 + (d if value is None else 3)
+            assert (await link.stats())["drops"] == 0
+            assert await link.exit(0) == 0
+
+    _run(main())
+
+
+@pytest.mark.emulator
 def test_udp_frames_reach_a_python_socket_on_localhost():
     cfg, built = _built("qemu-mps2-an386", "udp")
     rng = np.random.default_rng(2)

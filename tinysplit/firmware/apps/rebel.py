@@ -133,7 +133,8 @@ def layout_for(manifest: Manifest, model: str | None = None) -> RebelLayout:
                             "(field 'method_data.rebel'); export it with tinysplit.methods.rebel.export")
     dm = manifest.device_model(model) if model else manifest.device_models[0]
     if len(dm.outputs) != 1:
-        raise ManifestError(f"device model '{dm.name}' has {len(dm.outputs)} outputs; ReBEL's has one, [z, confidences]")
+        raise ManifestError(f"device model '{dm.name}' has {len(dm.outputs)} outputs; ReBEL's has one, "
+                            "[z, confidences]")
     out = dm.outputs[0]
     size = math.prod(out.shape[1:])
     r = manifest.method_data["rebel"]
