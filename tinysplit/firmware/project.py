@@ -131,6 +131,7 @@ class ProjectContext:
     sources: tuple[str, ...]  # every .c/.S the build compiles, relative to the project
     files: Mapping[str, str]  # output path -> template
     nic_base: str = "0x00000000"
+    udp_port: int = 0  # a method app's host UDP port (src/net.c of a UDP build), whatever the app
     app_context: Any = None  # a method app's values (its AppConfig.context), read as {{ <app>.field }}
 
 
@@ -266,6 +267,7 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         sources=tuple(own + model_srcs),
         files=files,
         nic_base=f"0x{board.nic.base or 0:08X}",
+        udp_port=int(getattr(app_config, "udp_port", 0)) if app_config is not None else 0,
         app_context=app_config.context(board) if app_config is not None else None,
     )
 

@@ -74,6 +74,10 @@ APPS: dict[str, App] = {a.name: a for a in (
     App("nair", "NAIR: streams importance-ordered slices of the model's output under a budget",
         method="nair", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME, templates={"src/net.h": "net/net.h.j2"},
         module="tinysplit.firmware.apps.nair"),
+    # rebel: the same runtime buffers as nair (its own state is one int)
+    App("rebel", "ReBEL: the device serves confident samples (EARLY_LABEL), sends the latent of the others",
+        method="rebel", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME, templates={"src/net.h": "net/net.h.j2"},
+        module="tinysplit.firmware.apps.rebel"),
 )}
 
 
