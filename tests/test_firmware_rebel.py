@@ -302,20 +302,10 @@ def test_udp_frames_reach_a_python_socket_on_localhost():
 # A synthetic rebel bundle around the fake model: its "head1" output [1, 1, 1, D + C] (scale 0.05, zero
 # point -20), a linear ONNX tail "remote" on the whole dequantized output that reads only z, and the
 # contract's reference computed here (early: c* from decision.decide; remote: the tail on the int8
-# output with the confidences replaced by the zero point). Runs once the host side (the rebel
-# assembler, "rebel" in tinysplit.methods.METHODS) is there.
+# output with the confidences replaced by the zero point).
 
 E2E_SAMPLES = 16
 OUT_SCALE, OUT_ZP, CONF_SCALE = 0.01, -20, 2.0  # q_t(t) = -20 + ceil(200 t): 0.6 -> 100 (mixed), 1 -> 128
-
-
-def _host_side_missing() -> str | None:
-    from tinysplit.host_server.assemblers import ASSEMBLERS
-    from tinysplit.methods import METHODS
-
-    if "rebel" not in METHODS or not ASSEMBLERS.get("rebel"):
-        return "the rebel host side (METHODS['rebel'], the rebel assembler) is not in this tree yet"
-    return None
 
 
 def write_rebel_bundle(out: Path, samples: int = E2E_SAMPLES, default_threshold: float = 0.6) -> Path:
@@ -396,9 +386,6 @@ def contract_reference(bundle: Path, thresholds: list[float], n: int, outputs_q:
 @pytest.mark.emulator
 @pytest.mark.parametrize("transport", ["uart", "udp"])
 def test_e2e_tail_server_with_fake_head(transport: str, tmp_path: Path):
-    missing = _host_side_missing()
-    if missing:
-        pytest.skip(missing)
     from tinysplit.firmware.apps.rebel import run_e2e
 
     bundle = write_rebel_bundle(tmp_path / "bundle")
@@ -412,3 +399,27 @@ def test_e2e_tail_server_with_fake_head(transport: str, tmp_path: Path):
     for t, row in rows.items():
         assert row["labels_equal_reference"] == 1.0 and row["paths_equal_reference"] == 1.0, (t, row["mismatches"])
         assert row["server"]["predictions"] == E2E_SAMPLES and row["server"]["drops"] == {}
+
+
+@pytest.mark.emulator
+@pytest.mark.slow
+@pytest.mark.parametrize("board,transport", [("qemu-mps2-an386", "uart"), ("qemu-mps2-an386", "udp"),
+                                             ("qemu-riscv32-virt", "uart")])
+def test_e2e_digits_real_device_model_three_thresholds(board: str, transport: str, rebel_bundle: Path,
+                                                       tmp_path: Path):
+    """The trained digits ReBEL bundle as deployed: generated C for Head1 + GMC in QEMU, the wire protocol,
+    the server: for every sample at three thresholds the device's path (early or remote) and the final
+    label equal tinysplit.methods.rebel.reference's."""
+    from tinysplit.firmware.apps.rebel import run_e2e
+    from tinysplit.methods.rebel.reference import labels_at_thresholds
+
+    n = 20
+    ref = labels_at_thresholds(rebel_bundle, [0.5], n=n)[0.5]
+    mid = 0.5 if 0 < ref.coverage < 1 else 0.99
+    r = run_e2e(rebel_bundle, board, n, transport, [0.0, mid, 1.0], workdir=tmp_path)
+    assert r["ok"] and r["exit_code"] == 0
+    rows = {row["threshold"]: row for row in r["thresholds"].values()}
+    assert rows[1.0]["early_fraction"] == 0.0 and rows[0.0]["early_fraction"] == 1.0
+    for t, row in rows.items():
+        assert row["labels_equal_reference"] == 1.0 and row["paths_equal_reference"] == 1.0, (t, row["mismatches"])
+        assert row["server"]["predictions"] == n and row["server"]["drops"] == {}

@@ -203,20 +203,10 @@ Reference = Callable[[Path, list[float], int, "np.ndarray | None"], dict[float, 
 def _reference(bundle: Path, thresholds: list[float], n: int, outputs_q: np.ndarray | None
                ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """The reference labels and paths (tinysplit.methods.rebel.reference), imported here only."""
-    from tinysplit.methods.rebel import reference  # written with the host side; needed by --e2e only
+    from tinysplit.methods.rebel.reference import labels_at_thresholds
 
-    fn = getattr(reference, "labels_at_thresholds", None)
-    if fn is None:
-        raise VerificationError("tinysplit.methods.rebel.reference has no labels_at_thresholds(bundle, thresholds, "
-                                "n=, outputs_q=) -> {threshold: (labels, early)}, which the rebel end-to-end "
-                                "check calls")
-    got = fn(bundle, list(thresholds), n=n, outputs_q=outputs_q)
-    out = {}
-    for t in thresholds:
-        v = got[t]
-        labels, early = (v.labels, v.early) if hasattr(v, "labels") else v
-        out[t] = (np.asarray(labels), np.asarray(early, dtype=bool))
-    return out
+    got = labels_at_thresholds(bundle, list(thresholds), n=n, outputs_q=outputs_q)
+    return {t: (got[t].labels, got[t].early) for t in thresholds}
 
 
 def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: str = "uart",
