@@ -122,11 +122,15 @@ def rebel_export(tmp_path_factory):
     from tinysplit.methods.rebel.model import digits_rebel_modules
     from tinysplit.methods.rebel.train import RebelConfig, train_rebel
 
-    torch.set_num_threads(1)
-    t = train_digits(epochs=6)
-    h1, h2 = digits_rebel_modules(16)
-    model = train_rebel(t.model.head, t.model.tail, h1, h2, t.x_train, t.y_train, 10,
-                        RebelConfig(epochs=4, finetune_epochs=1, components=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # for this training only: the thread count changes float sums, and other
+    try:                      # session fixtures (digits_export's determinism test) train after this one
+        t = train_digits(epochs=6)
+        h1, h2 = digits_rebel_modules(16)
+        model = train_rebel(t.model.head, t.model.tail, h1, h2, t.x_train, t.y_train, 10,
+                            RebelConfig(epochs=4, finetune_epochs=1, components=2))
+    finally:
+        torch.set_num_threads(threads)
     out = tmp_path_factory.mktemp("bundles") / "rebel"
     return export_rebel(model, t.x_train[:200], t.x_heldout, t.y_heldout, out, "digits_rebel", CLASSES), t, model
 
