@@ -114,3 +114,15 @@ def test_bundle_id_depends_on_every_model():
     a, b = "a" * 64, "b" * 64
     assert bundle_id_for([a, b]) != bundle_id_for([b, a]) != bundle_id_for([a])
     assert len(bundle_id_for([a])) == 8
+
+
+def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path):
+    from tinysplit.files import write_atomic
+
+    target = tmp_path / "out.json"
+    write_atomic(target, "first")
+    assert target.read_text() == "first"
+
+    with pytest.raises(TypeError):
+        write_atomic(target, 42)  # not bytes or str: the write fails
+    assert target.read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

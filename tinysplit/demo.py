@@ -8,13 +8,13 @@ ordered slices to the host tail server -> predictions at several budgets -> a ta
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from tinysplit.files import write_atomic
 
 BOARD = "qemu-mps2-an386"
 
@@ -66,10 +66,7 @@ def run_demo(cfg: DemoConfig, progress: Callable[[str], None]) -> dict[str, Any]
     result = {"board": cfg.board, "transport": cfg.transport, "samples": n, "rows": rows,
               "bundle": str(bundle), "firmware": e2e["firmware"], "plot": str(out / "nair_eval.png"),
               "nair_eval": str(out / "nair_eval.json"), "ok": e2e["ok"]}
-    fd, tmp = tempfile.mkstemp(prefix=".demo.json.", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out / "demo.json")
+    write_atomic(out / "demo.json", json.dumps(result, indent=2))
     return result
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from tinysplit.errors import InputError
+from tinysplit.files import write_atomic
 from tinysplit.methods.nair.clio import tail_parameters
 from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
 from tinysplit.methods.nair.variants import ALL_VARIANTS, VARIANT_HELP, VARIANTS
@@ -148,16 +147,9 @@ def evaluate(spec: NairSpec, out_dir: Path, variants: tuple[str, ...] = VARIANTS
         "link": {"rate_bps": link.rate_bps, "overhead_ms": link.overhead_s * 1000},
         "latency_ms": [round(link.latency_s(b) * 1000, 3) for b in bytes_per_budget],
         "epochs": config.epochs, "variants": results}
-    _write_atomic(out_dir / "nair_eval.json", (json.dumps(report, indent=2) + "\n").encode())
-    _write_atomic(out_dir / "nair_eval.png", plot(report))
+    write_atomic(out_dir / "nair_eval.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(out_dir / "nair_eval.png", plot(report))
     return report
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def plot(report: dict[str, Any]) -> bytes:

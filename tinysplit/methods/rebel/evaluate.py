@@ -13,7 +13,6 @@ quantization costs.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
+from tinysplit.files import write_atomic
 from tinysplit.methods.rebel.classifiers import KMeansClassifier, KnnClassifier
 from tinysplit.methods.rebel.coverage import coverage_curve, local_accuracy_at_coverage, overall_at_coverage
 from tinysplit.methods.rebel.model import Head1, Head2
@@ -125,8 +125,8 @@ def evaluate(spec: RebelSpec, out_dir: Path | None = None, variants: dict[str, d
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out_dir / "rebel_eval.json", (json.dumps(report, indent=2) + "\n").encode())
-        _write_atomic(out_dir / "rebel_eval.png", plot(report))
+        write_atomic(out_dir / "rebel_eval.json", (json.dumps(report, indent=2) + "\n").encode())
+        write_atomic(out_dir / "rebel_eval.png", plot(report))
     return report
 
 
@@ -267,13 +267,6 @@ def one_output_cost_report(spec, model, ex, pipe, work: Path, say) -> dict[str, 
         sep = conf_sep.max(1) >= t - 1e-12
         rep["path_agreement"][f"{t:g}"] = {"shared": _r((shared == early_f).mean()), "separate": _r((sep == early_f).mean())}
     return rep
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def plot(report: dict[str, Any]) -> bytes:
