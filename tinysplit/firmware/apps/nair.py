@@ -5,18 +5,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinysplit.boards import Board
-from tinysplit.errors import InputError, VerificationError
+from tinysplit.errors import InputError
 from tinysplit.manifest import Manifest
 from tinysplit.modelsrc import ModelSources
 from tinysplit.wire.frame import MAX_PAYLOAD
@@ -166,125 +162,39 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
     sample, the server's counters; plus the firmware's flash/RAM, the device's STATS and the device
     -> host throughput. ``sources`` and ``reference_features`` (the device model's int8 outputs for
     the samples) replace the code generator and the TFLite Micro reference (tests with a fake model)."""
-    from tinysplit.boards import get_board
-    from tinysplit.firmware.build import build_project
     from tinysplit.firmware.devicelink import free_udp_port
-    from tinysplit.firmware.generate import generate_sources
-    from tinysplit.firmware.project import TRANSPORTS, render_project
-    from tinysplit.manifest import load_manifest
+    from tinysplit.firmware.e2e import Setting, prepare, run_app
     from tinysplit.methods.nair.reference import labels_at_budgets
     from tinysplit.methods.nair.slices import plan_for
-    from tinysplit.reference import heldout, quantized_inputs
 
-    bundle = Path(bundle)
-    if transport not in TRANSPORTS:
-        raise InputError(f"transport must be one of {', '.join(TRANSPORTS)}, got '{transport}'")
-    if samples < 1:
-        raise InputError(f"--samples must be >= 1, got {samples}")
-    board = get_board(board_name)
-    manifest = load_manifest(bundle)
-    if model is not None and model != manifest.device_models[0].name:
-        raise InputError(f"--e2e serves the bundle's first device model ('{manifest.device_models[0].name}'), "
-                         f"the one its host tail consumes; got --model {model}")
-    plan = plan_for(manifest)
+    p = prepare(bundle, board_name, samples, transport, model)
+    plan = plan_for(p.manifest)
     budgets = tuple(budgets) or tuple(sorted({1, *range(4, plan.units_total, 4), plan.units_total}))
     bad = [b for b in budgets if not 1 <= b <= plan.units_total]
     if bad:
         raise InputError(f"budgets {bad} are not in 1..{plan.units_total} (the bundle's units)")
-    x, _ = heldout(bundle, manifest)
-    if samples > len(x):
-        raise InputError(f"the bundle holds {len(x)} held-out samples, asked for {samples}")
-    xq = quantized_inputs(manifest, x[:samples])
-    cfg = config_from_manifest(manifest, device_id=device_id, transport=transport,
+    cfg = config_from_manifest(p.manifest, device_id=device_id, transport=transport,
                                udp_port=free_udp_port() if transport == "udp" else 5600)
+    ref = labels_at_budgets(p.bundle, list(budgets), n=samples, features_q=reference_features)
 
-    own_tmp = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="tinysplit-e2e-")) if own_tmp else Path(workdir)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        if sources is None:
-            sources = generate_sources(bundle, manifest, work / "model", model)
-        t0 = time.perf_counter()
-        project = render_project(board, sources, work / f"{board.name}-{transport}", app="nair", app_config=cfg)
-        built = build_project(project.dir)
-        build_s = time.perf_counter() - t0
-        ref = labels_at_budgets(bundle, list(budgets), n=samples, features_q=reference_features)
-        report = asyncio.run(_drive(bundle, manifest, board, built.elf, cfg, xq, budgets, ref, timeout))
-    finally:
-        if own_tmp:
-            shutil.rmtree(work, ignore_errors=True)
-    report.update({"method": "nair", "board": board.name, "transport": transport, "samples": samples,
-                   "bundle_id": manifest.bundle_id, "device_id": device_id,
-                   "firmware": {"flash_bytes": built.flash_bytes, "ram_bytes": built.ram_bytes,
-                                "stack_bytes": built.stack_bytes, "build_s": round(build_s, 2)}})
+    def hello_problem(h: Any) -> str | None:
+        if h.units_total != cfg.units_total or h.unit_bytes != cfg.unit_bytes:
+            return (f"HELLO says {h.units_total} units of {h.unit_bytes} bytes, the bundle {cfg.units_total} of "
+                    f"{cfg.unit_bytes}")
+        return None
+
+    def row(s: Setting, run: Any) -> dict[str, Any]:
+        b = int(s.key)
+        got = run.records
+        return {"budget_units": b,
+                "labels_equal_reference": float(np.mean(run.labels == ref[b])),
+                "mismatches": [int(q) for q, lab, r in zip(run.seqs, run.labels, ref[b]) if lab != r],
+                "complete": sum(1 for q in run.seqs if got.get(q, {}).get("complete")),
+                "units_received": sorted({int(got[q]["units_received"]) for q in run.seqs if q in got})}
+
+    settings = [Setting(str(b), f"budget {b}", ((CONTROL_BUDGET_UNITS, b),)) for b in budgets]
+    report = run_app(p, "nair", cfg, settings, row, hello_problem, sources=sources, model=model, workdir=workdir,
+                     timeout=timeout)
+    report["budgets"] = report.pop("settings")
     report["ok"] = all(r["labels_equal_reference"] == 1.0 for r in report["budgets"].values())
     return report
-
-
-async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: NairAppConfig, xq: np.ndarray,
-                 budgets: tuple[int, ...], ref: dict[int, np.ndarray], timeout: float) -> dict[str, Any]:
-    from tinysplit.firmware.devicelink import DeviceLink
-    from tinysplit.host_server.server import ServerConfig, TailServer
-    from tinysplit.host_server.sinks import MemorySink
-
-    sink = MemorySink()
-    per_budget: dict[str, Any] = {}
-    async with DeviceLink(board, elf, cfg, timeout=timeout) as link:
-        server = TailServer(ServerConfig(bundle, listen=[], deadline_s=timeout, send_results=cfg.transport == "uart"),
-                            sink, manifest, transports=link.transports)
-        await server.start()
-        try:
-            await link.attach()
-            h = link.hello
-            if h.units_total != cfg.units_total or h.unit_bytes != cfg.unit_bytes:
-                raise VerificationError(f"{board.name}: HELLO says {h.units_total} units of {h.unit_bytes} bytes, "
-                                        f"the bundle {cfg.units_total} of {cfg.unit_bytes}")
-            seq = 0
-            for b in budgets:
-                before = server.metrics.snapshot()
-                first = len(sink.records)
-                await link.control([(CONTROL_BUDGET_UNITS, b)])
-                seqs = []
-                t0 = time.perf_counter()
-                for i in range(len(xq)):
-                    seq += 1
-                    seqs.append(seq)
-                    await link.send_input(seq, xq[i])
-                await link.until(lambda: len(sink.records) >= first + len(seqs),
-                                  f"{len(seqs)} predictions at budget {b}", timeout)
-                seconds = time.perf_counter() - t0
-                got = {r["sample"]: r for r in sink.records[first:]}
-                labels = np.array([got[s]["label"] if s in got else -1 for s in seqs])
-                frames = [link.samples.get(s) for s in seqs]
-                slice_bytes = [sum(len(f) for f in fr.frames) if fr else 0 for fr in frames]
-                after = server.metrics.snapshot()
-                per_budget[str(b)] = {
-                    "budget_units": b,
-                    "samples": len(seqs),
-                    "labels_equal_reference": float(np.mean(labels == ref[b])),
-                    "labels": labels.tolist(),
-                    "mismatches": [int(s) for s, lab, r in zip(seqs, labels, ref[b]) if lab != r],
-                    "complete": sum(1 for s in seqs if got.get(s, {}).get("complete")),
-                    "units_received": sorted({int(got[s]["units_received"]) for s in seqs if s in got}),
-                    "slice_frames_per_sample": len(frames[0].frames) if frames and frames[0] else 0,
-                    "bytes_per_sample": float(np.mean(slice_bytes)),
-                    "seconds": round(seconds, 3),
-                    "samples_per_s": round(len(seqs) / seconds, 1),
-                    "server": {k: after["counters"].get(k, 0) - before["counters"].get(k, 0)
-                               for k in after["counters"]}
-                              | {"drops": {k: v - before["drops"].get(k, 0) for k, v in after["drops"].items()
-                                           if v != before["drops"].get(k, 0)}},
-                }
-            device_stats = await link.stats()
-            server_report = server.report()  # before the exit closes the line (a 'link_error' then)
-            exit_code = await link.exit(0)
-        finally:
-            await server.stop()
-            await link.close()
-    if exit_code != 0:
-        raise VerificationError(f"{board.name}: the nair firmware exited with status {exit_code}")
-    return {"budgets": per_budget, "device_stats": device_stats, "exit_code": exit_code,
-            "hello": asdict(link.hello) if link.hello is not None else None,
-            "throughput": link.throughput(), "server": server_report}
-
-

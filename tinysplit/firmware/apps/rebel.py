@@ -10,19 +10,15 @@ CONTROL key 3 sets q_t = value - 128 (value 0..256, 256: never early)."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-import shutil
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from tinysplit.boards import Board
-from tinysplit.errors import InputError, ManifestError, VerificationError
+from tinysplit.errors import InputError, ManifestError
 from tinysplit.manifest import Manifest
 from tinysplit.modelsrc import ModelSources
 
@@ -227,130 +223,42 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
     host throughput. ``sources`` and ``reference_features`` (the device model's int8 outputs for the
     samples) replace the code generator and TFLite Micro (tests with a fake model); ``reference``
     replaces the reference pipeline."""
-    from tinysplit.boards import get_board
-    from tinysplit.firmware.build import build_project
     from tinysplit.firmware.devicelink import free_udp_port
-    from tinysplit.firmware.generate import generate_sources
-    from tinysplit.firmware.project import TRANSPORTS, render_project
-    from tinysplit.manifest import load_manifest
-    from tinysplit.reference import heldout, quantized_inputs
+    from tinysplit.firmware.e2e import Setting, prepare, run_app
+    from tinysplit.wire import FrameType, decode_frame
 
-    bundle = Path(bundle)
-    if transport not in TRANSPORTS:
-        raise InputError(f"transport must be one of {', '.join(TRANSPORTS)}, got '{transport}'")
-    if samples < 1:
-        raise InputError(f"--samples must be >= 1, got {samples}")
-    board = get_board(board_name)
-    manifest = load_manifest(bundle)
-    if model is not None and model != manifest.device_models[0].name:
-        raise InputError(f"--e2e serves the bundle's first device model ('{manifest.device_models[0].name}'), "
-                         f"the one its host tail consumes; got --model {model}")
-    lay = layout_for(manifest)
+    p = prepare(bundle, board_name, samples, transport, model)
+    lay = layout_for(p.manifest)
     thresholds = tuple(float(t) for t in thresholds) or tuple(sorted({0.0, lay.default_threshold, 1.0}))
     parse_thresholds(",".join(repr(t) for t in thresholds))  # each in [0, 1]
-    x, _ = heldout(bundle, manifest)
-    if samples > len(x):
-        raise InputError(f"the bundle holds {len(x)} held-out samples, asked for {samples}")
-    xq = quantized_inputs(manifest, x[:samples])
-    cfg = config_from_manifest(manifest, device_id=device_id, transport=transport,
+    cfg = config_from_manifest(p.manifest, device_id=device_id, transport=transport,
                                udp_port=free_udp_port() if transport == "udp" else 5600)
+    ref = (reference or _reference)(p.bundle, list(thresholds), samples, reference_features)
 
-    own_tmp = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="tinysplit-e2e-")) if own_tmp else Path(workdir)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        if sources is None:
-            sources = generate_sources(bundle, manifest, work / "model", model)
-        t0 = time.perf_counter()
-        project = render_project(board, sources, work / f"{board.name}-{transport}", app="rebel", app_config=cfg)
-        built = build_project(project.dir)
-        build_s = time.perf_counter() - t0
-        ref = (reference or _reference)(bundle, list(thresholds), samples, reference_features)
-        plan = [(t, lay.q_t(t)) for t in thresholds]
-        report = asyncio.run(_drive(bundle, manifest, board, built.elf, cfg, xq, plan, ref, timeout))
-    finally:
-        if own_tmp:
-            shutil.rmtree(work, ignore_errors=True)
-    report.update({"method": "rebel", "board": board.name, "transport": transport, "samples": samples,
-                   "bundle_id": manifest.bundle_id, "device_id": device_id,
-                   "firmware": {"flash_bytes": built.flash_bytes, "ram_bytes": built.ram_bytes,
-                                "stack_bytes": built.stack_bytes, "build_s": round(build_s, 2)}})
+    def hello_problem(h: Any) -> str | None:
+        if h.output_bytes != cfg.output_bytes or h.units_total != 0:
+            return (f"HELLO says {h.output_bytes} output bytes and {h.units_total} units, the bundle "
+                    f"{cfg.output_bytes} and none")
+        return None
+
+    def row(s: Setting, run: Any) -> dict[str, Any]:
+        t = float(s.key)
+        early = np.array([bool(f) and decode_frame(f[0]).type == FrameType.EARLY_LABEL for f in run.frames])
+        served_early = np.array([run.records.get(q, {}).get("path") == "device" for q in run.seqs])
+        ref_labels, ref_early = ref[t]
+        return {"threshold": t, "q_t": lay.q_t(t),
+                "labels_equal_reference": float(np.mean(run.labels == ref_labels)),
+                "paths_equal_reference": float(np.mean((early == ref_early) & (served_early == ref_early))),
+                "early": early.tolist(),
+                "mismatches": [int(q) for q, lab, r, e, re in zip(run.seqs, run.labels, ref_labels, early, ref_early)
+                               if lab != r or e != re],
+                "early_fraction": float(np.mean(early))}
+
+    settings = [Setting(repr(t), f"threshold {t}", ((CONTROL_THRESHOLD, control_value(lay.q_t(t))),))
+                for t in thresholds]
+    report = run_app(p, "rebel", cfg, settings, row, hello_problem, sources=sources, model=model, workdir=workdir,
+                     timeout=timeout)
+    report["thresholds"] = report.pop("settings")
     report["ok"] = all(r["labels_equal_reference"] == 1.0 and r["paths_equal_reference"] == 1.0
                        for r in report["thresholds"].values())
     return report
-
-
-async def _drive(bundle: Path, manifest: Any, board: Any, elf: Path, cfg: RebelAppConfig, xq: np.ndarray,
-                 plan: list[tuple[float, int]], ref: dict[float, tuple[np.ndarray, np.ndarray]],
-                 timeout: float) -> dict[str, Any]:
-    from tinysplit.firmware.devicelink import DeviceLink
-    from tinysplit.host_server.server import ServerConfig, TailServer
-    from tinysplit.host_server.sinks import MemorySink
-    from tinysplit.wire import FrameType, decode_frame
-
-    sink = MemorySink()
-    per_threshold: dict[str, Any] = {}
-    async with DeviceLink(board, elf, cfg, timeout=timeout) as link:
-        server = TailServer(ServerConfig(bundle, listen=[], deadline_s=timeout, send_results=cfg.transport == "uart"),
-                            sink, manifest, transports=link.transports)
-        await server.start()
-        try:
-            await link.attach()
-            h = link.hello
-            if h.output_bytes != cfg.output_bytes or h.units_total != 0:
-                raise VerificationError(f"{board.name}: HELLO says {h.output_bytes} output bytes and "
-                                        f"{h.units_total} units, the bundle {cfg.output_bytes} and none")
-            seq = 0
-            for t, q_t in plan:
-                before = server.metrics.snapshot()
-                first = len(sink.records)
-                await link.control([(CONTROL_THRESHOLD, control_value(q_t))])
-                seqs = []
-                t0 = time.perf_counter()
-                for i in range(len(xq)):
-                    seq += 1
-                    seqs.append(seq)
-                    await link.send_input(seq, xq[i])
-                await link.until(lambda: len(sink.records) >= first + len(seqs),
-                                  f"{len(seqs)} predictions at threshold {t}", timeout)
-                seconds = time.perf_counter() - t0
-                got = {r["sample"]: r for r in sink.records[first:]}
-                labels = np.array([got[s]["label"] if s in got else -1 for s in seqs])
-                frames = [link.samples.get(s) for s in seqs]
-                early = np.array([bool(fr and decode_frame(fr.frames[0]).type == FrameType.EARLY_LABEL)
-                                  for fr in frames])
-                served_early = np.array([got.get(s, {}).get("path") == "device" for s in seqs])
-                ref_labels, ref_early = ref[t]
-                frame_bytes = [sum(len(f) for f in fr.frames) if fr else 0 for fr in frames]
-                after = server.metrics.snapshot()
-                per_threshold[repr(t)] = {
-                    "threshold": t,
-                    "q_t": q_t,
-                    "samples": len(seqs),
-                    "labels_equal_reference": float(np.mean(labels == ref_labels)),
-                    "paths_equal_reference": float(np.mean((early == ref_early) & (served_early == ref_early))),
-                    "labels": labels.tolist(),
-                    "early": early.tolist(),
-                    "mismatches": [int(s) for s, lab, r, e, re in zip(seqs, labels, ref_labels, early, ref_early)
-                                   if lab != r or e != re],
-                    "early_fraction": float(np.mean(early)),
-                    "frames_per_sample": float(np.mean([len(fr.frames) if fr else 0 for fr in frames])),
-                    "bytes_per_sample": float(np.mean(frame_bytes)),
-                    "seconds": round(seconds, 3),
-                    "samples_per_s": round(len(seqs) / seconds, 1),
-                    "server": {k: after["counters"].get(k, 0) - before["counters"].get(k, 0)
-                               for k in after["counters"]}
-                              | {"drops": {k: v - before["drops"].get(k, 0) for k, v in after["drops"].items()
-                                           if v != before["drops"].get(k, 0)}},
-                }
-            device_stats = await link.stats()
-            server_report = server.report()  # before the exit closes the line (a 'link_error' then)
-            exit_code = await link.exit(0)
-        finally:
-            await server.stop()
-            await link.close()
-    if exit_code != 0:
-        raise VerificationError(f"{board.name}: the rebel firmware exited with status {exit_code}")
-    return {"thresholds": per_threshold, "device_stats": device_stats, "exit_code": exit_code,
-            "hello": asdict(link.hello) if link.hello is not None else None,
-            "throughput": link.throughput(), "server": server_report}
