@@ -236,23 +236,28 @@ def test_a_mismatched_bundle_is_refused_by_the_server(rebel_bundle, tmp_path):
     with pytest.raises(ManifestError, match="field 'method_data.rebel.latent_dim'.*does not match the latent size"):
         TailServer(ServerConfig(bad, []), MemorySink(), transports=[])
 
+def _median_threshold_case(bundle, n: int):
+    """The first n held-out samples' int8 device outputs and the reference at the threshold that sends
+    about half of them early: (manifest, plan, outputs, reference, bundle id)."""
+    from tinysplit.methods.rebel.reference import labels_at_thresholds
+    from tinysplit.reference import device_outputs, heldout, quantized_inputs
+
+    m = load_manifest(bundle)
+    p = plan_for(m)
+    x, _ = heldout(bundle, m)
+    outs = device_outputs(bundle, m, quantized_inputs(m, x[:n])).reshape(n, -1)
+    t = float(np.median(p.confidence(outs[:, p.latent:].max(1))))
+    return m, p, outs, labels_at_thresholds(bundle, [t], outputs_q=outs)[t], int(m.bundle_id, 16)
+
 
 def test_server_counts_both_paths_drops_and_duplicates(rebel_bundle):
     from tinysplit.host_server.server import ServerConfig, TailServer
     from tinysplit.host_server.sinks import MemorySink
     from tinysplit.host_server.transports import open_transport
     from tinysplit.host_server.transports.loop import loop_peer
-    from tinysplit.methods.rebel.reference import labels_at_thresholds
-    from tinysplit.reference import device_outputs, heldout, quantized_inputs
 
     n = 30
-    m = load_manifest(rebel_bundle)
-    p = plan_for(m)
-    x, _ = heldout(rebel_bundle, m)
-    outs = device_outputs(rebel_bundle, m, quantized_inputs(m, x[:n])).reshape(n, -1)
-    t = float(np.median(p.confidence(outs[:, p.latent:].max(1))))
-    ref = labels_at_thresholds(rebel_bundle, [t], outputs_q=outs)[t]
-    bid = int(m.bundle_id, 16)
+    m, p, outs, ref, bid = _median_threshold_case(rebel_bundle, n)
     frames = [sample_frames(outs[i], p, ref.threshold_q, 2, bid, i)[0] for i in range(n)]
     junk = [encode_frame(Frame(FrameType.LATENT, 2, bid, 100, bytes(p.latent + 1))),
             encode_frame(make_frame(FrameType.EARLY_LABEL, EarlyLabel(p.classes, 255), 2, bid, 101))]
@@ -307,17 +312,9 @@ def test_faults_every_frame_accounted_and_no_sample_twice(rebel_bundle):
     from tinysplit.host_server.transports import open_transport
     from tinysplit.host_server.transports.faults import FaultyTransport
     from tinysplit.host_server.transports.loop import loop_peer
-    from tinysplit.methods.rebel.reference import labels_at_thresholds
-    from tinysplit.reference import device_outputs, heldout, quantized_inputs
 
     n = 60
-    m = load_manifest(rebel_bundle)
-    p = plan_for(m)
-    x, _ = heldout(rebel_bundle, m)
-    outs = device_outputs(rebel_bundle, m, quantized_inputs(m, x[:n])).reshape(n, -1)
-    t = float(np.median(p.confidence(outs[:, p.latent:].max(1))))
-    ref = labels_at_thresholds(rebel_bundle, [t], outputs_q=outs)[t]
-    bid = int(m.bundle_id, 16)
+    m, p, outs, ref, bid = _median_threshold_case(rebel_bundle, n)
     frames = [sample_frames(outs[i], p, ref.threshold_q, 4, bid, i)[0] for i in range(n)]
     faulty = FaultyTransport(open_transport("loop://rebel-faults"), drop=0.1, duplicate=0.2, reorder=0.2, seed=3)
     sink = MemorySink()
