@@ -12,7 +12,8 @@ from scipy.stats import multivariate_normal
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from tinysplit.methods.rebel.classifiers import KMeansClassifier, KnnClassifier, LinearClassifier
-from tinysplit.methods.rebel.coverage import coverage_curve, local_accuracy_at_coverage, overall_at_coverage
+from tinysplit.methods.rebel.coverage import (coverage_curve, local_accuracy_at_coverage, max_coverage_within,
+                                              overall_at_coverage)
 from tinysplit.methods.rebel.decision import decide, threshold_q
 from tinysplit.methods.rebel.devicemodel import DeviceLayout, GmcLayers
 from tinysplit.methods.rebel.gmc import GaussianMixtureClassifier, achlioptas_projection
@@ -198,6 +199,61 @@ def test_accuracy_at_coverage_ranks_by_confidence_and_shares_ties():
     ov = overall_at_coverage(conf, correct, remote, [0.0, 0.2, 1.0])
     assert ov[0] == pytest.approx(remote.mean()) and ov[2] == pytest.approx(correct.mean())
     assert ov[1] == pytest.approx((1 + 0 + 1 + 1 + 1) / 5)
+
+
+def test_max_coverage_within_points_of_remote_only():
+    # remote-only: 6/10 correct. Served locally in confidence order; ties (0.8) move together.
+    conf = np.array([0.99, 0.95, 0.9, 0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    local = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0, 0], bool)
+    remote = np.array([1, 1, 0, 1, 1, 0, 1, 1, 0, 0], bool)
+    # overall per threshold group: 0.6, 0.6, 0.7, 0.6 (both 0.8s), 0.6, 0.5, 0.4, 0.4, 0.4
+    w = max_coverage_within(conf, local, remote, 0.0)
+    assert w == {"coverage": 0.6, "threshold": 0.7, "overall_accuracy": pytest.approx(0.6), "remote_accuracy": 0.6}
+    assert max_coverage_within(conf, local, remote, 0.1)["coverage"] == 0.7
+    assert max_coverage_within(conf, local, remote, 0.3)["coverage"] == 1.0
+    # nothing served locally is within: coverage 0, no threshold
+    bad = max_coverage_within(conf, np.zeros(10, bool), np.ones(10, bool), 0.05)
+    assert bad["coverage"] == 0.0 and bad["threshold"] is None and bad["overall_accuracy"] == 1.0
+    # at equal confidences only the whole tie group can move (overall 0.4 with all of them local)
+    tie = max_coverage_within(np.ones(10), local, remote, 0.0)
+    assert tie["coverage"] == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        max_coverage_within(conf[:3], local, remote, 0.02)
+
+
+def test_fleet_table_reproduces_the_papers_figures():
+    from tinysplit.methods.rebel.costs import fleet_rows
+
+    # paper sec. VI-D: 100 devices x 25 frames/s, 3x32x32 images, D = 867, labels free, coverage 0.23 / 0.49
+    rows = fleet_rows(3072, 867, (0.23, 0.49), 100, 25, label_payload=0)
+    assert [r["name"] for r in rows] == ["raw images", "bottleneck only (HND)", "ReBEL, coverage 0.23",
+                                         "ReBEL, coverage 0.49"]
+    assert [round(r["payload_mbps"], 2) for r in rows] == [61.44, 17.34, 13.35, 8.84]
+    # on tinysplit's wire: 24 bytes of header + CRC per frame, an image in three frames, a label in 3 bytes
+    rows = fleet_rows(3072, 64, (0.5,), 100, 25)
+    assert [r["wire_bytes"] for r in rows] == [3072 + 3 * 24, 64 + 24, 0.5 * (64 + 24) + 0.5 * (3 + 24)]
+    assert rows[2]["payload_bytes"] == 0.5 * 64 + 0.5 * 3
+    assert rows[0]["wire_mbps"] == pytest.approx(100 * 25 * 3144 * 8 / 1e6)
+    with pytest.raises(ValueError, match="coverage"):
+        fleet_rows(3072, 64, (1.5,))
+
+
+def test_latency_adds_device_link_and_host():
+    from tinysplit.link import LinkModel
+    from tinysplit.methods.rebel.costs import device_seconds, latency
+
+    link = LinkModel(250_000, 0.010)
+    dev = device_seconds(6_400_000, 64e6)
+    assert dev == pytest.approx(0.1)
+    r = latency(0.25, 64, dev, 0.002, link)
+    early = 0.1 + 27 * 8 / 250_000 + 0.010
+    remote = 0.1 + 88 * 8 / 250_000 + 0.010 + 0.002
+    assert r["early_ms"] == pytest.approx(1000 * early) and r["remote_ms"] == pytest.approx(1000 * remote)
+    assert r["mean_ms"] == pytest.approx(1000 * (0.25 * early + 0.75 * remote))
+    with pytest.raises(ValueError, match="rate"):
+        LinkModel(0)
+    with pytest.raises(ValueError, match="clock"):
+        device_seconds(1, 0)
 
 
 def test_threshold_q_and_decide_follow_the_float_rule():

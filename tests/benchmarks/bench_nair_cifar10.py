@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -30,68 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinysplit.examples.mobilenet import InvertedResidual, MobileNetHead, conv_bn
-from tinysplit.methods.nair.variants import VARIANTS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cifar10 import DEFAULT_DATA, SEED, augment, load_split, split_model, train  # noqa: E402
+
+from tinysplit.methods.nair.variants import VARIANTS  # noqa: E402
 
 SPLIT_LAYER = "blocks.3.block.2.0"  # the last block's 1x1 linear projection (its BN is folded)
 TAIL_FIRST_LAYER = "0.0"
-SEED = 1
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)[:, None, None]
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32)[:, None, None]
-
-
-def make_tail(num_classes: int = 10) -> nn.Sequential:
-    return nn.Sequential(conv_bn(32, 96, 1), conv_bn(96, 96, 3, 1, groups=96), conv_bn(96, 64, 1, relu6=False),
-                         InvertedResidual(64, 64, 1, 4), conv_bn(64, 256, 1), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(256, num_classes))
-
-
-def load_split(path: Path, split: str, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    d = np.load(path)
-    jpeg, off, labels = d[f"{split}_jpeg"], d[f"{split}_offsets"], d[f"{split}_labels"]
-    idx = np.random.default_rng(seed).permutation(len(labels))  # the splits are stored sorted by class
-    if n:
-        idx = idx[:n]
-    x = np.stack([np.asarray(Image.open(io.BytesIO(jpeg[off[i]:off[i + 1]].tobytes())).convert("RGB"))
-                  for i in idx]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    return ((x - MEAN) / STD).astype(np.float32), labels[idx].astype(np.int64)
-
-
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random crop with 4-pixel padding and horizontal flip."""
-    b = x.shape[0]
-    padded = nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
-    dx, dy = torch.randint(0, 9, (2,), generator=g).tolist()
-    out = padded[:, :, dy:dy + 32, dx:dx + 32]
-    flip = torch.rand(b, generator=g) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
-
-
-def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: float, lr: float, log) -> None:
-    g = torch.Generator().manual_seed(SEED)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    steps = max(1, int(math.ceil(epochs * len(xt) / 128)))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.25)
-    model.train()
-    step, t0 = 0, time.time()
-    while step < steps:
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(xt) - 127, 128):
-            if step >= steps:
-                break
-            bi = perm[i:i + 128]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(augment(xt[bi], g)), yt[bi])
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 50 == 0:
-                log(f"  step {step}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f} s)")
-    model.eval()
 
 
 def accuracy_at_fractions(head: nn.Module, tail: nn.Module, x: np.ndarray, y: np.ndarray,
@@ -111,8 +56,7 @@ def accuracy_at_fractions(head: nn.Module, tail: nn.Module, x: np.ndarray, y: np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    here = Path(__file__).resolve()
-    ap.add_argument("--data", type=Path, default=here.parents[3] / "shared" / "data" / "cifar10-jpeg.npz")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--epochs", type=float, default=6)
     ap.add_argument("--retune-epochs", type=float, default=6)
     ap.add_argument("--retune-lr", type=float, default=1e-3)
@@ -150,9 +94,7 @@ def main() -> None:
     log("loading CIFAR-10")
     x_tr, y_tr = load_split(args.data, "train", args.train_subset, SEED)
     x_te, y_te = load_split(args.data, "test", args.test_samples, SEED + 1)
-    model = nn.Sequential()
-    model.head, model.tail = MobileNetHead(), make_tail()
-    model = model.to(memory_format=torch.channels_last)  # about twice as fast on CPU for depthwise convs
+    model = split_model()
     if args.load_model:
         log(f"loading the float model from {args.load_model}")
         model.load_state_dict(torch.load(args.load_model))

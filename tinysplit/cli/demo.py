@@ -9,15 +9,19 @@ from tinysplit.errors import InputError
 # --- demo ---------------------------------------------------------------------------------------
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the end-to-end demo: digits, NAIR, firmware in QEMU, host server",
+    p = sub.add_parser("demo", help="the end-to-end demo: digits, NAIR and ReBEL, firmware in QEMU, host server",
                        description="Train a small CNN on scikit-learn's 8x8 digits (shipped with the package: no "
                                    "download), NAIR re-tune it, export int8 bundles, generate and build firmware "
                                    "for qemu-mps2-an386, run it in QEMU streaming importance-ordered slices to the "
                                    "host tail server at several budgets, and print accuracy per budget beside the "
-                                   "unordered baseline. Results go to DIR (default ./tinysplit-demo); a previous "
-                                   "demo's results there are replaced.")
+                                   "unordered baseline. Then ReBEL on the same model: a bottleneck Head1 with a "
+                                   "Gaussian mixture early classifier as one int8 device model, its firmware in QEMU "
+                                   "at several thresholds (early labels on the device, latents to the host tail "
+                                   "server), and coverage with local, remote and overall accuracy per threshold. "
+                                   "Results go to DIR (default ./tinysplit-demo); a previous demo's results there "
+                                   "are replaced.")
     p.add_argument("--out", default="tinysplit-demo", metavar="DIR", help="where results go (default ./tinysplit-demo)")
-    p.add_argument("--quick", action="store_true", help="short training, 60 samples, 3 budgets (CI)")
+    p.add_argument("--quick", action="store_true", help="short training, 60 samples, 3 budgets and thresholds (CI)")
     p.add_argument("--transport", choices=["udp", "uart"], default="udp", help="device -> host link (default udp)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -14,6 +14,7 @@ from torch import nn
 
 from tinysplit.errors import InputError
 from tinysplit.files import write_atomic
+from tinysplit.link import LinkModel
 from tinysplit.methods.nair.clio import tail_parameters
 from tinysplit.methods.nair.order import RetuneConfig, prepare_variant
 from tinysplit.methods.nair.variants import ALL_VARIANTS, VARIANT_HELP, VARIANTS
@@ -64,15 +65,6 @@ def split_sequential(model: nn.Sequential, after: str) -> tuple[nn.Sequential, n
         raise InputError(f"the head's last conv '{convs_h[-1]}' has {c_out} output channels but the tail's first "
                          f"conv '{convs_t[0]}' takes {c_in}: the split is not between them")
     return head, tail, convs_h[-1], convs_t[0]
-
-
-@dataclass(frozen=True)
-class LinkModel:
-    rate_bps: float = 250_000.0  # the paper's link
-    overhead_s: float = 0.0
-
-    def latency_s(self, nbytes: int) -> float:
-        return nbytes * 8 / self.rate_bps + self.overhead_s
 
 
 @dataclass
@@ -181,11 +173,12 @@ def plot(report: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def digits_nair_spec(epochs: int = 30, log=None) -> NairSpec:
+def digits_nair_spec(epochs: int = 30, log=None, trained=None) -> NairSpec:
+    """The digits example as a NairSpec; ``trained`` (a TrainedDigits) skips the training."""
     from tinysplit.examples.digits import (CLASSES, SEED, SPLIT_LAYER, TAIL_FIRST_LAYER, UNIT_CHANNELS,
                                            train_digits)
 
-    t = train_digits(epochs=epochs, log=log)
+    t = trained or train_digits(epochs=epochs, log=log)
     calib = t.x_train[np.random.default_rng(SEED).permutation(len(t.x_train))[:300]]
     return NairSpec("digits", t.model.head, t.model.tail, SPLIT_LAYER, TAIL_FIRST_LAYER, t.x_train, t.y_train,
                     t.x_heldout, t.y_heldout, calib, CLASSES, UNIT_CHANNELS)

@@ -43,25 +43,39 @@ def add_rebel_eval(sub: Any) -> None:
     p.add_argument("--no-export", action="store_true", help="float only: skip the int8 export")
     p.add_argument("--no-one-output-cost", action="store_true",
                    help="skip the two extra exports that measure the cost of the shared output")
+    g = p.add_argument_group("deployment costs (with the int8 export)")
+    g.add_argument("--board", default="qemu-mps2-an386",
+                   help="board whose QEMU instruction count stands for the device (default qemu-mps2-an386, a "
+                        "Cortex-M4); 'none' skips the firmware build")
+    g.add_argument("--clock-mhz", type=float, default=64.0,
+                   help="device clock for the latency, one instruction per cycle (default 64)")
+    g.add_argument("--rate-kbps", type=float, default=250.0, help="link rate for the latency (default 250)")
+    g.add_argument("--overhead-ms", type=float, default=0.0, help="fixed delay per transfer (default 0)")
+    g.add_argument("--devices", type=int, default=100, help="fleet size for the network-load table (default 100)")
+    g.add_argument("--samples-per-s", type=float, default=25.0, help="samples per second per device (default 25)")
+    g.add_argument("--fleet-coverages", default="0.23,0.49",
+                   help="ReBEL coverages for the fleet table (default the paper's 0.23,0.49)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
 def run_rebel_eval(args: Any) -> int:
-    import torch
-
-    from tinysplit.console import Progress
-    from tinysplit.methods.rebel.evaluate import digits_rebel_spec, evaluate
     from tinysplit.methods.rebel.variants import VARIANTS
-    from tinysplit.methods.rebel.train import RebelConfig
 
     if args.epochs < 1 or args.finetune_epochs < 0 or args.latent < 1 or args.components < 1:
         raise InputError("--epochs, --latent and --components must be >= 1, --finetune-epochs >= 0")
+    costs = cost_config(args)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad:
         raise InputError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
     variants = {n: VARIANTS[n] for n in names}  # the _noreg and hnd variants set beta 0; the others use --beta
+    import torch
+
+    from tinysplit.console import Progress
+    from tinysplit.methods.rebel.evaluate import digits_rebel_spec, evaluate
+    from tinysplit.methods.rebel.train import RebelConfig
+
     torch.set_num_threads(1)
     progress = Progress(args.quiet)
     progress(f"training the digits example ({args.train_epochs} epochs)")
@@ -69,7 +83,7 @@ def run_rebel_eval(args: Any) -> int:
     base = RebelConfig(components=args.components, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
                        mimic=args.mimic, epochs=args.epochs, finetune_epochs=args.finetune_epochs, seed=args.seed)
     report = evaluate(spec, Path(args.out), variants, base, export=not args.no_export,
-                      one_output_cost=not args.no_one_output_cost, progress=progress)
+                      one_output_cost=not args.no_one_output_cost, progress=progress, costs=costs)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -77,6 +91,53 @@ def run_rebel_eval(args: Any) -> int:
     print(format_table(report))
     print(f"plot: {Path(args.out) / 'rebel_eval.png'}  data: {Path(args.out) / 'rebel_eval.json'}")
     return 0
+
+
+def cost_config(args: Any):
+    """The CostConfig of rebel-eval's flags; InputError naming the flag that is out of range."""
+    from tinysplit.link import LinkModel
+    from tinysplit.methods.rebel.costs import CostConfig
+
+    try:
+        cov = tuple(float(c) for c in args.fleet_coverages.split(",") if c.strip())
+    except ValueError:
+        raise InputError(f"--fleet-coverages must be comma-separated numbers in [0, 1], got '{args.fleet_coverages}'")
+    if not cov or any(not 0 <= c <= 1 for c in cov):
+        raise InputError(f"--fleet-coverages must be comma-separated numbers in [0, 1], got '{args.fleet_coverages}'")
+    if not args.clock_mhz > 0 or not args.rate_kbps > 0 or args.overhead_ms < 0:
+        raise InputError("--clock-mhz and --rate-kbps must be > 0 and --overhead-ms >= 0")
+    if args.devices < 1 or not args.samples_per_s > 0:
+        raise InputError("--devices must be >= 1 and --samples-per-s > 0")
+    board = None if args.board == "none" else args.board
+    if board is not None:
+        from tinysplit.boards import board_names
+
+        if board not in board_names():
+            raise InputError(f"--board: unknown board '{board}'; choose one of {', '.join(board_names())} or none")
+    return CostConfig(board=board, clock_hz=args.clock_mhz * 1e6,
+                      link=LinkModel(args.rate_kbps * 1000, args.overhead_ms / 1000),
+                      devices=args.devices, samples_per_s=args.samples_per_s, fleet_coverages=cov)
+
+
+def format_costs(c: dict, latent: int) -> list[str]:
+    from tinysplit.methods.rebel.costs import format_fleet
+
+    lines = []
+    d = c.get("device")
+    if d:
+        lines.append(f"device model as generated C on {d['board']}: {d['instructions_per_inference']:,} instructions "
+                     f"per inference ({d['ms_at_clock']:.2f} ms at {c['clock_hz'] / 1e6:g} MHz), flash "
+                     f"{d['flash_bytes']:,} B, RAM {d['ram_bytes']:,} B (arena {d['arena_bytes']:,} B; TFLite Micro's "
+                     f"{d['tflm_arena_bytes']:,} B), outputs equal TFLite Micro's: {100 * d['identical_fraction']:.0f}%")
+    link = c["link"]
+    lines.append(f"end-to-end latency (ms): device at {c['clock_hz'] / 1e6:g} MHz + a {link['rate_bps'] / 1000:g} kbit/s "
+                 f"link (+{link['overhead_ms']:g} ms per frame) + host Head2 + Tail {c['host_ms_per_latent']:.3f} ms "
+                 f"(measured here); a label frame 27 B, a latent frame {24 + latent} B")
+    lines.append(f"{'threshold':>10}{'coverage':>10}{'early':>9}{'remote':>9}{'mean':>9}")
+    for t, r in sorted(c["latency"].items(), key=lambda kv: float(kv[0])):
+        lines.append(f"{t:>10}{100 * r['coverage']:>9.2f}%{r['early_ms']:>9.2f}{r['remote_ms']:>9.2f}{r['mean_ms']:>9.2f}")
+    lines.append(format_fleet(c["fleet"]["rows"], c["fleet"]["devices"], c["fleet"]["samples_per_s"]))
+    return lines
 
 
 def format_table(report: dict) -> str:
@@ -112,6 +173,12 @@ def format_table(report: dict) -> str:
         for t, r in sorted(dep.items(), key=lambda kv: float(kv[0])):
             lines.append(f"{t:>10}{r['threshold_q']:>6}{pct(r['coverage']):>10}{pct(r['local_accuracy']):>8}"
                          f"{pct(r['remote_accuracy']):>8}{pct(r['overall_accuracy']):>9}{r['bytes_per_sample']:>10.2f}")
+        w = q["int8_curve"]["coverage_within_2_points"]
+        lines.append(f"largest coverage with overall accuracy within 2 points of remote-only "
+                     f"({100 * w['remote_accuracy']:.2f}%): {100 * w['coverage']:.2f}% (overall "
+                     f"{100 * w['overall_accuracy']:.2f}%)")
+    if q and q.get("costs"):
+        lines += format_costs(q["costs"], report["latent"])
     return "\n".join(lines)
 
 

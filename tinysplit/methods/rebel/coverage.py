@@ -85,3 +85,32 @@ def overall_at_coverage(confidence: np.ndarray, local_correct: np.ndarray, remot
         need = m - int(above.sum())
         out.append(base + float(cg[above].sum() + need * cg[tied].mean()) / n)
     return out
+
+
+def max_coverage_within(confidence: np.ndarray, local_correct: np.ndarray, remote_correct: np.ndarray,
+                        points: float) -> dict[str, float | None]:
+    """The largest coverage a threshold reaches (served locally: confidence >= t) whose overall accuracy
+    is at least the remote-only accuracy minus ``points`` (a fraction: 0.02 for 2 points).
+
+    Only coverages a threshold can give are candidates (ties move together). Returns coverage, the
+    threshold (the lowest confidence served locally; None for coverage 0), overall and remote-only
+    accuracy."""
+    conf = np.asarray(confidence, np.float64)
+    gain = np.asarray(local_correct, np.float64) - np.asarray(remote_correct, np.float64)
+    n = len(conf)
+    if not (n == len(gain) == len(remote_correct)):
+        raise ValueError("confidence and the correctness arrays must have the same length")
+    remote = float(np.mean(remote_correct)) if n else 0.0
+    best: dict[str, float | None] = {"coverage": 0.0, "threshold": None, "overall_accuracy": remote,
+                                     "remote_accuracy": remote}
+    if n == 0:
+        return best
+    order = np.argsort(-conf, kind="stable")
+    cs, cum = conf[order], np.cumsum(gain[order])
+    ends = np.flatnonzero(np.append(cs[1:] != cs[:-1], True))  # last index of each group of equal confidence
+    overall = remote + cum[ends] / n
+    ok = ends[overall >= remote - points - 1e-12]
+    if len(ok):
+        m = int(ok.max())
+        best.update(coverage=(m + 1) / n, threshold=float(cs[m]), overall_accuracy=float(remote + cum[m] / n))
+    return best

@@ -24,7 +24,9 @@ from torch import nn
 
 from tinysplit.files import write_atomic
 from tinysplit.methods.rebel.classifiers import KMeansClassifier, KnnClassifier
-from tinysplit.methods.rebel.coverage import coverage_curve, local_accuracy_at_coverage, overall_at_coverage
+from tinysplit.methods.rebel.costs import CostConfig
+from tinysplit.methods.rebel.coverage import (coverage_curve, local_accuracy_at_coverage, max_coverage_within,
+                                              overall_at_coverage)
 from tinysplit.methods.rebel.model import Head1, Head2
 from tinysplit.methods.rebel.train import RebelConfig, RebelModel, train_rebel
 from tinysplit.methods.rebel.variants import VARIANTS
@@ -49,6 +51,8 @@ class RebelSpec:
     calibration: np.ndarray
     classes: tuple[str, ...]
     base_accuracy: float | None = None
+    augment: Callable | None = None  # train_rebel's augment (random crops and flips for CIFAR), or None
+    device: str | None = None  # train_rebel's device ("cuda"), or None for the CPU
 
 
 # VARIANTS (variants.py): name -> config changes from the defaults (alpha 1, beta 0.001, gamma 0.1, K 4, full
@@ -68,7 +72,8 @@ def classifier_result(conf: np.ndarray, early: np.ndarray, remote: np.ndarray, y
                       coverages=COVERAGES, thresholds=THRESHOLDS) -> dict[str, Any]:
     lc, rc = early == y, remote == y
     curve = coverage_curve(conf, early, remote, y, thresholds)
-    return {
+    within = max_coverage_within(conf, lc, rc, 0.02)
+    return {"coverage_within_2_points": {k: _r(v) for k, v in within.items()},
         "early_accuracy": _r(lc.mean()), "remote_accuracy": _r(rc.mean()),
         "local_accuracy_at_coverage": [_r(v) for v in local_accuracy_at_coverage(conf, lc, coverages)],
         "overall_accuracy_at_coverage": [_r(v) for v in overall_at_coverage(conf, lc, rc, coverages)],
@@ -79,7 +84,10 @@ def classifier_result(conf: np.ndarray, early: np.ndarray, remote: np.ndarray, y
 def evaluate(spec: RebelSpec, out_dir: Path | None = None, variants: dict[str, dict] | None = None,
              base: RebelConfig = RebelConfig(), posthoc: dict[str, tuple[str, str]] | None = None,
              export: bool = True, one_output_cost: bool = True, components: int | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[str], None] | None = None, log: Callable[[str], None] | None = None,
+             costs: CostConfig | None = None) -> dict[str, Any]:
+    """``progress`` gets a line per step, ``log`` a line per training epoch. With ``export`` and
+    ``costs``, the exported model's device, latency and fleet figures too (``deployment_costs``)."""
     say = progress or (lambda m: None)
     variants = VARIANTS if variants is None else variants
     posthoc = POSTHOC if posthoc is None else posthoc
@@ -95,7 +103,8 @@ def evaluate(spec: RebelSpec, out_dir: Path | None = None, variants: dict[str, d
         say(f"{name}: training ({cfg.epochs} joint + {cfg.finetune_epochs} fine-tune epochs)")
         t0 = time.perf_counter()
         h1, h2 = spec.make_heads()
-        m = train_rebel(spec.head, spec.tail, h1, h2, spec.x_train, spec.y_train, c, cfg)
+        m = train_rebel(spec.head, spec.tail, h1, h2, spec.x_train, spec.y_train, c, cfg, log=log,
+                        augment=spec.augment, device=spec.device)
         models[name] = m
         z_tr, z_te = m.latents(spec.x_train), m.latents(spec.x_heldout)
         remote = m.remote_logits(z_te).argmax(1)
@@ -122,6 +131,10 @@ def evaluate(spec: RebelSpec, out_dir: Path | None = None, variants: dict[str, d
         "coverages": list(COVERAGES), "thresholds": list(THRESHOLDS), "classifiers": results}
     if export and "gmc" in models:
         report["int8"] = int8_report(spec, models["gmc"], out_dir, one_output_cost, say)
+        if costs is not None:
+            report["int8"]["costs"] = deployment_costs(
+                Path(report["int8"]["bundle"]), report["int8"]["deployed"], report["input_values"], costs,
+                None if out_dir is None else Path(out_dir) / "firmware", say)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -317,12 +330,69 @@ def plot(report: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def digits_rebel_spec(epochs: int = 30, latent: int = 16, log=None) -> RebelSpec:
-    """The digits example's trained model (H = conv1 + conv2, cut where NAIR cuts it) as a RebelSpec."""
+def digits_rebel_spec(epochs: int = 30, latent: int = 16, log=None, trained=None) -> RebelSpec:
+    """The digits example's trained model (H = conv1 + conv2, cut where NAIR cuts it) as a RebelSpec;
+    ``trained`` (a TrainedDigits) skips the training."""
     from tinysplit.examples.digits import CLASSES, SEED, train_digits
     from tinysplit.methods.rebel.model import digits_rebel_modules
 
-    t = train_digits(epochs=epochs, log=log)
+    t = trained or train_digits(epochs=epochs, log=log)
     calib = t.x_train[np.random.default_rng(SEED).permutation(len(t.x_train))[:300]]
     return RebelSpec("digits", t.model.head, t.model.tail, lambda: digits_rebel_modules(latent), t.x_train,
                      t.y_train, t.x_heldout, t.y_heldout, calib, CLASSES, t.heldout_accuracy)
+
+
+def host_seconds_per_sample(bundle: Path, latent_q: np.ndarray, repeats: int = 30) -> float:
+    """The host's Head2 + Tail (ONNX Runtime, this machine) on one latent: the median of ``repeats``
+    timed runs after two warm-ups."""
+    from tinysplit.manifest import load_manifest
+    from tinysplit.methods.rebel.plan import plan_for
+    from tinysplit.reference import tail_logits, tail_session
+
+    m = load_manifest(bundle)
+    plan = plan_for(m)
+    sess = tail_session(bundle, m, plan.tail)
+    x = plan.host_view(np.asarray(latent_q, np.int8).reshape(1, -1)[:, :plan.latent])
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        tail_logits(bundle, m, x, sess)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def deployment_costs(bundle: Path, deployed: dict[str, Any], input_values: int, costs: CostConfig = CostConfig(),
+                     workdir: Path | None = None, say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """The device model as generated C on ``costs.board`` (QEMU: instructions per inference, flash,
+    arena, and its outputs against TFLite Micro's), the host's time per latent, the end-to-end latency
+    per threshold of ``deployed`` (``deployed_report``) on the link, and the fleet table."""
+    from tinysplit.manifest import load_manifest
+    from tinysplit.methods.rebel.costs import device_seconds, fleet_rows, latency
+    from tinysplit.methods.rebel.plan import plan_for
+    from tinysplit.reference import device_outputs, heldout, quantized_inputs
+
+    m = load_manifest(bundle)
+    plan = plan_for(m)
+    out: dict[str, Any] = {"clock_hz": costs.clock_hz, "link": {"rate_bps": costs.link.rate_bps,
+                                                                "overhead_ms": 1000 * costs.link.overhead_s}}
+    device_s = 0.0
+    if costs.board:
+        from tinysplit.firmware.hilcheck import run_hil_check
+
+        say(f"device model as generated C on {costs.board} (QEMU, {costs.hil_samples} samples): instructions, "
+            "flash, arena")
+        hil = run_hil_check(bundle, costs.board, costs.hil_samples, workdir=workdir)
+        device_s = device_seconds(hil.instructions_per_inference, costs.clock_hz)
+        out["device"] = {"board": costs.board, **{k: v for k, v in hil.to_json().items() if k not in ("board",)},
+                         "ms_at_clock": round(1000 * device_s, 3)}
+    x, _ = heldout(bundle, m)
+    z_q = device_outputs(bundle, m, quantized_inputs(m, x[:1], plan.device_model), plan.device_model)
+    host_s = host_seconds_per_sample(bundle, z_q)
+    out["host_ms_per_latent"] = round(1000 * host_s, 4)
+    out["latency"] = {t: {"coverage": r["coverage"], **latency(r["coverage"], plan.latent, device_s, host_s, costs.link)}
+                      for t, r in deployed.items()}
+    out["fleet"] = {"devices": costs.devices, "samples_per_s": costs.samples_per_s,
+                    "rows": fleet_rows(input_values, plan.latent, costs.fleet_coverages, costs.devices,
+                                       costs.samples_per_s)}
+    return out

@@ -48,19 +48,22 @@ class Head1(nn.Module):
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mu + sigma * eps, eps ~ N(0, I)."""
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)  # the CPU generator's draws
     return mu + torch.exp(0.5 * logvar) * eps
 
 
 class Head2(nn.Module):
     """(N, D) or (N, D, 1, 1) -> the original head's output shape (N, C_out, H, W)."""
 
-    def __init__(self, latent: int, out_channels: int, out_hw: tuple[int, int], width: int = 32) -> None:
+    def __init__(self, latent: int, out_channels: int, out_hw: tuple[int, int], width: int = 32,
+                 out_relu: bool = True) -> None:
+        """``out_relu=False`` for an H that ends linearly (a MobileNetV2 projection: negative values)."""
         super().__init__()
         self.latent = latent
         self.up = nn.Sequential(nn.ConvTranspose2d(latent, width, out_hw, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.body = conv_bn_relu(width, width)
-        self.out = conv_bn_relu(width, out_channels)
+        self.out = (conv_bn_relu(width, out_channels) if out_relu else
+                    nn.Sequential(nn.Conv2d(width, out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(out_channels)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 2:

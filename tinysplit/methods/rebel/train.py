@@ -41,6 +41,16 @@ class RebelConfig:
     seed: int = 0
 
 
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int = 1000,
+            device: str | None = None) -> torch.Tensor:
+    """fn over x in batches of ``size`` (no gradients), concatenated: the whole training set at once
+    (50,000 CIFAR images) would hold every activation in memory. With ``device``, each batch runs
+    there and the result stays there."""
+    move = (lambda t: t.to(device)) if device else (lambda t: t)
+    return torch.cat([fn(move(x[i:i + size])) for i in range(0, len(x), size)]) if len(x) else fn(move(x))
+
+
 @dataclass
 class RebelModel:
     head1: Head1
@@ -60,12 +70,12 @@ class RebelModel:
     def latents(self, x: np.ndarray) -> np.ndarray:
         """(N, D) z = mu(x), the device's latent."""
         self.eval()
-        return self.head1.posterior(torch.from_numpy(x))[0].numpy()
+        return batched(lambda b: self.head1.posterior(b)[0], torch.from_numpy(x)).numpy()
 
     @torch.no_grad()
     def remote_logits(self, z: np.ndarray) -> np.ndarray:
         self.eval()
-        return RemoteModel(self.head2, self.tail)(torch.from_numpy(np.asarray(z, np.float32))).numpy()
+        return batched(RemoteModel(self.head2, self.tail), torch.from_numpy(np.asarray(z, np.float32))).numpy()
 
     @torch.no_grad()
     def early_probs(self, z: np.ndarray) -> np.ndarray:
@@ -113,23 +123,32 @@ def mimic_loss(out: torch.Tensor, target: torch.Tensor, how: str) -> torch.Tenso
     raise ValueError(f"mimic must be 'mean' or 'sum', got {how!r}")
 
 
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
 def train_rebel(teacher_head: nn.Module, tail: nn.Module, head1: Head1, head2: Head2, x: np.ndarray, y: np.ndarray,
                 classes: int, config: RebelConfig = RebelConfig(),
-                log: Callable[[str], None] | None = None) -> RebelModel:
-    """Train on copies of ``tail`` (the heads are trained in place). ``teacher_head`` is H, frozen."""
+                log: Callable[[str], None] | None = None, augment: Augment | None = None,
+                device: str | None = None) -> RebelModel:
+    """Train on copies of ``tail`` (the heads are trained in place). ``teacher_head`` is H, frozen.
+
+    ``augment(batch, generator)``, if given, transforms every training batch (random crops and flips for
+    CIFAR); the teacher then runs on each augmented batch instead of once on the data. ``device``
+    ("cuda") trains there (random draws stay on the CPU's generator); the model comes back on the CPU."""
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     tail = copy.deepcopy(tail)
-    teacher_head.eval()
+    dev = torch.device(device or "cpu")
+    teacher = copy.deepcopy(teacher_head).to(dev).eval() if device else teacher_head.eval()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    with torch.no_grad():
-        target = teacher_head(xt)
     clf = make_classifier(config, head1.latent, classes)
+    for m in (head1, head2, tail):
+        m.to(dev)
+    target = None if augment else batched(teacher, xt, device=device)
     if clf is not None:
         head1.eval()
-        with torch.no_grad():
-            mu0, _ = head1.posterior(xt)
-        clf.init_means(mu0, yt, g)
+        clf.init_means(batched(lambda b: head1.posterior(b)[0], xt, device=device).cpu(), yt, g)
+        clf.to(dev)
     params = list(head1.parameters()) + list(head2.parameters()) + (list(clf.parameters()) if clf else [])
     opt = torch.optim.Adam(params, lr=config.lr)
     steps = config.epochs * -(-len(xt) // config.batch_size)
@@ -144,13 +163,19 @@ def train_rebel(teacher_head: nn.Module, tail: nn.Module, head1: Head1, head2: H
         nb = 0
         for i in range(0, len(xt), config.batch_size):
             bi = perm[i:i + config.batch_size]
-            xb, yb = xt[bi], yt[bi]
+            xb, yb = xt[bi], yt[bi].to(dev)
+            if augment:
+                xb = augment(xb, g).to(dev)
+                with torch.no_grad():
+                    tb = teacher(xb)
+            else:
+                xb, tb = xb.to(dev), target[bi.to(target.device)]
             mu, logvar = head1.posterior(xb)
             z = reparameterize(mu, logvar, g)
-            lm = mimic_loss(head2(z), target[bi], config.mimic)
-            zero = torch.zeros((), dtype=lm.dtype)
+            lm = mimic_loss(head2(z), tb, config.mimic)
+            zero = torch.zeros((), dtype=lm.dtype, device=lm.device)
             lr_ = clf.kl_closest(mu, torch.exp(logvar), yb).mean() if clf is not None and config.beta else zero
-            lc = -clf.log_gamma(z)[torch.arange(len(yb)), yb].mean() if clf is not None and config.gamma else zero
+            lc = -clf.log_gamma(z)[torch.arange(len(yb), device=yb.device), yb].mean() if clf is not None and config.gamma else zero
             loss = config.alpha * lm + config.beta * lr_ + config.gamma * lc
             opt.zero_grad()
             loss.backward()
@@ -164,20 +189,26 @@ def train_rebel(teacher_head: nn.Module, tail: nn.Module, head1: Head1, head2: H
             log(f"joint epoch {epoch + 1}/{config.epochs}: loss {hist['loss'][-1]:.4f} mimic {hist['mimic'][-1]:.4f} "
                 f"kl {hist['kl'][-1]:.2f} nll {hist['nll'][-1]:.3f}")
     model = RebelModel(head1, head2, tail, clf, config, hist)
-    finetune_remote(model, x, y, g, log)
+    finetune_remote(model, x, y, g, log, augment, device)
+    for m in (head1, head2, tail, clf):
+        if m is not None:
+            m.cpu()
     return model.eval()
 
 
 def finetune_remote(model: RebelModel, x: np.ndarray, y: np.ndarray, g: torch.Generator,
-                    log: Callable[[str], None] | None = None) -> None:
-    """Head2 + Tail on z = mu (Head1 and the classifier frozen), cross-entropy."""
+                    log: Callable[[str], None] | None = None, augment: Augment | None = None,
+                    device: str | None = None) -> None:
+    """Head2 + Tail on z = mu (Head1 and the classifier frozen), cross-entropy; with ``augment``, z of
+    each augmented batch. The modules must already be on ``device``."""
     cfg = model.config
     if cfg.finetune_epochs < 1:
         return
     model.head1.eval()
-    with torch.no_grad():
-        z = model.head1.posterior(torch.from_numpy(x))[0]
-    yt = torch.from_numpy(y)
+    xt = torch.from_numpy(x)
+    encode = lambda b: model.head1.posterior(b)[0]
+    z = xt if augment else batched(encode, xt, device=device)
+    yt = torch.from_numpy(y).to(z.device if not augment else torch.device(device or "cpu"))
     remote = RemoteModel(model.head2, model.tail)
     opt = torch.optim.Adam(remote.parameters(), lr=cfg.finetune_lr)
     for epoch in range(cfg.finetune_epochs):
@@ -186,7 +217,8 @@ def finetune_remote(model: RebelModel, x: np.ndarray, y: np.ndarray, g: torch.Ge
         total, nb = 0.0, 0
         for i in range(0, len(z), cfg.batch_size):
             bi = perm[i:i + cfg.batch_size]
-            loss = nn.functional.cross_entropy(remote(z[bi]), yt[bi])
+            zb = batched(encode, augment(z[bi], g), device=device) if augment else z[bi.to(z.device)]
+            loss = nn.functional.cross_entropy(remote(zb), yt[bi.to(yt.device)])
             opt.zero_grad()
             loss.backward()
             opt.step()
