@@ -95,6 +95,25 @@ def test_kl_matches_torch_distributions(covariance, proj):
     assert bool((kl >= -1e-9).all())
 
 
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_the_covariances_learn_from_their_start(covariance):
+    # L L^T (and l^2) have zero gradient at L = 0: a zero start would freeze Sigma at I forever
+    torch.manual_seed(0)
+    g = GaussianMixtureClassifier(4, 3, 2, covariance)
+    z, y = torch.randn(64, 4) * 3, torch.randint(0, 3, (64,))
+    start = g.covariances().detach().clone()
+    opt = torch.optim.SGD(g.parameters(), lr=0.05)
+    for _ in range(5):
+        opt.zero_grad()
+        (-g.log_gamma(z)[torch.arange(64), y].mean() + g.kl_closest(z, torch.ones(64, 4), y).mean()).backward()
+        assert g.L.grad.abs().max() > 1e-4
+        opt.step()
+    moved = (g.covariances().detach() - start).abs()
+    assert moved.max() > 1e-3
+    if covariance == "full":  # off-diagonal terms too
+        assert (moved * (1 - torch.eye(4))).max() > 1e-4
+
+
 def test_kl_is_zero_when_the_posterior_is_the_component():
     g = random_gmc("diag", seed=7)
     with torch.no_grad():

@@ -2,7 +2,7 @@
 MobileNetV2-style model's tail on the host.
 
     python tests/benchmarks/bench_rebel_cifar10.py [--epochs 6] [--joint-epochs 6] [--finetune-epochs 2]
-        [--latent 64] [--components 4] [--proj-dim 16] [--variants gmc,linear] [--test-samples 2000]
+        [--latent 64] [--components 4] [--proj-dim 32] [--variants gmc,linear] [--test-samples 2000]
         [--load-model DIR/float_model.pt] [--threads 2] [--out DIR]
 
 Data: ../shared/data/cifar10-jpeg.npz (see its README; found next to the checkout, or --data).
@@ -12,7 +12,8 @@ benchmark's float_model.pt). ReBEL replaces H by Head1 (three 3x3 stride-2 conv 
 to 4x4x32, then mu over the whole map: z has D = 64 values, 1/48 of the 3072-byte image) and Head2
 (a transposed conv back to 8x8, two convs; no final ReLU, as H ends with a linear projection), and
 adds the early classifier: the GMC (K = 4 per class, full covariance on an Achlioptas projection of z
-to 16 dimensions, so Head1 + GMC fit an MCU's flash) and the linear + softmax one, both with the KL
+to 32 dimensions, half of D as the paper halves its latent; the whole GMC on 64 dimensions would
+need C*K*D*D = 164 K int8 weights) and the linear + softmax one, both with the KL
 regularization, trained jointly (mimic + beta KL + gamma NLL, crops and flips), then Head2 + Tail
 fine-tuned; k-means and k-NN are fitted on the GMC model's latents.
 
@@ -90,7 +91,7 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=2, help="Head2 + Tail fine-tuning epochs (default 2)")
     ap.add_argument("--latent", type=int, default=64, help="bottleneck size D (default 64)")
     ap.add_argument("--components", type=int, default=4, help="GMC components per class (default 4)")
-    ap.add_argument("--proj-dim", type=int, default=16, help="GMC Achlioptas projection of z (default 16; 0: none)")
+    ap.add_argument("--proj-dim", type=int, default=32, help="GMC Achlioptas projection of z (default 32, half of D as in the paper; 0: none)")
     ap.add_argument("--beta", type=float, default=0.001)
     ap.add_argument("--gamma", type=float, default=0.1)
     ap.add_argument("--batch-size", type=int, default=128)

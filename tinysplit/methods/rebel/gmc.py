@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
+L0 = 0.5  # the covariance factor's start: Sigma_ck = 1.25 I
 
 
 def achlioptas_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
@@ -57,10 +58,12 @@ class GaussianMixtureClassifier(nn.Module):
             self.projection = None
         self.pi_logits = nn.Parameter(torch.zeros(classes, components))
         self.means = nn.Parameter(torch.randn(classes, components, self.dim))
+        # L starts at L0 * I (Sigma = (1 + L0^2) I), not at 0: the gradient of L L^T (or l^2) vanishes at
+        # L = 0, so a zero start is a stationary point and the covariances would never be learned
         if covariance == "full":
-            self.L = nn.Parameter(torch.zeros(classes, components, self.dim, self.dim))
+            self.L = nn.Parameter(L0 * torch.eye(self.dim).expand(classes, components, self.dim, self.dim).clone())
         else:
-            self.L = nn.Parameter(torch.zeros(classes, components, self.dim))
+            self.L = nn.Parameter(torch.full((classes, components, self.dim), L0))
 
     # --- the mixture's parameters -------------------------------------------------------------------
 
