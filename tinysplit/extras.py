@@ -26,6 +26,7 @@ MODULE_EXTRAS: dict[str, tuple[str, str]] = {
     "onnxscript": ("onnxscript", "export"),
     "ai_edge_litert": ("ai-edge-litert", "export"),
     "sklearn": ("scikit-learn", "export"),
+    "scipy": ("scipy", "export"),
     "matplotlib": ("matplotlib", "export"),
 }
 
