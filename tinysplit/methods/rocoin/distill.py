@@ -25,7 +25,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from tinysplit.errors import InputError
@@ -227,9 +226,3 @@ def teacher_targets(teacher_logits_and_maps: Callable[[torch.Tensor], tuple[torc
             logits.append(lo.numpy())
             maps.append(ma.numpy())
     return TeacherTargets(np.concatenate(logits).astype(np.float32), np.concatenate(maps).astype(np.float32))
-
-
-def module_copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module)
