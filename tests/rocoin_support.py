@@ -48,8 +48,9 @@ def train_digits_rocoin(teacher_epochs: int = 6, epochs: int = 8, finetune_epoch
     torch.set_num_threads(1)
     try:
         task = digits_task(teacher_epochs)
-        targets = teacher_targets(task.logits_and_maps, task.x_train)
-        plan = make_plan(load_fleet(default_fleet()), targets.maps, digits_zoo_profiles(), PlanSettings(0.25, 0.25, 0))
+        activations = teacher_targets(task.logits_and_maps, task.x_train).activations
+        plan = make_plan(load_fleet(default_fleet()), activations, digits_zoo_profiles(), PlanSettings(0.25, 0.25, 0))
+        targets = teacher_targets(task.logits_and_maps, task.x_train, plan.partitions)
         archs = [next(g.student for g in plan.groups if g.partition == k) for k in range(len(plan.partitions))]
         net = build_network(archs, plan.partitions, len(task.classes), 0)
         log = train_students(net, task.x_train, task.y_train, targets,

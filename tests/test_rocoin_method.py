@@ -150,17 +150,30 @@ def test_drop_out_finetuning_trains_the_aggregator_only(rocoin_trained):
     net = copy.deepcopy(t.net)
     students = {k: v.clone() for k, v in net.students.state_dict().items()}
     fc = net.aggregator.fc.weight.detach().clone()
-    losses = finetune_aggregator(net, t.task.x_train[:200], t.task.y_train[:200], _slice(t.targets, 200),
+    losses = finetune_aggregator(net, t.task.x_train[:200], t.task.y_train[:200], t.targets.subset(slice(0, 200)),
                                  DistillConfig(finetune_epochs=2, finetune_drop=0.5))
     assert len(losses) == 2
     assert all(torch.equal(students[k], v) for k, v in net.students.state_dict().items())
     assert not torch.equal(fc, net.aggregator.fc.weight)
 
 
-def _slice(targets, n):
-    from tinysplit.methods.rocoin.distill import TeacherTargets
+def test_teacher_targets_keep_means_and_partition_maps_only(rocoin_trained):
+    from tinysplit.methods.rocoin.distill import partition_attention, teacher_targets, train_students
 
-    return TeacherTargets(targets.logits[:n], targets.maps[:n])
+    t = rocoin_trained
+    x = t.task.x_train[:50]
+    with torch.no_grad():
+        logits, maps = t.task.logits_and_maps(torch.from_numpy(x))
+    parts = [(0, 3), (1, 2, 31)]
+    got = teacher_targets(t.task.logits_and_maps, x, parts, batch=16)
+    assert np.allclose(got.logits, logits.numpy(), atol=1e-5)
+    assert np.allclose(got.activations, maps.mean(dim=(2, 3)).numpy(), atol=1e-5)
+    assert got.attention.shape == (50, 2, 16) and got.partitions == ((0, 3), (1, 2, 31))
+    assert np.allclose(got.attention, partition_attention(maps, parts).numpy(), atol=1e-5)
+    assert teacher_targets(t.task.logits_and_maps, x).attention is None
+    net = StudentNetwork(["tiny", "tiny"], [(0, 3), (1, 2)], 10)
+    with pytest.raises(InputError, match="no activation maps for these students' partitions"):
+        train_students(net, x, t.task.y_train[:50], got, DistillConfig(epochs=1))
 
 
 def test_distill_config_is_checked():

@@ -12,7 +12,11 @@ The loss of a batch, with p_S the aggregator's output on the concatenated portio
   v_T(P_k) takes the teacher's final-conv maps of partition k's filters, v_S,k the student k's final
   maps (same resolution), each normalized by its L2 norm.
 
-Teacher targets (logits and final-conv maps) are computed once, the teacher is not trained.
+Teacher targets are computed once (the teacher is not trained) and kept small: its logits, each
+filter's mean activation (what the knowledge partition needs) and, for given partitions, v_T(P_k)
+already normalized, (N, K, H*W): never the (N, M, H, W) maps themselves, which for a CIFAR-10 teacher
+would be gigabytes. So the teacher runs twice: once before planning (logits, means) and once for the
+plan's partitions (``teacher_targets(..., partitions=...)``).
 Drop-out fine-tuning (``finetune_aggregator``): the students frozen, the aggregator alone is trained
 with each portion zeroed independently with probability ``drop`` per sample, the KD loss only, so
 that zero-filled (missing) partitions hurt less at run time.
@@ -57,14 +61,21 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class TeacherTargets:
-    """What the students learn from, per training image: the teacher's logits and final-conv maps."""
+    """What the students learn from, per training image: the teacher's logits, its final-conv filters'
+    mean activations and, for ``partitions``, each partition's normalized activation map v_T(P_k)."""
 
     logits: np.ndarray  # (N, C) float32
-    maps: np.ndarray  # (N, M, H, W) float32, after the final conv's ReLU
+    activations: np.ndarray  # (N, M) float32: each filter's mean activation (after the final conv's ReLU)
+    partitions: tuple[tuple[int, ...], ...] | None = None
+    attention: np.ndarray | None = None  # (N, K, H*W) float32: v_T(P_k) / |v_T(P_k)|
 
     @property
     def filters(self) -> int:
-        return int(self.maps.shape[1])
+        return int(self.activations.shape[1])
+
+    def subset(self, idx) -> "TeacherTargets":
+        return TeacherTargets(self.logits[idx], self.activations[idx], self.partitions,
+                              None if self.attention is None else self.attention[idx])
 
 
 @dataclass
@@ -84,19 +95,35 @@ def attention(maps: torch.Tensor) -> torch.Tensor:
     return F.normalize(v, p=2, dim=1, eps=1e-12)
 
 
+def partition_attention(teacher_maps: torch.Tensor, partitions: Sequence[Sequence[int]]) -> torch.Tensor:
+    """v_T(P_k)/|v_T(P_k)| for each partition: (N, K, H*W)."""
+    return torch.stack([attention(teacher_maps[:, list(p)]) for p in partitions], dim=1)
+
+
+def at_loss_from_attention(teacher_attention: torch.Tensor, student_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """sum_k mean over the batch of || v_T(P_k)/|v_T(P_k)| - v_S,k/|v_S,k| ||^2, the teacher's side
+    given as (N, K, H*W)."""
+    if teacher_attention.shape[1] != len(student_maps):
+        raise ValueError(f"{len(student_maps)} students for {teacher_attention.shape[1]} partitions")
+    total = teacher_attention.new_zeros(())
+    for k, maps in enumerate(student_maps):
+        if maps.shape[2] * maps.shape[3] != teacher_attention.shape[2]:
+            raise InputError(f"a student's final maps have {maps.shape[2] * maps.shape[3]} positions, the "
+                             f"teacher's {teacher_attention.shape[2]}: activation transfer needs the same resolution")
+        total = total + (teacher_attention[:, k] - attention(maps)).pow(2).sum(dim=1).mean()
+    return total
+
+
 def at_loss(teacher_maps: torch.Tensor, student_maps: Sequence[torch.Tensor],
             partitions: Sequence[Sequence[int]]) -> torch.Tensor:
-    """sum_k mean over the batch of || v_T(P_k)/|v_T(P_k)| - v_S,k/|v_S,k| ||^2."""
+    """sum_k mean over the batch of || v_T(P_k)/|v_T(P_k)| - v_S,k/|v_S,k| ||^2 from the teacher's maps."""
     if len(student_maps) != len(partitions):
         raise ValueError(f"{len(student_maps)} students for {len(partitions)} partitions")
-    total = teacher_maps.new_zeros(())
-    for maps, part in zip(student_maps, partitions):
-        t = teacher_maps[:, list(part)]
-        if t.shape[2:] != maps.shape[2:]:
+    for maps in student_maps:
+        if teacher_maps.shape[2:] != maps.shape[2:]:
             raise InputError(f"a student's final maps are {tuple(maps.shape[2:])}, the teacher's "
-                             f"{tuple(t.shape[2:])}: activation transfer needs the same resolution")
-        total = total + (attention(t) - attention(maps)).pow(2).sum(dim=1).mean()
-    return total
+                             f"{tuple(teacher_maps.shape[2:])}: activation transfer needs the same resolution")
+    return at_loss_from_attention(partition_attention(teacher_maps, partitions), student_maps)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, alpha: float,
@@ -110,12 +137,11 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 
 
 def _tensors(x: np.ndarray, y: np.ndarray, targets: TeacherTargets):
-    if not (len(x) == len(y) == len(targets.logits) == len(targets.maps)):
-        raise InputError(f"{len(x)} images, {len(y)} labels, {len(targets.logits)} teacher logits and "
-                         f"{len(targets.maps)} teacher maps: one of each per training image")
+    if not (len(x) == len(y) == len(targets.logits)):
+        raise InputError(f"{len(x)} images, {len(y)} labels and {len(targets.logits)} teacher targets: one of each "
+                         "per training image")
     return (torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(np.asarray(y, np.int64)),
-            torch.from_numpy(np.ascontiguousarray(targets.logits, np.float32)),
-            torch.from_numpy(np.ascontiguousarray(targets.maps, np.float32)))
+            torch.from_numpy(np.ascontiguousarray(targets.logits, np.float32)))
 
 
 def train_students(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targets: TeacherTargets,
@@ -126,8 +152,12 @@ def train_students(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targets: T
     if max(max(p) for p in net.partitions) >= targets.filters:
         raise InputError(f"the partitions name filters up to {max(max(p) for p in net.partitions)}, the teacher's "
                          f"final conv has {targets.filters}")
+    if targets.attention is None or targets.partitions != tuple(net.partitions):
+        raise InputError("the teacher targets hold no activation maps for these students' partitions; compute "
+                         "them with teacher_targets(..., partitions=net.partitions)")
     torch.manual_seed(config.seed)
-    xt, yt, tl, tm = _tensors(x, y, targets)
+    xt, yt, tl = _tensors(x, y, targets)
+    ta = torch.from_numpy(np.ascontiguousarray(targets.attention, np.float32))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs)
     g = torch.Generator().manual_seed(config.seed)
@@ -142,7 +172,7 @@ def train_students(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targets: T
             opt.zero_grad()
             logits, maps = net(xt[idx])
             ce, kd = kd_loss(logits, tl[idx], yt[idx], config.alpha, config.temperature)
-            at = at_loss(tm[idx], maps, net.partitions)
+            at = at_loss_from_attention(ta[idx], maps)
             loss = ce + kd + config.beta * at
             loss.backward()
             opt.step()
@@ -164,7 +194,7 @@ def finetune_aggregator(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targe
                         config: DistillConfig, log: Callable[[str], None] | None = None) -> list[float]:
     """The aggregator alone (students frozen, in eval mode), each portion zeroed with probability
     ``config.finetune_drop`` per sample; the KD loss. Returns the mean loss per epoch."""
-    xt, yt, tl, _ = _tensors(x, y, targets)
+    xt, yt, tl = _tensors(x, y, targets)
     net.eval()
     with torch.no_grad():
         pooled = [p.flatten(1) for p in net.portions(xt)]
@@ -217,12 +247,24 @@ def aggregate(net: StudentNetwork, portions: Sequence[np.ndarray], arrived: np.n
 
 
 def teacher_targets(teacher_logits_and_maps: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                    x: np.ndarray, batch: int = 512) -> TeacherTargets:
-    """Run the teacher once over ``x``: ``teacher_logits_and_maps(x) -> (logits, final-conv maps)``."""
-    logits, maps = [], []
+                    x: np.ndarray, partitions: Sequence[Sequence[int]] | None = None,
+                    batch: int = 256) -> TeacherTargets:
+    """Run the teacher once over ``x`` (``teacher_logits_and_maps(x) -> (logits, final-conv maps after
+    ReLU)``): its logits, each filter's mean activation and, with ``partitions``, each partition's
+    normalized activation map. The maps themselves are not kept."""
+    parts = None if partitions is None else tuple(tuple(int(f) for f in p) for p in partitions)
+    logits, means, att = [], [], []
     with torch.no_grad():
         for i in range(0, len(x), batch):
             lo, ma = teacher_logits_and_maps(torch.from_numpy(np.ascontiguousarray(x[i:i + batch], np.float32)))
+            if ma.dim() != 4:
+                raise InputError(f"the teacher's final-conv maps must be (N, M, H, W), got {tuple(ma.shape)}")
             logits.append(lo.numpy())
-            maps.append(ma.numpy())
-    return TeacherTargets(np.concatenate(logits).astype(np.float32), np.concatenate(maps).astype(np.float32))
+            means.append(ma.mean(dim=(2, 3)).numpy())
+            if parts is not None:
+                if max(max(p) for p in parts) >= ma.shape[1]:
+                    raise InputError(f"the partitions name filters up to {max(max(p) for p in parts)}, the "
+                                     f"teacher's final conv has {ma.shape[1]}")
+                att.append(partition_attention(ma, parts).numpy())
+    return TeacherTargets(np.concatenate(logits).astype(np.float32), np.concatenate(means).astype(np.float32),
+                          parts, np.concatenate(att).astype(np.float32) if parts is not None else None)

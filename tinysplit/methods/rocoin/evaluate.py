@@ -211,12 +211,15 @@ def evaluate_baseline(run, baseline: str, devices: Sequence[str], trials: int, s
     y = task.y_heldout
     n = len(devices)
     archs = baseline_architectures(plan, baseline)
-    activations = run.targets.maps.mean(axis=(2, 3)).astype(np.float64)
+    from tinysplit.methods.rocoin.distill import teacher_targets
+
+    activations = run.targets.activations.astype(np.float64)
     parts = partition_filters(affinity(activations, s.plan.normalize, s.plan.top), n, s.plan.seed,
                               s.plan.assign_labels)
+    targets = teacher_targets(task.logits_and_maps, task.x_train, parts)
     say(f"{baseline} baseline: students {archs} for partitions of {[len(p) for p in parts]} filters")
     net = build_network(archs, parts, len(task.classes), s.distill.seed, task.zoo)
-    train_students(net, task.x_train, task.y_train, run.targets, s.distill)
+    train_students(net, task.x_train, task.y_train, targets, s.distill)
     groups = [[d] for d in devices]
     portions = portions_float(net, task.x_heldout)
     out: dict[str, Any] = {"archs": archs, "partitions": [len(p) for p in parts], "groups": groups,

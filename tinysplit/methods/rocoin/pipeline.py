@@ -126,8 +126,10 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
     """Plan, train and (with ``export``) export RoCoIn for ``task`` on ``fleet`` into ``out_dir``.
     ``profiles``: the zoo already profiled (one per architecture of ``task.zoo``, by name); default:
     export each architecture and profile it (QEMU, cached)."""
+    import io
     import time
 
+    from tinysplit.files import write_atomic
     from tinysplit.methods.rocoin.planner import make_plan
     from tinysplit.methods.rocoin.zoo import profile_zoo
 
@@ -137,11 +139,11 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    say(f"teacher targets on {len(task.x_train)} training images")
-    targets = teacher_targets(task.logits_and_maps, task.x_train)
-    activations = targets.maps.mean(axis=(2, 3)).astype(np.float64)
-    with open(out / ACTIVATIONS_FILE, "wb") as f:
-        np.save(f, activations)
+    say(f"teacher activations on {len(task.x_train)} training images")
+    activations = teacher_targets(task.logits_and_maps, task.x_train).activations.astype(np.float64)
+    buf = io.BytesIO()
+    np.save(buf, activations)
+    write_atomic(out / ACTIVATIONS_FILE, buf.getvalue())
     parts = plan_partitions(fleet, activations, settings.plan, settings.partitions)
     if profiles is None:
         n_max = max(len(p) for p in parts)
@@ -169,6 +171,7 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
     say(f"plan: {len(plan.devices)} devices in {len(plan.groups)} groups; partitions of "
         f"{[len(p) for p in plan.partitions]} filters; students {archs}")
     t0 = time.perf_counter()
+    targets = teacher_targets(task.logits_and_maps, task.x_train, plan.partitions)
     net = build_network(archs, plan.partitions, len(task.classes), settings.distill.seed, task.zoo)
     cfg = settings.distill
     log = train_students(net, task.x_train, task.y_train, targets, replace(cfg, finetune_epochs=0), say)
