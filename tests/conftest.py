@@ -138,3 +138,27 @@ def rebel_export(tmp_path_factory):
 @pytest.fixture(scope="session")
 def rebel_bundle(rebel_export) -> Path:
     return rebel_export[0].bundle
+
+
+@pytest.fixture(scope="session")
+def rocoin_trained():
+    """A digits RoCoIn model, distilled briefly (tests/rocoin_support.py), on the shipped 6-device fleet."""
+    from rocoin_support import train_digits_rocoin
+
+    return train_digits_rocoin()
+
+
+@pytest.fixture(scope="session")
+def rocoin_export(rocoin_trained, tmp_path_factory):
+    """That model exported as a 'rocoin' bundle (tinysplit.methods.rocoin.export.export_rocoin)."""
+    from tinysplit.methods.rocoin.export import export_rocoin
+
+    t = rocoin_trained
+    out = tmp_path_factory.mktemp("bundles") / "rocoin"
+    return export_rocoin(t.net, t.plan, t.task.calibration, t.task.x_heldout, t.task.y_heldout, out,
+                         "digits_rocoin", t.task.classes, deadline_ms=200.0)
+
+
+@pytest.fixture(scope="session")
+def rocoin_bundle(rocoin_export) -> Path:
+    return rocoin_export.bundle

@@ -528,13 +528,14 @@ def test_planning_modules_are_light():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_rocoin_plan_is_a_cli_verb_before_rocoin_is_a_method():
-    """Reachable through the CLI's command modules until METHODS has 'rocoin' (then this moves)."""
+def test_rocoin_plan_is_a_verb_of_the_rocoin_method():
+    """Reached through METHODS["rocoin"].commands, no longer through the CLI's own command modules."""
     from tinysplit.cli import COMMAND_MODULES, COMMANDS
     from tinysplit.methods import METHODS
     from tinysplit.methods.rocoin.command import COMMANDS as ROCOIN
 
-    assert "rocoin" not in METHODS and "tinysplit.methods.rocoin.command" in COMMAND_MODULES
+    assert METHODS["rocoin"].commands == "tinysplit.methods.rocoin.command"
+    assert "tinysplit.methods.rocoin.command" not in COMMAND_MODULES
     assert COMMANDS["rocoin-plan"] == ROCOIN["rocoin-plan"]
 
 

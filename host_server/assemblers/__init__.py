@@ -66,6 +66,7 @@ ASSEMBLERS: dict[str, str | None] = {
     "plain": None,
     "nair": "tinysplit.host_server.assemblers.nair:NairAssembler",
     "rebel": "tinysplit.host_server.assemblers.rebel:RebelAssembler",
+    "rocoin": "tinysplit.host_server.assemblers.rocoin:RocoinAssembler",
 }
 
 

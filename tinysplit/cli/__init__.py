@@ -25,11 +25,9 @@ EXIT_INTERRUPTED = 130
 
 CommandTable = dict[str, tuple[Callable, Callable]]
 
-# The CLI's own command modules, in the order `tinysplit --help` lists them, and the verbs of a method
-# not yet in METHODS (RoCoIn's planning comes before its firmware app and host assembler; once
-# METHODS has "rocoin" with these commands, this entry goes, or _collect reports the verb twice).
-COMMAND_MODULES = ("tinysplit.cli.demo", "tinysplit.cli.export", "tinysplit.cli.firmware", "tinysplit.cli.serve",
-                   "tinysplit.methods.rocoin.command")
+# The CLI's own command modules, in the order `tinysplit --help` lists them (the methods' verbs come
+# from METHODS; a verb defined twice is refused).
+COMMAND_MODULES = ("tinysplit.cli.demo", "tinysplit.cli.export", "tinysplit.cli.firmware", "tinysplit.cli.serve")
 
 
 def _collect() -> CommandTable:

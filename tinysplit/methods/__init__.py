@@ -37,6 +37,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("rebel", "ReBEL: Head1 + a Gaussian-mixture early classifier on the device; confident samples get an "
                     "early label there, the others send the latent z to Head2 + Tail on the host",
            commands="tinysplit.methods.rebel.command"),
+    Method("rocoin", "RoCoIn: knowledge-distilled students, one per partition of the teacher's final-conv filters, "
+                     "replicated over device groups; the host takes the first portion per partition, zero-fills "
+                     "the missing ones at the deadline and aggregates them with one fully connected layer",
+           commands="tinysplit.methods.rocoin.command"),
 )}
 
 

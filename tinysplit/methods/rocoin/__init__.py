@@ -12,8 +12,21 @@ Planning (sec. IV, Algorithm 1; docs/rocoin.md "Planning"):
 - ``assign``: eq. (5)'s weights and the Kuhn-Munkres matching of groups and partitions (scipy)
 - ``latency``: compute and link time of a portion, a group's first arrival
 - ``plan``: the Plan, its JSON (schema-checked), its tables; ``planner``: Algorithm 1 end to end
-- ``command``: ``tinysplit rocoin-plan``
 - ``validate``: the schema checks behind the fleet and the plan
+
+Students, bundle, host side (docs/rocoin.md):
+
+- ``students``: the digits student zoo, the aggregator, the network of students (torch)
+- ``distill``: CE + KD + activation transfer, jointly through the aggregator; drop-out fine-tuning
+  of the aggregator (torch)
+- ``export``: the ``rocoin`` bundle (``export_rocoin``) and the zoo's int8 .tflite files
+- ``bundle``: a rocoin bundle's deployment view, ``plan_for(manifest)`` (numpy)
+- ``devicesim``: the ROCOIN_PORTION frames and HELLO a device sends (the reference for the C app)
+- ``reference``: the labels for the partitions that arrived (TFLite Micro, ONNX Runtime)
+- ``pipeline``: teacher -> plan -> students -> bundle for a ``TeacherTask`` (the digits example's)
+- ``evaluate``: accuracy against failed devices, float and int8: RoCoIn, NoNN-style baselines, the teacher
+- ``command``: ``tinysplit rocoin-plan``, ``tinysplit rocoin-export``
+- ``fleets/``: fleet files that ship with tinysplit (``digits6.yaml``)
 
 This file imports nothing heavy.
 """
