@@ -26,10 +26,10 @@ EXIT_INTERRUPTED = 130
 CommandTable = dict[str, tuple[Callable, Callable]]
 
 # The CLI's own command modules, in the order `tinysplit --help` lists them, and the verbs of a method
-# not yet in METHODS (RoCoIn's planning comes before its firmware app and host assembler; once
-# METHODS has "rocoin" with these commands, this entry goes, or _collect reports the verb twice).
+# not yet in METHODS (RoCoIn's planning and its fleet run come before its host assembler; once METHODS
+# has "rocoin" with these commands, both rocoin entries go, or _collect reports the verbs twice).
 COMMAND_MODULES = ("tinysplit.cli.demo", "tinysplit.cli.export", "tinysplit.cli.firmware", "tinysplit.cli.serve",
-                   "tinysplit.methods.rocoin.command")
+                   "tinysplit.methods.rocoin.command", "tinysplit.methods.rocoin.fleet_command")
 
 
 def _collect() -> CommandTable:
