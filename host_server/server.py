@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from tinysplit.host_server.assemblers import Completed, make_assembler
+from tinysplit.host_server.assemblers import Assembler, Completed, make_assembler
 from tinysplit.host_server.metrics import Metrics, serve_metrics
 from tinysplit.host_server.sinks import Sink
 from tinysplit.host_server.tail import TailRunner
@@ -52,7 +52,10 @@ class Session:
 
 class TailServer:
     def __init__(self, config: ServerConfig, sink: Sink, manifest: Manifest | None = None,
-                 transports: list[Transport] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 transports: list[Transport] | None = None, clock: Callable[[], float] = time.monotonic,
+                 assembler: Callable[[Manifest, float, Metrics], Assembler] | None = None) -> None:
+        """``assembler`` builds the assembler (manifest, deadline in s, the server's metrics) instead of
+        the manifest method's from the registry (``make_assembler``): a fake in tests."""
         self.config = config
         self.manifest = manifest or load_manifest(config.bundle)
         self.bundle_id = int(self.manifest.bundle_id, 16)
@@ -60,7 +63,7 @@ class TailServer:
         self.metrics = Metrics()
         self.metrics.transport_drops = self.transport_drops
         self.clock = clock
-        self.assembler = make_assembler(self.manifest, config.deadline_s, self.metrics)
+        self.assembler = (assembler or make_assembler)(self.manifest, config.deadline_s, self.metrics)
         specs = {t.name: t for t in self.manifest.host_tails}
         self.tails: dict[str, TailRunner] = {
             name: TailRunner(Path(config.bundle) / specs[name].file,

@@ -78,6 +78,10 @@ APPS: dict[str, App] = {a.name: a for a in (
     App("rebel", "ReBEL: the device serves confident samples (EARLY_LABEL), sends the latent of the others",
         method="rebel", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME, templates={"src/net.h": "net/net.h.j2"},
         module="tinysplit.firmware.apps.rebel"),
+    # rocoin: the same runtime buffers (its own state is the 16-byte provisioning record, in flash)
+    App("rocoin", "RoCoIn: runs the device's student on each broadcast input, sends its partition's portion",
+        method="rocoin", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME, templates={"src/net.h": "net/net.h.j2"},
+        module="tinysplit.firmware.apps.rocoin"),
 )}
 
 

@@ -9,6 +9,8 @@ module never imports the CLI and its parsers import nothing heavy. Also runnable
 
 from __future__ import annotations
 
+from tinysplit.methods.rocoin import fleet_command
+
 import sys
 from pathlib import Path
 from typing import Any
@@ -210,7 +212,8 @@ def run_rocoin_export(args: Any) -> int:
     return 0
 
 
-COMMANDS = {"rocoin-plan": (add_rocoin_plan, run_rocoin_plan), "rocoin-export": (add_rocoin_export, run_rocoin_export)}
+COMMANDS = {"rocoin-plan": (add_rocoin_plan, run_rocoin_plan), "rocoin-export": (add_rocoin_export, run_rocoin_export),
+            **fleet_command.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:
