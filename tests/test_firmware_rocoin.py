@@ -500,3 +500,36 @@ def test_rocoin_fleet_verb(tmp_path: Path, capsys):
     assert "ID@SAMPLE" in capsys.readouterr().err
     with pytest.raises(InputError, match="tinysplit rocoin-fleet b --samples 3"):
         e2e_from_args(Path("b"), MPS2, 3, "uart", args)
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_a_trained_bundle_on_six_devices_survives_killed_devices(rocoin_bundle, tmp_path):
+    """Issue 12's HIL: the distilled digits students of the shipped 6-device fleet (3 groups of 2 on
+    three board kinds, UART and UDP), the real assembler and the reference pipeline. With every device
+    up the labels are the reference's; then whole groups die mid-run: every sample is still answered
+    by its deadline, with the reference's label for exactly the partitions that arrived."""
+    from tinysplit.firmware.fleet import run_fleet
+    from tinysplit.manifest import load_manifest
+    from tinysplit.methods.rocoin.bundle import plan_for
+
+    plan = plan_for(load_manifest(rocoin_bundle))
+    groups: dict[int, list[str]] = {}
+    for d in plan.devices:
+        groups.setdefault(d.partition, []).append(d.id)
+    assert len(groups) == 3 and all(len(ids) == 2 for ids in groups.values())
+    assert len({d.board for d in plan.devices}) >= 2
+    # one of each pair dies early (its replica answers), then the whole first group, then one more
+    first, second = groups[0], groups[1]
+    kills = {first[0]: 3, second[1]: 4, first[1]: 6}
+    r = run_fleet(rocoin_bundle, samples=12, kills=kills, workdir=tmp_path)
+    assert r["ok"] and r["all_answered"] and r["labels_equal_reference"] == 1.0
+    assert r["server"]["drops"] == {} or not any(r["server"]["drops"].values())
+    per = r["per_sample"]
+    for p in per[:6]:  # samples 1..6: every partition arrived (a replica stood in after each kill)
+        assert p["partitions"] == [0, 1, 2] and not p["by_deadline"]
+    for p in per[6:]:  # samples 7..12: partition 0's group is gone, zero-filled at the deadline
+        assert p["missing"] == [0] and p["by_deadline"]
+    assert r["arrivals"] == [6, 12, 12]
+    killed = {d["id"]: d["killed_after"] for d in r["devices"] if d["killed"]}
+    assert killed == kills
