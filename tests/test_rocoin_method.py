@@ -27,7 +27,8 @@ from tinysplit.methods.rocoin.bundle import plan_for
 from tinysplit.methods.rocoin.devicesim import device_frames, hello, portion_frames
 from tinysplit.methods.rocoin.distill import DistillConfig, at_loss, attention, finetune_aggregator, kd_loss
 from tinysplit.methods.rocoin.evaluate import arrived_mask, baseline_architectures, failure_curve, failure_sets
-from tinysplit.methods.rocoin.students import DIGITS_ZOO, Aggregator, Student, StudentNetwork
+from tinysplit.methods.rocoin.students import (CIFAR10_INPUT, CIFAR10_MAPS, CIFAR10_ZOO, DIGITS_INPUT, DIGITS_MAPS,
+                                               DIGITS_ZOO, Aggregator, Student, StudentNetwork, check_zoo)
 from tinysplit.wire import DecodeError, decode_frame
 from tinysplit.wire.frame import MAX_PAYLOAD, Frame, FrameType
 from tinysplit.wire.payloads import CAP_ROCOIN, CAP_UDP, RocoinPortion, decode_payload, make_frame
@@ -100,6 +101,26 @@ def test_zoo_students_give_n_maps_at_4x4_and_pool_them():
     assert logits.shape == (4, 3) and [m.shape[1] for m in maps] == [3, 2]
     with pytest.raises(InputError, match="one architecture per partition"):
         StudentNetwork(["tiny"], PARTS, 3)
+
+
+def test_cifar_zoo_gives_n_maps_at_8x8_and_zoos_are_checked():
+    x = torch.zeros(2, *CIFAR10_INPUT)
+    sizes = []
+    for arch in CIFAR10_ZOO:
+        s = Student(arch, 5, CIFAR10_ZOO).eval()
+        assert s.features(x).shape == (2, 5, 8, 8) and s(x).shape == (2, 5, 1, 1)
+        sizes.append(sum(p.numel() for p in s.parameters()))
+    assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[1] > 4 * sizes[0]  # tiny < small < medium
+    state = torch.random.get_rng_state()
+    check_zoo(DIGITS_ZOO, DIGITS_INPUT, DIGITS_MAPS)
+    check_zoo(CIFAR10_ZOO, CIFAR10_INPUT, CIFAR10_MAPS)
+    assert torch.equal(state, torch.random.get_rng_state())  # building the zoo to check it draws nothing
+    with pytest.raises(InputError, match="architecture 'tiny' does not take inputs of shape"):
+        check_zoo(CIFAR10_ZOO, DIGITS_INPUT, DIGITS_MAPS)
+    with pytest.raises(InputError, match=r"'tiny' gives maps of shape \(2, 8, 8\) .* must give \(n, 4, 4\)"):
+        check_zoo(DIGITS_ZOO, (1, 16, 16), (4, 4))
+    with pytest.raises(InputError, match="empty"):
+        check_zoo({}, CIFAR10_INPUT, CIFAR10_MAPS)
 
 
 def test_activation_transfer_by_hand():

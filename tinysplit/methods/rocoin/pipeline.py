@@ -27,7 +27,7 @@ from tinysplit.methods.rocoin.distill import DistillConfig, TeacherTargets, Trai
 from tinysplit.methods.rocoin.export import DEFAULT_DEADLINE_MS, RocoinExport, export_rocoin, zoo_tflite
 from tinysplit.methods.rocoin.fleet import Fleet
 from tinysplit.methods.rocoin.plan import Plan, PlanSettings, save_plan
-from tinysplit.methods.rocoin.students import DIGITS_ZOO, StudentNetwork
+from tinysplit.methods.rocoin.students import DIGITS_ZOO, StudentNetwork, check_zoo
 from tinysplit.methods.rocoin.zoo import StudentProfile
 
 Progress = Callable[[str], None]
@@ -48,7 +48,7 @@ class TeacherTask:
     y_heldout: np.ndarray
     calibration: np.ndarray  # int8 calibration inputs
     classes: tuple[str, ...]
-    zoo: dict[str, Callable[[int], nn.Module]]
+    zoo: dict[str, Callable[[int], nn.Module]]  # for this input shape and the teacher's final-conv resolution
     teacher_accuracy: float  # float, on the held-out inputs
 
 
@@ -112,6 +112,18 @@ def plan_partitions(fleet: Fleet, activations: np.ndarray, settings: PlanSetting
                              settings.assign_labels)
 
 
+def check_task(task: TeacherTask) -> tuple[int, int]:
+    """The zoo against the task's input shape and the teacher's final-conv resolution (one image
+    through the teacher), before any work; returns that resolution."""
+    with torch.no_grad():
+        _, maps = task.logits_and_maps(torch.from_numpy(np.ascontiguousarray(task.x_train[:1], np.float32)))
+    if maps.dim() != 4:
+        raise InputError(f"the teacher's final-conv maps must be (N, M, H, W), got {tuple(maps.shape)}")
+    hw = (int(maps.shape[2]), int(maps.shape[3]))
+    check_zoo(task.zoo, task.x_train.shape[1:], hw)
+    return hw
+
+
 def training_record(settings: RunSettings, log: TrainLog) -> dict[str, Any]:
     d = asdict(settings.distill)
     d["final_loss"] = {"total": log.total[-1], "ce": log.ce[-1], "kd": log.kd[-1], "at": log.at[-1]}
@@ -139,6 +151,7 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    check_task(task)
     say(f"teacher activations on {len(task.x_train)} training images")
     activations = teacher_targets(task.logits_and_maps, task.x_train).activations.astype(np.float64)
     buf = io.BytesIO()
