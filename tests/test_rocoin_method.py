@@ -197,6 +197,40 @@ def test_teacher_targets_keep_means_and_partition_maps_only(rocoin_trained):
         train_students(net, x, t.task.y_train[:50], got, DistillConfig(epochs=1))
 
 
+def test_distillation_with_augmentation_runs_the_teacher_on_each_augmented_batch(rocoin_trained):
+    from tinysplit.methods.rocoin.distill import teacher_targets, train_students
+    from tinysplit.methods.rocoin.pipeline import build_network
+
+    t = rocoin_trained
+    x, y = t.task.x_train[:100], t.task.y_train[:100]
+    assert x.min() >= 0 and x.max() > 0
+    seen = []
+
+    def teacher(xb):
+        seen.append(xb.clone())
+        return t.task.logits_and_maps(xb)
+
+    def negate(b, g):  # an augmentation anyone can recognize: every augmented image is <= 0
+        return -b
+
+    plain = teacher_targets(t.task.logits_and_maps, x)  # logits and means only, no partition maps
+    cfg = DistillConfig(epochs=2, batch=32, finetune_epochs=1)
+    runs = []
+    for _ in range(2):
+        net = build_network(list(t.net.archs), t.plan.partitions, 10, seed=0)
+        seen.clear()
+        log = train_students(net, x, y, plain, cfg, augment=negate, teacher=teacher)
+        runs.append(net.state_dict())
+        assert len(seen) == 2 * 4 and all(float(b.max()) <= 0 for b in seen)  # 2 epochs of 4 batches, all augmented
+        assert sum(len(b) for b in seen) == 200
+        assert all(math.isfinite(v) for v in log.total + log.at + log.finetune) and len(log.finetune) == 1
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])  # seeded
+    with pytest.raises(InputError, match="give the teacher"):
+        train_students(net, x, y, plain, cfg, augment=negate)
+    with pytest.raises(InputError, match="no activation maps"):
+        train_students(net, x, y, plain, cfg)
+
+
 def test_distill_config_is_checked():
     for bad in (dict(alpha=1.5), dict(temperature=0), dict(beta=-1), dict(epochs=0), dict(finetune_drop=1.0)):
         with pytest.raises(InputError):
