@@ -14,6 +14,7 @@ import math
 import re
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -540,6 +541,51 @@ def test_the_shipped_fleet_plans_three_groups_of_two(rocoin_trained):
     assert [g.student for g in plan.groups] == ["medium", "small", "tiny"]
     assert all(g.meets_p_th for g in plan.groups) and len({d.board for d in plan.devices}) == 3
     assert sorted(i for p in plan.partitions for i in p) == list(range(32))
+
+
+# the code generator's const and arena bytes of the CIFAR-10 zoo at n outputs (the n of the largest partition)
+CIFAR_ZOO_MEMORY = {96: {"tiny": (40_004, 11_584), "small": (89_232, 25_664), "medium": (316_300, 29_696)},
+                    253: {"tiny": (92_756, 21_632), "small": (187_200, 28_864), "medium": (504_700, 30_464)}}
+
+
+@pytest.mark.parametrize("n", sorted(CIFAR_ZOO_MEMORY))
+def test_the_cifar_fleet_plans_four_groups_of_two_and_the_zoo_sizes_matter(n):
+    from importlib import resources
+
+    from tinysplit.methods.rocoin.fleet import load_fleet
+    from tinysplit.methods.rocoin.plan import PlanSettings
+    from tinysplit.methods.rocoin.planner import make_plan
+    from tinysplit.methods.rocoin.zoo import StudentProfile
+
+    fleet = load_fleet(Path(str(resources.files("tinysplit.methods.rocoin").joinpath("fleets/cifar8.yaml"))))
+    instructions = {"tiny": 15_131_901, "small": 45_115_419, "medium": 139_432_553}  # qemu-mps2-an386, n = 96
+    zoo = tuple(StudentProfile(a, f"{a}.tflite", "0" * 64, c, r, 3072, n, tuple((b, instructions[a]) for b in fleet.boards))
+                for a, (c, r) in CIFAR_ZOO_MEMORY[n].items())
+    act = np.random.default_rng(0).random((200, 256))
+    plan = make_plan(fleet, act, zoo, PlanSettings(0.25, 0.25, 0))
+    assert [g.devices for g in plan.groups] == [("m55-a", "m55-b"), ("m4-a", "m4-b"), ("m4s-a", "m4s-b"),
+                                                ("rv-a", "rv-b")]
+    assert [g.student for g in plan.groups] == ["medium", "medium", "small", "tiny"]
+    assert all(g.meets_p_th for g in plan.groups) and len({d.board for d in plan.devices}) == 3
+    assert baseline_architectures(plan, "nonn") == ["tiny"] * 8
+    assert baseline_architectures(plan, "hetnonn") == ["medium"] * 4 + ["small"] * 2 + ["tiny"] * 2
+
+
+@pytest.mark.slow
+def test_the_cifar_zoo_exports_to_int8_the_code_generator_runs(tmp_path):
+    from tinysplit.methods.rocoin.export import zoo_tflite
+    from tinysplit.methods.rocoin.zoo import model_memory
+
+    calib = np.random.default_rng(0).normal(size=(16, *CIFAR10_INPUT)).astype(np.float32)
+    mem = {}
+    for arch in CIFAR10_ZOO:  # zoo_tflite refuses an op the code generator lacks
+        path = zoo_tflite(arch, 96, calib, tmp_path / f"{arch}.tflite", 0, CIFAR10_ZOO)
+        m = model_memory(path.read_bytes(), arch)
+        mem[arch] = (m["const_bytes"], m["arena_bytes"])
+        assert m["input_bytes"] == 3072 and m["output_bytes"] == 96
+    assert mem == CIFAR_ZOO_MEMORY[96]  # what the fleet test above plans with
+    # the largest fits a Cortex-M4 with 1 MiB of flash and 128 KiB of RAM, less the firmware's reserves
+    assert mem["medium"][0] <= 1024 * 1024 - 8 * 1024 and mem["medium"][1] <= 128 * 1024 - 13 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
