@@ -559,7 +559,8 @@ def test_the_cifar_fleet_plans_four_groups_of_two_and_the_zoo_sizes_matter(n):
 
     fleet = load_fleet(Path(str(resources.files("tinysplit.methods.rocoin").joinpath("fleets/cifar8.yaml"))))
     instructions = {"tiny": 15_131_901, "small": 45_115_419, "medium": 139_432_553}  # qemu-mps2-an386, n = 96
-    zoo = tuple(StudentProfile(a, f"{a}.tflite", "0" * 64, c, r, 3072, n, tuple((b, instructions[a]) for b in fleet.boards))
+    zoo = tuple(StudentProfile(a, f"{a}.tflite", "0" * 64, c, r, 3072, n,
+                               tuple((b, instructions[a]) for b in fleet.boards))
                 for a, (c, r) in CIFAR_ZOO_MEMORY[n].items())
     act = np.random.default_rng(0).random((200, 256))
     plan = make_plan(fleet, act, zoo, PlanSettings(0.25, 0.25, 0))

@@ -144,10 +144,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--epochs", type=float, default=6, help="teacher (float model) training epochs (default 6)")
     ap.add_argument("--lr", type=float, default=0.1, help="teacher's peak SGD learning rate")
-    ap.add_argument("--load-model", type=Path, help="skip the teacher's training: a float_model.pt of an earlier run "
-                                                    "(this benchmark's, bench_nair_cifar10.py's or bench_rebel_cifar10.py's)")
+    ap.add_argument("--load-model", type=Path,
+                    help="skip the teacher's training: a float_model.pt of an earlier run (this benchmark's, "
+                         "bench_nair_cifar10.py's or bench_rebel_cifar10.py's)")
     ap.add_argument("--student-epochs", type=int, default=4, help="student distillation epochs (default 4)")
-    ap.add_argument("--student-lr", type=float, default=3e-3, help="students' Adam learning rate (cosine; default 3e-3)")
+    ap.add_argument("--student-lr", type=float, default=3e-3,
+                    help="students' Adam learning rate (cosine; default 3e-3)")
     ap.add_argument("--batch-size", type=int, default=128, help="distillation batch (default 128)")
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target KL term (default 0.5)")
     ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
@@ -167,7 +169,8 @@ def main() -> None:
     ap.add_argument("--deadline-ms", type=float, default=10000.0,
                     help="the bundle's deadline per sample (default 10000: a medium student takes seconds)")
     ap.add_argument("--baselines", default="nonn", help="comma-separated: nonn, hetnonn, or none (default nonn)")
-    ap.add_argument("--trials", type=int, default=30, help="random failure sets per number of failed devices (default 30)")
+    ap.add_argument("--trials", type=int, default=30,
+                    help="random failure sets per number of failed devices (default 30)")
     ap.add_argument("--float-only", action="store_true", help="no int8 evaluation (no TFLite Micro runs)")
     ap.add_argument("--train-subset", type=int, default=None, help="train on the first N (shuffled) images")
     ap.add_argument("--test-samples", type=int, default=2000, help="test images for every accuracy (default 2000)")
