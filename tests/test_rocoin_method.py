@@ -14,6 +14,7 @@ import math
 import re
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,8 @@ from tinysplit.methods.rocoin.bundle import plan_for
 from tinysplit.methods.rocoin.devicesim import device_frames, hello, portion_frames
 from tinysplit.methods.rocoin.distill import DistillConfig, at_loss, attention, finetune_aggregator, kd_loss
 from tinysplit.methods.rocoin.evaluate import arrived_mask, baseline_architectures, failure_curve, failure_sets
-from tinysplit.methods.rocoin.students import DIGITS_ZOO, Aggregator, Student, StudentNetwork
+from tinysplit.methods.rocoin.students import (CIFAR10_INPUT, CIFAR10_MAPS, CIFAR10_ZOO, DIGITS_INPUT, DIGITS_MAPS,
+                                               DIGITS_ZOO, Aggregator, Student, StudentNetwork, check_zoo)
 from tinysplit.wire import DecodeError, decode_frame
 from tinysplit.wire.frame import MAX_PAYLOAD, Frame, FrameType
 from tinysplit.wire.payloads import CAP_ROCOIN, CAP_UDP, RocoinPortion, decode_payload, make_frame
@@ -102,6 +104,26 @@ def test_zoo_students_give_n_maps_at_4x4_and_pool_them():
         StudentNetwork(["tiny"], PARTS, 3)
 
 
+def test_cifar_zoo_gives_n_maps_at_8x8_and_zoos_are_checked():
+    x = torch.zeros(2, *CIFAR10_INPUT)
+    sizes = []
+    for arch in CIFAR10_ZOO:
+        s = Student(arch, 5, CIFAR10_ZOO).eval()
+        assert s.features(x).shape == (2, 5, 8, 8) and s(x).shape == (2, 5, 1, 1)
+        sizes.append(sum(p.numel() for p in s.parameters()))
+    assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[1] > 4 * sizes[0]  # tiny < small < medium
+    state = torch.random.get_rng_state()
+    check_zoo(DIGITS_ZOO, DIGITS_INPUT, DIGITS_MAPS)
+    check_zoo(CIFAR10_ZOO, CIFAR10_INPUT, CIFAR10_MAPS)
+    assert torch.equal(state, torch.random.get_rng_state())  # building the zoo to check it draws nothing
+    with pytest.raises(InputError, match="architecture 'tiny' does not take inputs of shape"):
+        check_zoo(CIFAR10_ZOO, DIGITS_INPUT, DIGITS_MAPS)
+    with pytest.raises(InputError, match=r"'tiny' gives maps of shape \(2, 8, 8\) .* must give \(n, 4, 4\)"):
+        check_zoo(DIGITS_ZOO, (1, 16, 16), (4, 4))
+    with pytest.raises(InputError, match="empty"):
+        check_zoo({}, CIFAR10_INPUT, CIFAR10_MAPS)
+
+
 def test_activation_transfer_by_hand():
     # teacher: 3 filters at 2 positions (H 2, W 1); partition {0, 1} and {2}
     t = torch.tensor([[[[1.0], [0.0]], [[0.0], [2.0]], [[3.0], [4.0]]]]).repeat(2, 1, 1, 1)
@@ -174,6 +196,40 @@ def test_teacher_targets_keep_means_and_partition_maps_only(rocoin_trained):
     net = StudentNetwork(["tiny", "tiny"], [(0, 3), (1, 2)], 10)
     with pytest.raises(InputError, match="no activation maps for these students' partitions"):
         train_students(net, x, t.task.y_train[:50], got, DistillConfig(epochs=1))
+
+
+def test_distillation_with_augmentation_runs_the_teacher_on_each_augmented_batch(rocoin_trained):
+    from tinysplit.methods.rocoin.distill import teacher_targets, train_students
+    from tinysplit.methods.rocoin.pipeline import build_network
+
+    t = rocoin_trained
+    x, y = t.task.x_train[:100], t.task.y_train[:100]
+    assert x.min() >= 0 and x.max() > 0
+    seen = []
+
+    def teacher(xb):
+        seen.append(xb.clone())
+        return t.task.logits_and_maps(xb)
+
+    def negate(b, g):  # an augmentation anyone can recognize: every augmented image is <= 0
+        return -b
+
+    plain = teacher_targets(t.task.logits_and_maps, x)  # logits and means only, no partition maps
+    cfg = DistillConfig(epochs=2, batch=32, finetune_epochs=1)
+    runs = []
+    for _ in range(2):
+        net = build_network(list(t.net.archs), t.plan.partitions, 10, seed=0)
+        seen.clear()
+        log = train_students(net, x, y, plain, cfg, augment=negate, teacher=teacher)
+        runs.append(net.state_dict())
+        assert len(seen) == 2 * 4 and all(float(b.max()) <= 0 for b in seen)  # 2 epochs of 4 batches, all augmented
+        assert sum(len(b) for b in seen) == 200
+        assert all(math.isfinite(v) for v in log.total + log.at + log.finetune) and len(log.finetune) == 1
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])  # seeded
+    with pytest.raises(InputError, match="give the teacher"):
+        train_students(net, x, y, plain, cfg, augment=negate)
+    with pytest.raises(InputError, match="no activation maps"):
+        train_students(net, x, y, plain, cfg)
 
 
 def test_distill_config_is_checked():
@@ -485,6 +541,52 @@ def test_the_shipped_fleet_plans_three_groups_of_two(rocoin_trained):
     assert [g.student for g in plan.groups] == ["medium", "small", "tiny"]
     assert all(g.meets_p_th for g in plan.groups) and len({d.board for d in plan.devices}) == 3
     assert sorted(i for p in plan.partitions for i in p) == list(range(32))
+
+
+# the code generator's const and arena bytes of the CIFAR-10 zoo at n outputs (the n of the largest partition)
+CIFAR_ZOO_MEMORY = {96: {"tiny": (40_004, 11_584), "small": (89_232, 25_664), "medium": (316_300, 29_696)},
+                    253: {"tiny": (92_756, 21_632), "small": (187_200, 28_864), "medium": (504_700, 30_464)}}
+
+
+@pytest.mark.parametrize("n", sorted(CIFAR_ZOO_MEMORY))
+def test_the_cifar_fleet_plans_four_groups_of_two_and_the_zoo_sizes_matter(n):
+    from importlib import resources
+
+    from tinysplit.methods.rocoin.fleet import load_fleet
+    from tinysplit.methods.rocoin.plan import PlanSettings
+    from tinysplit.methods.rocoin.planner import make_plan
+    from tinysplit.methods.rocoin.zoo import StudentProfile
+
+    fleet = load_fleet(Path(str(resources.files("tinysplit.methods.rocoin").joinpath("fleets/cifar8.yaml"))))
+    instructions = {"tiny": 15_131_901, "small": 45_115_419, "medium": 139_432_553}  # qemu-mps2-an386, n = 96
+    zoo = tuple(StudentProfile(a, f"{a}.tflite", "0" * 64, c, r, 3072, n,
+                               tuple((b, instructions[a]) for b in fleet.boards))
+                for a, (c, r) in CIFAR_ZOO_MEMORY[n].items())
+    act = np.random.default_rng(0).random((200, 256))
+    plan = make_plan(fleet, act, zoo, PlanSettings(0.25, 0.25, 0))
+    assert [g.devices for g in plan.groups] == [("m55-a", "m55-b"), ("m4-a", "m4-b"), ("m4s-a", "m4s-b"),
+                                                ("rv-a", "rv-b")]
+    assert [g.student for g in plan.groups] == ["medium", "medium", "small", "tiny"]
+    assert all(g.meets_p_th for g in plan.groups) and len({d.board for d in plan.devices}) == 3
+    assert baseline_architectures(plan, "nonn") == ["tiny"] * 8
+    assert baseline_architectures(plan, "hetnonn") == ["medium"] * 4 + ["small"] * 2 + ["tiny"] * 2
+
+
+@pytest.mark.slow
+def test_the_cifar_zoo_exports_to_int8_the_code_generator_runs(tmp_path):
+    from tinysplit.methods.rocoin.export import zoo_tflite
+    from tinysplit.methods.rocoin.zoo import model_memory
+
+    calib = np.random.default_rng(0).normal(size=(16, *CIFAR10_INPUT)).astype(np.float32)
+    mem = {}
+    for arch in CIFAR10_ZOO:  # zoo_tflite refuses an op the code generator lacks
+        path = zoo_tflite(arch, 96, calib, tmp_path / f"{arch}.tflite", 0, CIFAR10_ZOO)
+        m = model_memory(path.read_bytes(), arch)
+        mem[arch] = (m["const_bytes"], m["arena_bytes"])
+        assert m["input_bytes"] == 3072 and m["output_bytes"] == 96
+    assert mem == CIFAR_ZOO_MEMORY[96]  # what the fleet test above plans with
+    # the largest fits a Cortex-M4 with 1 MiB of flash and 128 KiB of RAM, less the firmware's reserves
+    assert mem["medium"][0] <= 1024 * 1024 - 8 * 1024 and mem["medium"][1] <= 128 * 1024 - 13 * 1024
 
 
 # ---------------------------------------------------------------------------------------------

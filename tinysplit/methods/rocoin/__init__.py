@@ -16,9 +16,9 @@ Planning (sec. IV, Algorithm 1; docs/rocoin.md "Planning"):
 
 Students, bundle, host side (docs/rocoin.md):
 
-- ``students``: the digits student zoo, the aggregator, the network of students (torch)
-- ``distill``: CE + KD + activation transfer, jointly through the aggregator; drop-out fine-tuning
-  of the aggregator (torch)
+- ``students``: the student zoos (digits, CIFAR-10), the aggregator, the network of students (torch)
+- ``distill``: CE + KD + activation transfer, jointly through the aggregator, optionally on augmented
+  batches; drop-out fine-tuning of the aggregator (torch)
 - ``export``: the ``rocoin`` bundle (``export_rocoin``) and the zoo's int8 .tflite files
 - ``bundle``: a rocoin bundle's deployment view, ``plan_for(manifest)`` (numpy)
 - ``devicesim``: the ROCOIN_PORTION frames and HELLO a device sends (the reference for the C app)
@@ -26,7 +26,8 @@ Students, bundle, host side (docs/rocoin.md):
 - ``pipeline``: teacher -> plan -> students -> bundle for a ``TeacherTask`` (the digits example's)
 - ``evaluate``: accuracy against failed devices, float and int8: RoCoIn, NoNN-style baselines, the teacher
 - ``command``: ``tinysplit rocoin-plan``, ``tinysplit rocoin-export``
-- ``fleets/``: fleet files that ship with tinysplit (``digits6.yaml``)
+- ``fleets/``: fleet files that ship with tinysplit (``digits6.yaml``; ``cifar8.yaml`` for the CIFAR-10
+  benchmark)
 
 This file imports nothing heavy.
 """

@@ -17,6 +17,10 @@ filter's mean activation (what the knowledge partition needs) and, for given par
 already normalized, (N, K, H*W): never the (N, M, H, W) maps themselves, which for a CIFAR-10 teacher
 would be gigabytes. So the teacher runs twice: once before planning (logits, means) and once for the
 plan's partitions (``teacher_targets(..., partitions=...)``).
+With an ``augment`` (random crops and flips for CIFAR), every training batch is transformed and the
+teacher runs on each augmented batch instead (its logits and v_T(P_k) of what the students see), as
+ReBEL's training does; the targets then need no activation maps, only the logits (for the
+fine-tuning, which runs on the images as they are).
 Drop-out fine-tuning (``finetune_aggregator``): the students frozen, the aggregator alone is trained
 with each portion zeroed independently with probability ``drop`` per sample, the KD loss only, so
 that zero-filled (missing) partitions hurt less at run time.
@@ -33,6 +37,9 @@ from torch.nn import functional as F
 
 from tinysplit.errors import InputError
 from tinysplit.methods.rocoin.students import StudentNetwork
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (batch, generator) -> transformed batch
+TeacherFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # x -> (logits, final-conv maps after ReLU)
 
 
 @dataclass(frozen=True)
@@ -145,19 +152,27 @@ def _tensors(x: np.ndarray, y: np.ndarray, targets: TeacherTargets):
 
 
 def train_students(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targets: TeacherTargets,
-                   config: DistillConfig = DistillConfig(), log: Callable[[str], None] | None = None) -> TrainLog:
+                   config: DistillConfig = DistillConfig(), log: Callable[[str], None] | None = None,
+                   augment: Augment | None = None, teacher: TeacherFn | None = None) -> TrainLog:
     """Train the students and the aggregator jointly on eq. (6) (in place, seeded); then, with
-    ``config.finetune_epochs``, the aggregator alone with partition drop-out."""
+    ``config.finetune_epochs``, the aggregator alone with partition drop-out.
+
+    With ``augment(batch, generator)`` every training batch is transformed (seeded by the same
+    generator) and ``teacher`` (x -> (logits, final-conv maps), required then) runs on it for the KD
+    and activation-transfer targets; ``targets`` then need only their logits and activations
+    (``teacher_targets`` without partitions)."""
     config.check()
     if max(max(p) for p in net.partitions) >= targets.filters:
         raise InputError(f"the partitions name filters up to {max(max(p) for p in net.partitions)}, the teacher's "
                          f"final conv has {targets.filters}")
-    if targets.attention is None or targets.partitions != tuple(net.partitions):
+    if augment is not None and teacher is None:
+        raise InputError("training with augmentation runs the teacher on every augmented batch: give the teacher")
+    if augment is None and (targets.attention is None or targets.partitions != tuple(net.partitions)):
         raise InputError("the teacher targets hold no activation maps for these students' partitions; compute "
                          "them with teacher_targets(..., partitions=net.partitions)")
     torch.manual_seed(config.seed)
     xt, yt, tl = _tensors(x, y, targets)
-    ta = torch.from_numpy(np.ascontiguousarray(targets.attention, np.float32))
+    ta = None if augment is not None else torch.from_numpy(np.ascontiguousarray(targets.attention, np.float32))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs)
     g = torch.Generator().manual_seed(config.seed)
@@ -169,10 +184,20 @@ def train_students(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targets: T
         batches = 0
         for i in range(0, len(xt), config.batch):
             idx = perm[i:i + config.batch]
+            if augment is not None:
+                xb = augment(xt[idx], g)
+                with torch.no_grad():
+                    tlb, maps_t = teacher(xb)
+                if maps_t.dim() != 4 or maps_t.shape[1] != targets.filters:
+                    raise InputError(f"the teacher's final-conv maps are {tuple(maps_t.shape)}, expected (N, "
+                                     f"{targets.filters}, H, W)")
+                tab = partition_attention(maps_t, net.partitions)
+            else:
+                xb, tlb, tab = xt[idx], tl[idx], ta[idx]
             opt.zero_grad()
-            logits, maps = net(xt[idx])
-            ce, kd = kd_loss(logits, tl[idx], yt[idx], config.alpha, config.temperature)
-            at = at_loss_from_attention(ta[idx], maps)
+            logits, maps = net(xb)
+            ce, kd = kd_loss(logits, tlb, yt[idx], config.alpha, config.temperature)
+            at = at_loss_from_attention(tab, maps)
             loss = ce + kd + config.beta * at
             loss.backward()
             opt.step()
@@ -195,9 +220,8 @@ def finetune_aggregator(net: StudentNetwork, x: np.ndarray, y: np.ndarray, targe
     """The aggregator alone (students frozen, in eval mode), each portion zeroed with probability
     ``config.finetune_drop`` per sample; the KD loss. Returns the mean loss per epoch."""
     xt, yt, tl = _tensors(x, y, targets)
-    net.eval()
-    with torch.no_grad():
-        pooled = [p.flatten(1) for p in net.portions(xt)]
+    # in batches of 2048 (a whole CIFAR-10 training set's maps would not fit in memory; digits' is one batch)
+    pooled = [torch.from_numpy(p) for p in portions_float(net, x, batch=2048)]
     k = len(pooled)
     torch.manual_seed(config.seed + 1)
     g = torch.Generator().manual_seed(config.seed + 1)

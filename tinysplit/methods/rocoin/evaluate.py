@@ -160,8 +160,11 @@ def evaluate_run(run, trials: int = DEFAULT_TRIALS, seed: int = 0, baselines: Se
     timings: dict[str, float] = {}
     report: dict[str, Any] = {"heldout": int(len(y)), "devices": devices, "trials": trials, "seed": seed}
     t0 = time.perf_counter()
-    with torch.no_grad():
-        teacher_float = float((task.teacher(torch.from_numpy(task.x_heldout)).argmax(1).numpy() == y).mean())
+    with torch.no_grad():  # in batches: a CIFAR-10 teacher's maps on thousands of images are gigabytes
+        pred = np.concatenate([task.teacher(torch.from_numpy(np.ascontiguousarray(task.x_heldout[i:i + 500],
+                                                                                   np.float32))).argmax(1).numpy()
+                               for i in range(0, len(y), 500)]) if len(y) else np.zeros(0, np.int64)
+    teacher_float = float((pred == y).mean())
     report["teacher"] = {"float": teacher_float}
     if int8:
         say("teacher as int8 (TFLite Micro)")
@@ -216,10 +219,11 @@ def evaluate_baseline(run, baseline: str, devices: Sequence[str], trials: int, s
     activations = run.targets.activations.astype(np.float64)
     parts = partition_filters(affinity(activations, s.plan.normalize, s.plan.top), n, s.plan.seed,
                               s.plan.assign_labels)
-    targets = teacher_targets(task.logits_and_maps, task.x_train, parts)
+    # with augmentation the teacher runs on every batch (the run's targets give the logits); otherwise once more
+    targets = run.targets if task.augment else teacher_targets(task.logits_and_maps, task.x_train, parts)
     say(f"{baseline} baseline: students {archs} for partitions of {[len(p) for p in parts]} filters")
     net = build_network(archs, parts, len(task.classes), s.distill.seed, task.zoo)
-    train_students(net, task.x_train, task.y_train, targets, s.distill)
+    train_students(net, task.x_train, task.y_train, targets, s.distill, say, task.augment, task.logits_and_maps)
     groups = [[d] for d in devices]
     portions = portions_float(net, task.x_heldout)
     out: dict[str, Any] = {"archs": archs, "partitions": [len(p) for p in parts], "groups": groups,

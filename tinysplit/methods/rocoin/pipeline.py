@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from tinysplit.errors import InputError
-from tinysplit.methods.rocoin.distill import DistillConfig, TeacherTargets, TrainLog, teacher_targets, train_students
+from tinysplit.methods.rocoin.distill import (Augment, DistillConfig, TeacherTargets, TrainLog, teacher_targets,
+                                              train_students)
 from tinysplit.methods.rocoin.export import DEFAULT_DEADLINE_MS, RocoinExport, export_rocoin, zoo_tflite
 from tinysplit.methods.rocoin.fleet import Fleet
 from tinysplit.methods.rocoin.plan import Plan, PlanSettings, save_plan
-from tinysplit.methods.rocoin.students import DIGITS_ZOO, StudentNetwork
+from tinysplit.methods.rocoin.students import DIGITS_ZOO, StudentNetwork, check_zoo
 from tinysplit.methods.rocoin.zoo import StudentProfile
 
 Progress = Callable[[str], None]
@@ -48,8 +49,11 @@ class TeacherTask:
     y_heldout: np.ndarray
     calibration: np.ndarray  # int8 calibration inputs
     classes: tuple[str, ...]
-    zoo: dict[str, Callable[[int], nn.Module]]
+    zoo: dict[str, Callable[[int], nn.Module]]  # for this input shape and the teacher's final-conv resolution
     teacher_accuracy: float  # float, on the held-out inputs
+    # training-batch transform (crops and flips for CIFAR): the students see augmented batches and the
+    # teacher runs on each one (distill.train_students); None: the images as they are, teacher targets once
+    augment: Augment | None = None
 
 
 def digits_task(epochs: int = 30, log: Progress | None = None) -> TeacherTask:
@@ -112,8 +116,22 @@ def plan_partitions(fleet: Fleet, activations: np.ndarray, settings: PlanSetting
                              settings.assign_labels)
 
 
-def training_record(settings: RunSettings, log: TrainLog) -> dict[str, Any]:
+def check_task(task: TeacherTask) -> tuple[int, int]:
+    """The zoo against the task's input shape and the teacher's final-conv resolution (one image
+    through the teacher), before any work; returns that resolution."""
+    with torch.no_grad():
+        _, maps = task.logits_and_maps(torch.from_numpy(np.ascontiguousarray(task.x_train[:1], np.float32)))
+    if maps.dim() != 4:
+        raise InputError(f"the teacher's final-conv maps must be (N, M, H, W), got {tuple(maps.shape)}")
+    hw = (int(maps.shape[2]), int(maps.shape[3]))
+    check_zoo(task.zoo, task.x_train.shape[1:], hw)
+    return hw
+
+
+def training_record(settings: RunSettings, log: TrainLog, augment: bool = False) -> dict[str, Any]:
     d = asdict(settings.distill)
+    if augment:  # recorded only when used, so that a bundle trained without it is what it was
+        d["augment"] = True
     d["final_loss"] = {"total": log.total[-1], "ce": log.ce[-1], "kd": log.kd[-1], "at": log.at[-1]}
     if log.finetune:
         d["final_loss"]["finetune"] = log.finetune[-1]
@@ -139,8 +157,10 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    check_task(task)
     say(f"teacher activations on {len(task.x_train)} training images")
-    activations = teacher_targets(task.logits_and_maps, task.x_train).activations.astype(np.float64)
+    first = teacher_targets(task.logits_and_maps, task.x_train)
+    activations = first.activations.astype(np.float64)
     buf = io.BytesIO()
     np.save(buf, activations)
     write_atomic(out / ACTIVATIONS_FILE, buf.getvalue())
@@ -171,10 +191,12 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
     say(f"plan: {len(plan.devices)} devices in {len(plan.groups)} groups; partitions of "
         f"{[len(p) for p in plan.partitions]} filters; students {archs}")
     t0 = time.perf_counter()
-    targets = teacher_targets(task.logits_and_maps, task.x_train, plan.partitions)
+    # with augmentation the teacher runs on every batch; otherwise once more, for the partitions' maps
+    targets = first if task.augment else teacher_targets(task.logits_and_maps, task.x_train, plan.partitions)
     net = build_network(archs, plan.partitions, len(task.classes), settings.distill.seed, task.zoo)
     cfg = settings.distill
-    log = train_students(net, task.x_train, task.y_train, targets, replace(cfg, finetune_epochs=0), say)
+    log = train_students(net, task.x_train, task.y_train, targets, replace(cfg, finetune_epochs=0), say,
+                         task.augment, task.logits_and_maps)
     before = None
     if cfg.finetune_epochs:
         from tinysplit.methods.rocoin.distill import finetune_aggregator
@@ -187,6 +209,6 @@ def run_rocoin(task: TeacherTask, fleet: Fleet, out_dir: str | Path, settings: R
         t0 = time.perf_counter()
         ex = export_rocoin(net, plan, task.calibration, task.x_heldout, task.y_heldout, out / BUNDLE_DIR,
                            f"{task.name}_rocoin", task.classes, settings.deadline_ms,
-                           training_record(settings, log), say)
+                           training_record(settings, log, task.augment is not None), say)
         timings["export"] = time.perf_counter() - t0
     return RocoinRun(task, plan, net, targets, log, before, ex, out, settings, timings)
