@@ -191,7 +191,8 @@ def test_cli_existing_output(tmp_path):
     ("rebel", {}, r"field 'method_data.rebel' is missing: a 'rebel' bundle needs latent_dim"),
     ("rebel", {"rebel": {"latent_dim": 16, "classes": 10, "confidence_scale": 1.0, "default_threshold": 2.0}},
      r"field 'method_data.rebel.default_threshold': 2.0 is greater than the maximum of 1"),
-    ("rocoin", {}, r"unknown method 'rocoin'; known methods: plain, nair, rebel"),
+    ("rocoin", {}, r"field 'method_data.rocoin' is missing: a 'rocoin' bundle needs partitions"),
+    ("adaptive_resnet", {}, r"unknown method 'adaptive_resnet'; known methods: plain, nair, rebel, rocoin"),
 ])
 def test_method_data_is_checked_before_conversion(tmp_path, method, method_data, match):
     """The method data a manifest will carry is validated against the method's schema at export time,

@@ -439,7 +439,8 @@ def test_fleet_checks_its_inputs_before_building(tmp_path: Path):
 
 @pytest.mark.emulator
 def test_fleet_answers_every_sample_while_devices_are_killed(tmp_path: Path):
-    m = make_manifest(FLEET, deadline_ms=1200)
+    # the deadline only has to outlast a live device's answer on a loaded machine; two samples wait it out
+    m = make_manifest(FLEET, deadline_ms=4000)
     bundle = write_fleet_bundle(tmp_path / "bundle")
     lines: list[str] = []
     # cam2 dies before the first sample, cam1 after sample 2 (porch still runs student_0), door (UDP)
@@ -456,10 +457,15 @@ def test_fleet_answers_every_sample_while_devices_are_killed(tmp_path: Path):
         (RV, "student_1", "uart", ("shed",))]
     assert len(list((tmp_path / "work" / "devices").glob("*.elf"))) == 6
     dev = {d["id"]: d for d in r["devices"]}
-    assert {n: (d["killed"], d["killed_after"], d["samples_sent"], d["portions"]) for n, d in dev.items()} == {
-        "cam1": (True, 2, 2, 2), "cam2": (True, 0, 0, 0), "porch": (False, None, 7, 7),
-        "door": (True, 3, 3, 3), "shed": (False, None, 7, 7), "gate": (True, 5, 5, 5)}
-    assert dev["door"]["frames"] == 3 * 2 and dev["shed"]["frames"] == 7 * 2 and dev["porch"]["frames"] == 7
+    assert {n: (d["killed"], d["killed_after"], d["samples_sent"]) for n, d in dev.items()} == {
+        "cam1": (True, 2, 2), "cam2": (True, 0, 0), "porch": (False, None, 7),
+        "door": (True, 3, 3), "shed": (False, None, 7), "gate": (True, 5, 5)}
+    # a device is killed once its last sample was answered, by whichever replica was first: its own
+    # portion of that sample may still have been on its way (a crash loses it), the others arrived
+    for n, d in dev.items():
+        sent = d["samples_sent"]
+        assert d["portions"] == sent if not d["killed"] else sent - 1 <= d["portions"] <= sent, (n, d)
+    assert dev["shed"]["frames"] == 7 * 2 and dev["porch"]["frames"] == 7 and dev["door"]["frames"] in (4, 5, 6)
     assert dev["porch"]["exit_code"] == 0 and dev["shed"]["exit_code"] == 0 and dev["cam1"]["exit_code"] == -9
     assert dev["porch"]["stats"]["drops"] == 0 and dev["cam1"]["stats"] is None
     ps = r["per_sample"]
@@ -522,7 +528,8 @@ def test_a_trained_bundle_on_six_devices_survives_killed_devices(rocoin_bundle, 
     # one of each pair dies early (its replica answers), then the whole first group, then one more
     first, second = groups[0], groups[1]
     kills = {first[0]: 3, second[1]: 4, first[1]: 6}
-    r = run_fleet(rocoin_bundle, samples=12, kills=kills, workdir=tmp_path)
+    # a deadline that outlasts a live device's answer on a loaded machine (the bundle suggests 200 ms)
+    r = run_fleet(rocoin_bundle, samples=12, kills=kills, deadline_ms=2500, workdir=tmp_path)
     assert r["ok"] and r["all_answered"] and r["labels_equal_reference"] == 1.0
     assert r["server"]["drops"] == {} or not any(r["server"]["drops"].values())
     per = r["per_sample"]

@@ -1,7 +1,7 @@
 """Benchmark: ReBEL on CIFAR-10: a variational Head1 + Gaussian mixture classifier on a Cortex-M4, the
 MobileNetV2-style model's tail on the host.
 
-    python tests/benchmarks/bench_rebel_cifar10.py [--epochs 6] [--joint-epochs 6] [--finetune-epochs 2]
+    python tests/benchmarks/bench_rebel_cifar10.py [--epochs 6] [--joint-epochs 4] [--finetune-epochs 1]
         [--latent 64] [--components 4] [--proj-dim 32] [--variants gmc,linear] [--test-samples 2000]
         [--load-model DIR/float_model.pt] [--threads 2] [--out DIR]
 
@@ -87,8 +87,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1, help="float model's peak SGD learning rate")
     ap.add_argument("--load-model", type=Path, help="skip the float training: a float_model.pt of an earlier run "
                                                     "(this benchmark's or bench_nair_cifar10.py's)")
-    ap.add_argument("--joint-epochs", type=int, default=6, help="ReBEL joint training epochs per variant (default 6)")
-    ap.add_argument("--finetune-epochs", type=int, default=2, help="Head2 + Tail fine-tuning epochs (default 2)")
+    ap.add_argument("--joint-epochs", type=int, default=4, help="ReBEL joint training epochs per variant (default 4)")
+    ap.add_argument("--finetune-epochs", type=int, default=1, help="Head2 + Tail fine-tuning epochs (default 1)")
     ap.add_argument("--latent", type=int, default=64, help="bottleneck size D (default 64)")
     ap.add_argument("--components", type=int, default=4, help="GMC components per class (default 4)")
     ap.add_argument("--proj-dim", type=int, default=32, help="GMC Achlioptas projection of z (default 32, half of D as in the paper; 0: none)")
