@@ -120,7 +120,7 @@ def cost_config(args: Any):
 
 
 def format_costs(c: dict, latent: int) -> list[str]:
-    from tinysplit.methods.rebel.costs import format_fleet
+    from tinysplit.methods.rebel.costs import EARLY_LABEL_PAYLOAD, format_fleet, frame_bytes
 
     lines = []
     d = c.get("device")
@@ -132,7 +132,8 @@ def format_costs(c: dict, latent: int) -> list[str]:
     link = c["link"]
     lines.append(f"end-to-end latency (ms): device at {c['clock_hz'] / 1e6:g} MHz + a {link['rate_bps'] / 1000:g} kbit/s "
                  f"link (+{link['overhead_ms']:g} ms per frame) + host Head2 + Tail {c['host_ms_per_latent']:.3f} ms "
-                 f"(measured here); a label frame 27 B, a latent frame {24 + latent} B")
+                 f"(measured here); a label frame {frame_bytes(EARLY_LABEL_PAYLOAD)} B, a latent frame "
+                 f"{frame_bytes(latent)} B")
     lines.append(f"{'threshold':>10}{'coverage':>10}{'early':>9}{'remote':>9}{'mean':>9}")
     for t, r in sorted(c["latency"].items(), key=lambda kv: float(kv[0])):
         lines.append(f"{t:>10}{100 * r['coverage']:>9.2f}%{r['early_ms']:>9.2f}{r['remote_ms']:>9.2f}{r['mean_ms']:>9.2f}")
