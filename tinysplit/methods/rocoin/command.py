@@ -9,13 +9,12 @@ module never imports the CLI and its parsers import nothing heavy. Also runnable
 
 from __future__ import annotations
 
-from tinysplit.methods.rocoin import fleet_command
-
 import sys
 from pathlib import Path
 from typing import Any
 
 from tinysplit.errors import InputError
+from tinysplit.methods.rocoin import fleet_command
 
 DEFAULT_D_TH = 0.25
 DEFAULT_P_TH = 0.25  # the paper's Fig. 5 setting
