@@ -11,6 +11,9 @@ calls the model through this C API (``p`` is ``prefix``, ``P`` is ``prefix.upper
     int8_t       *p_input(void);   // where to write one int8 NHWC input (inside the arena)
     const int8_t *p_output(void);  // where the int8 NHWC output is, after p_invoke()
     int           p_invoke(void);  // runs the model; 0 on success
+    // only when generated with skippable blocks (skip_blocks > 0):
+    #define P_SKIP_BLOCKS   ...   // B, the skippable residual blocks
+    int           p_invoke_skip(uint32_t skip_mask);  // bit i skips block i; P_BAD_SKIP_MASK if a bit >= B is set
 """
 
 from __future__ import annotations
@@ -37,3 +40,4 @@ class ModelSources:
     const_bytes: int  # weights and requantization parameters (flash)
     input: TensorIO
     output: TensorIO
+    skip_blocks: int = 0  # skippable residual blocks (p_invoke_skip), 0 if not generated with them

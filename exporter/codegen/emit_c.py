@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysplit.errors import InputError
-from tinysplit.exporter.codegen.lower import LoweredModel, lower_model
+from tinysplit.exporter.codegen.lower import LoweredModel, RequantParams, lower_model, quantize_multiplier
 from tinysplit.exporter.codegen.memplan import DEFAULT_ALIGNMENT, MemoryPlan, check_plan, plan_model
 from tinysplit.exporter.tflite_model import TfliteModel, parse_tflite
 from tinysplit.firmware.render import BANNER, check_identifier, render, templates_root
@@ -98,6 +98,9 @@ class ModelContext:
     tensors: tuple[TensorDef, ...]
     calls: tuple[CallDef, ...]
     asserts: tuple[AssertDef, ...]
+    skip_blocks: int  # 0: no skip mask (<prefix>_invoke only)
+    skip_mask_valid: str  # the mask of valid bits, as C
+    block_notes: tuple[str, ...]  # one line per skippable block, for the header
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,43 @@ def _tensor_expr(prefix: str, lowered: LoweredModel, plan: MemoryPlan, model: Tf
     return f"({qual}{ctype} *)(void *)({base})"
 
 
+def _gate_blocks(prefix: str, lowered: LoweredModel, plan: MemoryPlan, calls: list[CallDef],
+                 params: list[ParamDef]) -> tuple[list[CallDef], int]:
+    """Wrap each skippable block's calls in a test of its skip-mask bit; a skipped block runs nothing
+    (x and y share their bytes and quantization), or one in-place requantization where they differ.
+    Returns the calls and the flash bytes of the parameters it added."""
+    if not lowered.blocks:
+        return calls, 0
+    out: list[CallDef] = []
+    extra = 0
+    k = 0
+    for b in lowered.blocks:
+        idx = [j for j, c in enumerate(lowered.calls) if b.first_op <= c.op_index <= b.add_op]
+        lo, hi = idx[0], idx[-1]
+        if idx != list(range(lo, hi + 1)) or lowered.calls[hi].op_index != b.add_op:
+            raise AssertionError(f"block {b.index}: its kernel calls are not one run ending at its ADD")
+        out.extend(calls[k:lo])
+        out.append(CallDef(f"block {b.index}: operators {b.first_op}..{b.add_op}, skipped when bit {b.index} "
+                           "of skip_mask is set", (f"if ((skip_mask & 0x{1 << b.index:x}u) == 0u) {{",)))
+        for c in calls[lo:hi + 1]:
+            out.append(CallDef(c.comment, tuple("    " + line for line in c.lines)))
+        if b.shared_quantization:
+            out.append(CallDef(f"end of block {b.index}: skipped, y is x (one offset, one quantization)", ("}",)))
+        else:
+            x, y = lowered.tensor(b.input), lowered.tensor(b.output)
+            mult, shift = quantize_multiplier(float(x.scale) / float(y.scale))
+            pname = f"{prefix}_skip{b.index}"
+            rp = RequantParams(x.nbytes, x.zero_point, y.zero_point, mult, shift)
+            params.append(ParamDef(pname, RequantParams.c_type, params_init(rp)))
+            extra += params_bytes(rp)
+            base = f"{prefix}_arena + {plan.offsets[y.index]}"
+            out.append(CallDef(f"end of block {b.index}: skipped, y is x requantized in place",
+                               ("} else {", f"    ts_requantize_s8(&{pname}, (const int8_t *)({base}), {base});", "}")))
+        k = hi + 1
+    out.extend(calls[k:])
+    return out, extra
+
+
 def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, prefix: str,
                   source: str) -> ModelContext:
     """Pure: everything the templates print, computed here."""
@@ -207,6 +247,8 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
             args.append(_tensor_expr(prefix, lowered, plan, model, i, const_names, writable=False))
         args.append(_tensor_expr(prefix, lowered, plan, model, c.output, const_names, writable=True))
         calls.append(CallDef(comment.replace("*/", "* /"), (f"{c.kernel}({', '.join(args)});",)))
+    calls, skip_bytes = _gate_blocks(prefix, lowered, plan, calls, params)
+    const_bytes += skip_bytes
     tensors = []
     for t in lowered.tensors:
         macro = f"{upper}_T{t.index}_OFFSET"
@@ -221,7 +263,14 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
                              "input/output sizes match the model"))
     asserts.append(AssertDef(f"{upper}_ARENA_BYTES == {plan.arena_bytes} && {upper}_ARENA_BYTES % {plan.alignment} == 0",
                              "arena size is the planned one"))
+    nb = len(lowered.blocks)
+    block_notes = tuple(
+        f"block {b.index} (bit {b.index}, 0x{1 << b.index:x}): operators {b.first_op}..{b.add_op}, "
+        f"{model.tensors[b.input].name} -> {model.tensors[b.output].name}"
+        + ("" if b.shared_quantization else "; a skip requantizes x in place")
+        for b in lowered.blocks)
     return ModelContext(
+        skip_blocks=nb, skip_mask_valid=f"0x{(1 << nb) - 1:x}u", block_notes=tuple(n.replace("*/", "* /") for n in block_notes),
         banner=BANNER,
         source=source, prefix=prefix, upper=upper, header=f"{prefix}_model.h",
         guard=f"{upper}_MODEL_H", alignment=plan.alignment, arena_bytes=plan.arena_bytes, const_bytes=const_bytes,
@@ -233,11 +282,11 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
         arrays=tuple(arrays), params=tuple(params), tensors=tuple(tensors), calls=tuple(calls), asserts=tuple(asserts))
 
 
-def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT) -> RenderedModel:
-    """Lower, plan and render; no files written."""
+def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT, skippable: bool = False) -> RenderedModel:
+    """Lower, plan and render; no files written. ``skippable``: also ``<prefix>_invoke_skip(mask)``."""
     check_identifier(prefix)
     model = parse_tflite(tflite)
-    lowered = lower_model(model)
+    lowered = lower_model(model, skippable=skippable)
     plan = plan_model(lowered, alignment)
     check_plan(lowered, plan)
     digest = hashlib.sha256(tflite).hexdigest()[:16]
@@ -246,8 +295,11 @@ def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT)
     return RenderedModel(ctx, render("model/model.c.j2", m=ctx), render("model/model.h.j2", m=ctx), lowered, plan)
 
 
-def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path) -> ModelSources:
-    """Write ``<prefix>_model.c/.h`` and the kernel runtime into ``out_dir``; return what was written."""
+def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path, skippable: bool = False) -> ModelSources:
+    """Write ``<prefix>_model.c/.h`` and the kernel runtime into ``out_dir``; return what was written.
+
+    ``skippable``: the model's identity-shortcut residual blocks become skippable at run time
+    (``<prefix>_invoke_skip(uint32_t skip_mask)``, bit i skips block i; see blocks.py)."""
     if isinstance(tflite, (str, Path)):
         p = Path(tflite)
         if not p.is_file():
@@ -255,7 +307,7 @@ def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path) -> 
         tflite = p.read_bytes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    r = render_model(bytes(tflite), prefix)
+    r = render_model(bytes(tflite), prefix, skippable=skippable)
     c_path, h_path = out_dir / f"{prefix}_model.c", out_dir / f"{prefix}_model.h"
     c_path.write_text(r.model_c)
     h_path.write_text(r.model_h)
@@ -269,4 +321,4 @@ def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path) -> 
         prefix=prefix, sources=(c_path, out_dir / "ts_kernels.c"), headers=(h_path, out_dir / "ts_kernels.h"),
         header=h_path.name, arena_bytes=r.plan.arena_bytes, const_bytes=r.context.const_bytes,
         input=TensorIO(inp.shape, inp.scale, inp.zero_point, inp.nbytes),
-        output=TensorIO(out.shape, out.scale, out.zero_point, out.nbytes))
+        output=TensorIO(out.shape, out.scale, out.zero_point, out.nbytes), skip_blocks=len(r.lowered.blocks))

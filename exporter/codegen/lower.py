@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from tinysplit.errors import UnsupportedModelError
+from tinysplit.exporter.codegen.blocks import ResidualBlock, find_residual_blocks
 from tinysplit.exporter.ops import SUPPORTED_OPS
 from tinysplit.exporter.tflite_model import Operator, Tensor, TfliteModel
 
@@ -312,6 +313,8 @@ class LoweredModel:
     constants: tuple[int, ...]  # constant tensors passed as kernel inputs (e.g. an ADD operand)
     input: int
     output: int
+    # Skippable residual blocks (bit i of the skip mask is blocks[i]); empty unless asked for.
+    blocks: tuple[ResidualBlock, ...] = ()
 
     def tensor(self, index: int) -> TensorInfo:
         for t in self.tensors:
@@ -708,9 +711,12 @@ def _tensor_info(t: Tensor) -> TensorInfo:
     return TensorInfo(t.index, t.name, t.shape, t.dtype, n * _ITEMSIZE[t.dtype], float(scale), int(zp))
 
 
-def lower_model(model: TfliteModel) -> LoweredModel:
+def lower_model(model: TfliteModel, skippable: bool = False) -> LoweredModel:
     """Lower every operator; raise UnsupportedModelError naming the first op outside SUPPORTED_OPS and
-    its operator index (its position in the subgraph's operator list, from 0)."""
+    its operator index (its position in the subgraph's operator list, from 0).
+
+    ``skippable``: also find the identity-shortcut residual blocks (blocks.find_residual_blocks) that
+    the generated code will skip by a runtime mask; a model without any is an error then."""
     bad = [op for op in model.operators if op.opcode not in SUPPORTED_OPS]
     if bad:
         more = f" (also unsupported: {', '.join(_where(op) for op in bad[1:4])}{', ...' if len(bad) > 4 else ''})"
@@ -740,5 +746,13 @@ def lower_model(model: TfliteModel) -> LoweredModel:
     for i in (model.inputs[0], model.outputs[0]):
         if i not in used:
             used[i] = _tensor_info(model.tensors[i])
+    blocks: tuple[ResidualBlock, ...] = ()
+    if skippable:
+        blocks = find_residual_blocks(model)
+        if not blocks:
+            raise UnsupportedModelError(
+                "the model has no skippable residual block (an ADD of x and a branch computed from x alone, "
+                "same shapes, x used by nothing after it); skip masks need at least one")
     log.debug("lowered %d operators to %d kernel calls", len(model.operators), len(calls))
-    return LoweredModel(tuple(calls), tuple(used.values()), tuple(constants), model.inputs[0], model.outputs[0])
+    return LoweredModel(tuple(calls), tuple(used.values()), tuple(constants), model.inputs[0], model.outputs[0],
+                        blocks)

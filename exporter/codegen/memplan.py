@@ -9,6 +9,11 @@ output starting a computed number of bytes before their input (see lower.row_shi
 project or a depthwise conv needs little more than its input. Buffers are placed largest first at the lowest aligned offset that does not
 collide with an already placed buffer alive at the same time (the strategy of TFLite Micro's
 greedy planner, without its per-tensor bookkeeping in the arena).
+
+Skippable residual blocks (``LoweredModel.blocks``): each block's ADD always writes y over its
+shortcut x (same offset; x dies there), whatever the sharing limit. A skipped block's calls write
+nothing, and y is x's bytes already (requantized in place where their quantizations differ), so one
+plan serves every skip mask: the tensors read after a block are the same ones in the same places.
 """
 
 from __future__ import annotations
@@ -137,10 +142,18 @@ def _plan(model: LoweredModel, alignment: int, max_group: int | None) -> MemoryP
         g.first, g.last = min(g.first, old.first), max(g.last, old.last)
         group_of[out] = group_of[into]
 
+    closes = {b.add_op: b for b in model.blocks}
     for step, c in enumerate(model.calls):
         out = c.output
         if c.alias:
             join(c.inputs[0], out, groups[group_of[c.inputs[0]]].rel[c.inputs[0]])
+            continue
+        b = closes.get(c.op_index)
+        if b is not None:  # a skippable block's ADD writes y over x: a skip leaves y in place
+            g = groups[group_of[b.input]]
+            if g.last != step or group_of[out] != out or first.get(out) != step:
+                raise AssertionError(f"block {b.index}: x (tensor {b.input}) must die at its ADD (call {step})")
+            join(b.input, out, g.rel[b.input])
             continue
         if max_group == 0 or not c.reuse or group_of[out] != out or len(groups[out].rel) != 1 or first.get(out) != step:
             continue
@@ -184,6 +197,9 @@ def check_plan(model: LoweredModel, plan: MemoryPlan) -> None:
             if a.key < b.key and _overlap(a, b):
                 if a.offset < b.offset + b.size and b.offset < a.offset + a.size:
                     raise AssertionError(f"buffers {a.key} and {b.key} are alive together and overlap")
+    for b in model.blocks:  # every skip mask is valid: a skipped block leaves y = x in place
+        if plan.offsets[b.input] != plan.offsets[b.output]:
+            raise AssertionError(f"block {b.index}: x (tensor {b.input}) and y (tensor {b.output}) are not at one offset")
     sizes = {t.index: t.nbytes for t in model.tensors}
     for c in model.calls:  # a call's output overlaps an input only where its kernel allows it
         o = c.output
