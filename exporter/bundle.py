@@ -91,6 +91,21 @@ def export_bundle(spec: ExportSpec, out_dir: str | Path, force: bool = False,
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _skippable(piece, tfl_bytes: bytes, tfl) -> dict:
+    """Share each residual chain's quantization and check the piece's declared skippable blocks."""
+    from tinysplit.errors import ConversionError
+    from tinysplit.exporter.codegen.blocks import find_residual_blocks, share_residual_quantization
+
+    shared, chains = share_residual_quantization(tfl_bytes)
+    blocks = find_residual_blocks(parse_tflite(shared))
+    if len(blocks) != piece.skip_blocks:
+        raise ConversionError(f"{piece.name}: the int8 model has {len(blocks)} identity residual blocks, the piece "
+                              f"declares {piece.skip_blocks}; the conversion changed the blocks' structure (see "
+                              "logs/convert.log) or skip_blocks is wrong")
+    return {"tflite": shared, "blocks": len(blocks), "chains_requantized": chains,
+            "ranges": [[b.first_op, b.add_op] for b in blocks]}
+
+
 def _build(spec: ExportSpec, bundle: Path, work: Path, say: Progress) -> tuple[Manifest, dict]:
     timings: dict[str, float] = {}
     (bundle / "device").mkdir()
@@ -121,6 +136,10 @@ def _build(spec: ExportSpec, bundle: Path, work: Path, say: Progress) -> tuple[M
                           convert.saved_model_to_int8_tflite, saved, calib_nhwc, log_path)
         tfl = parse_tflite(tfl_bytes)
         check_fully_int8(tfl)
+        blocks_report = _skippable(piece, tfl_bytes, tfl) if piece.skip_blocks else None
+        if blocks_report is not None:
+            tfl_bytes = blocks_report.pop("tflite")
+            tfl = parse_tflite(tfl_bytes)
         verify.check_supported_ops(n, tfl, onnx_model.nodes, piece.module)
         path = bundle / "device" / f"{n}.tflite"
         path.write_bytes(tfl_bytes)
@@ -129,7 +148,7 @@ def _build(spec: ExportSpec, bundle: Path, work: Path, say: Progress) -> tuple[M
         float_out = _float_outputs(piece.module, spec.heldout)
         float_out_nhwc = nchw_to_nhwc(float_out)
         metrics = verify.device_model_metrics(run, tfl, float_out_nhwc, piece.kind)
-        device_reports[n] = {"kind": piece.kind, **metrics}
+        device_reports[n] = {"kind": piece.kind, **metrics, **({"skip_blocks": blocks_report} if blocks_report else {})}
         runs[n] = (run, tfl, float_out_nhwc)
         device_models.append(DeviceModel(
             name=n, file=f"device/{n}.tflite", sha256=sha256_file(path), kind=piece.kind,

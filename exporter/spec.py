@@ -21,6 +21,10 @@ class DevicePiece:
     name: str
     module: Any  # torch.nn.Module
     kind: str = "features"  # "features" (an intermediate representation) or "classifier" (logits)
+    # > 0: the piece has this many identity residual blocks that a runtime skip mask may skip. After the
+    # int8 conversion the exporter gives each chain of them one quantization (so a skip is free and
+    # exact, exporter/codegen/blocks.py) and checks that it finds exactly this many, in forward order.
+    skip_blocks: int = 0
 
 
 @dataclass
@@ -113,6 +117,9 @@ def validate_spec(spec: ExportSpec) -> None:
             raise InputError(f"device piece '{p.name}': kind '{p.kind}' must be 'features' or 'classifier'")
         if not isinstance(p.module, torch.nn.Module):
             raise InputError(f"device piece '{p.name}' is a {type(p.module).__name__}, not a torch.nn.Module")
+        if isinstance(p.skip_blocks, bool) or not isinstance(p.skip_blocks, int) or not 0 <= p.skip_blocks <= 32:
+            raise InputError(f"device piece '{p.name}': skip_blocks {p.skip_blocks!r} must be an integer in 0..32 "
+                             "(the identity residual blocks a u32 skip mask may skip)")
     for t in spec.tails:
         if not isinstance(t.module, torch.nn.Module):
             raise InputError(f"host tail '{t.name}' is a {type(t.module).__name__}, not a torch.nn.Module")

@@ -5,7 +5,7 @@ input (1,6,6,3) -> stem conv -> x0 (1,6,6,8)
   block 1: depthwise 3x3 + ReLU, conv 1x1, ADD(., y0)        -> y1   (branch first in the ADD)
   a projection block: conv 3x3 /2 and a 1x1 /2 shortcut, ADD  -> z    (not skippable)
   block 2: conv 3x3, ADD(z, .)                                -> y2   (its own quantization)
--> average pool -> reshape -> fully connected -> (1, 10)
+-> conv 1x1 + ReLU -> average pool -> reshape -> fully connected -> (1, 10)
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def _add(b: ModelBuilder, a: int, c: int, shape: tuple[int, ...], q: tuple[float
     return y
 
 
-def skipnet(seed: int = 7) -> bytes:
+def skipnet(seed: int = 7, after: str = "conv") -> bytes:
+    """``after``: what block 2's output feeds: "conv" (a 1x1 conv, then the pool), "pool" (the average
+    pool directly: it passes its input's quantization on), "logistic" (an op whose output quantization
+    is fixed, so the chain z -> y2 cannot take a shared one)."""
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
     inq = (0.02, -3)
@@ -71,6 +74,13 @@ def skipnet(seed: int = 7) -> bytes:
     u, uq, _ = _conv(b, rng, z, zq, hw2, 16, 16, 3)
     y2q = (zq[0] * 1.7, 5)
     y2 = _add(b, z, u, (1, hw2, hw2, 16), y2q)  # block 2: its own quantization
+    if after == "conv":  # a 1x1 conv before the pool
+        y2, y2q, _ = _conv(b, rng, y2, y2q, hw2, 16, 16, 1, act="RELU")
+    elif after == "logistic":  # an op with a fixed output quantization: the chain cannot change its own
+        lq = (1.0 / 256, -128)
+        lo = b.tensor((1, hw2, hw2, 16), "int8", lq[0], lq[1])
+        b.op("LOGISTIC", [y2], [lo])
+        y2, y2q = lo, lq
     p = b.tensor((1, 1, 1, 16), "int8", y2q[0], y2q[1])
     b.op("AVERAGE_POOL_2D", [y2], [p], options("Pool2DOptions", padding=PAD["VALID"], strideH=1, strideW=1,
                                                 filterHeight=hw2, filterWidth=hw2, fusedActivationFunction=0))

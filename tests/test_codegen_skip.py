@@ -133,6 +133,27 @@ def test_shared_quantization_makes_skips_free_and_stays_exact(tmp_path: Path) ->
         assert np.array_equal(got, tflm_outputs(remove_blocks(tfl, mask), xs)), mask
 
 
+@pytest.mark.parametrize("after", ["conv", "pool"])
+def test_shared_quantization_keeps_what_the_model_computes(after: str) -> None:
+    """Only the residual tensors' precision changes (their biases' consumers rescaled to match): the
+    outputs stay within a few steps of the original model's, per mask (on this random network; the
+    trained heads' accuracies are in tests/test_adaptive_resnet.py)."""
+    tfl = skipnet(after=after)
+    shared, _ = share_residual_quantization(tfl)
+    xs = _inputs(64)
+    for mask in (0, 7):
+        a = tflm_outputs(remove_blocks(tfl, mask), xs).astype(int)
+        b = tflm_outputs(remove_blocks(shared, mask), xs).astype(int)
+        spread = np.abs(a - a.mean()).mean()
+        assert np.abs(a - b).mean() <= 0.15 * spread, (mask, np.abs(a - b).mean(), spread)
+        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+
+
+def test_shared_quantization_refuses_a_layer_that_cannot_requantize() -> None:
+    with pytest.raises(UnsupportedModelError, match="LOGISTIC"):
+        share_residual_quantization(skipnet(after="logistic"))
+
+
 def test_a_skip_with_different_quantization_requantizes_in_place() -> None:
     c = render_model(skipnet(), "m", skippable=True).model_c
     assert c.count("if ((skip_mask & 0x") == 3

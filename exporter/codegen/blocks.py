@@ -223,7 +223,9 @@ def share_residual_quantization(tflite: bytes) -> tuple[bytes, int]:
     for t in parent:
         chains.setdefault(root(t), []).append(t)
     m = _unpack(tflite)
+    S = _schema()
     tensors = m.subgraphs[0].tensors
+    prod, cons = _producers(model), _consumers(model)
     changed = 0
     for members in chains.values():
         qs = [(model.tensors[t].scales[0], model.tensors[t].zero_points[0]) for t in members]
@@ -233,9 +235,65 @@ def share_residual_quantization(tflite: bytes) -> tuple[bytes, int]:
         hi = max(_range(s, z)[1] for s, z in qs)
         scale = float(np.float32((hi - lo) / 255.0))
         zp = int(min(127, max(-128, -128 - math.floor(lo / scale + 0.5))))
-        for t in members:
+        for t in _with_pass_through(model, set(members), prod, cons):
+            old = model.tensors[t].scales[0]
+            for k in cons.get(t, []):  # a bias is int32 in units of input scale x filter scale: rescale it
+                op = model.operators[k]
+                if op.opcode in _BIASED and op.inputs[0] == t and len(op.inputs) > 2 and op.inputs[2] >= 0:
+                    _rescale_bias(m, S, op.inputs[2], model, old / scale)
             tq = tensors[t].quantization
             tq.scale = np.asarray([scale], dtype=np.float32)
             tq.zeroPoint = np.asarray([zp], dtype=np.int64)
         changed += 1
     return (_pack(m) if changed else bytes(tflite)), changed
+
+
+# Ops that requantize their output from their inputs' parameters (so an input or output may take new
+# ones); the biased ones also need their int32 bias rescaled when their input's scale changes. The
+# pass-through ones need input and output quantized alike: their outputs take the new parameters too.
+_BIASED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+_REQUANTIZING = _BIASED | {"ADD", "MUL", "QUANTIZE", "MEAN", "DEQUANTIZE"}
+_PASS_THROUGH = {"PAD", "RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D"}
+
+
+def _with_pass_through(model: TfliteModel, chain: set[int], prod: dict[int, int],
+                       cons: dict[int, list[int]]) -> list[int]:
+    """The chain's tensors and every tensor a pass-through op makes from them; UnsupportedModelError
+    where one of them is made or used by an op that can take neither new parameters nor pass them on."""
+    from tinysplit.errors import UnsupportedModelError
+
+    out, todo = [], sorted(chain)
+    seen = set(todo)
+    while todo:
+        t = todo.pop(0)
+        out.append(t)
+        for k in ([prod[t]] if t in prod else []) + cons.get(t, []):
+            op = model.operators[k]
+            if op.opcode in _REQUANTIZING:
+                continue
+            if op.opcode in _PASS_THROUGH and op.inputs[0] == t:  # a consumer: its output follows
+                for o in op.outputs:
+                    if o not in seen:
+                        seen.add(o)
+                        todo.append(o)
+                continue
+            if op.opcode in _PASS_THROUGH and t in op.outputs and op.inputs[0] in seen:
+                continue  # the producer passes on a tensor that changes too
+            raise UnsupportedModelError(
+                f"cannot give residual tensor '{model.tensors[t].name}' its chain's quantization: operator {k} "
+                f"({op.opcode}) needs its input and output quantized alike. Put a convolution between the last "
+                "residual block and that layer, or export without skippable blocks")
+    return out
+
+
+def _rescale_bias(m, S, bias: int, model: TfliteModel, factor: float) -> None:
+    """bias_new = round(bias * s_in_old / s_in_new), and its scales likewise (a buffer of its own)."""
+    t = m.subgraphs[0].tensors[bias]
+    old = np.asarray(model.tensors[bias].data, dtype=np.float64)
+    new = np.clip(np.round(old * factor), -(1 << 31), (1 << 31) - 1).astype(np.int32)
+    buf = S.BufferT()
+    buf.data = np.frombuffer(new.tobytes(), dtype=np.uint8)
+    m.buffers.append(buf)
+    t.buffer = len(m.buffers) - 1
+    if t.quantization is not None and t.quantization.scale is not None:
+        t.quantization.scale = (np.asarray(t.quantization.scale, dtype=np.float64) / factor).astype(np.float32)

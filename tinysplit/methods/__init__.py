@@ -41,6 +41,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                      "replicated over device groups; the host takes the first portion per partition, zero-fills "
                      "the missing ones at the deadline and aggregates them with one fully connected layer",
            commands="tinysplit.methods.rocoin.command"),
+    Method("adaptive_resnet", "Adaptive ResNet: a residual head on the device whose identity blocks are skipped by a "
+                              "runtime mask that a host planner sets from the devices' resources; one tail on the host",
+           commands="tinysplit.methods.adaptive_resnet.command"),
 )}
 
 
