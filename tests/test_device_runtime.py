@@ -261,7 +261,8 @@ def check_frame_drops(exe: Path) -> None:
                    host(FrameType.INPUT, Chunk(sample(1)), 1, bundle=BUNDLE + 1)],
         "unexpected_type": [host(FrameType.HELLO, HELLO), raw(FrameType.NAIR_SLICE, struct.pack("<HHH", 0, 1, 16)),
                             raw(FrameType.EARLY_LABEL, struct.pack("<HB", 1, 2)),
-                            raw(FrameType.LATENT, b"\x01"), raw(FrameType.ROCOIN_PORTION, struct.pack("<HH", 0, 1))],
+                            raw(FrameType.LATENT, b"\x01"), raw(FrameType.ROCOIN_PORTION, struct.pack("<HH", 0, 1)),
+                            raw(FrameType.ADAPTIVE_OUTPUT, struct.pack("<II", 0b11, 0))],
     }
     for reason, frames in bad.items():  # each alone: its own counter, the total and the last error
         r = run(exe, b"".join(frames) + stats_request() + exit_with(0))
@@ -296,6 +297,19 @@ def check_control(exe: Path) -> None:
     assert s["sent"] == sent_before + 1  # the reply included; the two refused sends are not counted
     for status in (0, 1, 3, 255):
         assert run(exe, exit_with(status) + exit_with(7)).rc == status
+
+
+def check_control_rejected(exe: Path) -> None:
+    """A CONTROL value the app rejects (the test app's skip mask, 8 blocks: bits 8 and up) leaves its
+    setting as it was and sets STATS last error TS_DEVICE_ERROR_CONTROL | key = 0x300 | 4."""
+    data = (control([(4, 0x0F)]) + stats_request(seq=1) + control([(4, 0x100)]) + stats_request(seq=2)
+            + control([(4, 0xFFFFFFFF)], device=0xFFFF) + control([(4, 0x80)]) + stats_request(seq=3) + exit_with(0))
+    r = run(exe, data)
+    assert r.rc == 0
+    assert control_calls(r) == [(4, 0x0F), (4, 0x0F), (4, 0x0F), (4, 0x80)]  # the mask in effect after each
+    last_errors = [decode_payload(f).get(4) for f in r.of(FrameType.STATS)]
+    assert last_errors == [0, 0x304, 0x304]  # a later accepted value does not clear it
+    assert r.stats()["drops"] == 0
 
 
 def check_stats(exe: Path) -> None:
@@ -346,7 +360,8 @@ def check_no_hooks(exe: Path) -> None:
 
 
 CHECKS = {"hello": check_hello, "input": check_input, "bad_inputs": check_bad_inputs, "frame_drops": check_frame_drops,
-          "control": check_control, "stats": check_stats, "udp": check_udp, "no_hooks": check_no_hooks}
+          "control": check_control, "control_rejected": check_control_rejected, "stats": check_stats,
+          "udp": check_udp, "no_hooks": check_no_hooks}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))

@@ -9,8 +9,8 @@ import pytest
 from tinysplit.wire import (MAX_FRAME, MAX_PAYLOAD, CobsDeframer, DecodeError, Frame, FrameType, cobs_decode,
                             cobs_encode, decode_frame, encode_frame)
 from tinysplit.wire.frame import crc32
-from tinysplit.wire.payloads import (Chunk, KeyValues, NairSlice, Result, decode_payload, encode_payload,
-                                     make_frame)
+from tinysplit.wire.payloads import (ADAPTIVE_OUTPUT_CHUNK, AdaptiveOutput, Chunk, KeyValues, NairSlice, Result,
+                                     decode_payload, encode_payload, make_frame)
 from tinysplit.wire.vectors import build_vectors, load_vectors
 
 VECTORS = load_vectors()
@@ -92,6 +92,8 @@ def test_deframer_resyncs_after_garbage_and_bounds_memory():
     (FrameType.HELLO, b"\x01\xff" + bytes(16), "not ASCII"),
     (FrameType.RESULT, b"", "result"),
     (FrameType.ROCOIN_PORTION, b"\x04\x00\x04\x00", "portion 4 of 4"),
+    (FrameType.ADAPTIVE_OUTPUT, b"", "adaptive output: 0 bytes, need 8"),
+    (FrameType.ADAPTIVE_OUTPUT, b"\x01\x00\x00\x00\x05\x00\x00", "adaptive output: 7 bytes, need 8"),
 ])
 def test_bad_payloads(ftype, payload, reason_part):
     with pytest.raises(DecodeError) as e:
@@ -101,8 +103,22 @@ def test_bad_payloads(ftype, payload, reason_part):
 
 def test_payload_round_trips():
     for ftype, p in [(FrameType.NAIR_SLICE, NairSlice(1, 2, 8, b"xy")), (FrameType.INPUT, Chunk(b"abc")),
-                     (FrameType.CONTROL, KeyValues(((1, 2), (9, 0xFFFFFFFF)))), (FrameType.RESULT, Result(1, 2, 1))]:
+                     (FrameType.CONTROL, KeyValues(((1, 2), (9, 0xFFFFFFFF)))), (FrameType.RESULT, Result(1, 2, 1)),
+                     (FrameType.ADAPTIVE_OUTPUT, AdaptiveOutput(0xFFFFFFFF, 7, b"\x80\x7f")),
+                     (FrameType.ADAPTIVE_OUTPUT, AdaptiveOutput(0, 0, b""))]:
         assert decode_payload(Frame(ftype, 0, 0, 0, encode_payload(ftype, p))) == p
     assert KeyValues(((9, 5),)).get(9) == 5 and KeyValues(()).get(1) is None
     with pytest.raises(TypeError):
         encode_payload(FrameType.RESULT, Chunk(b""))
+
+
+def test_adaptive_output_layout_and_chunk_limit():
+    p = AdaptiveOutput(0b101, 0x01020304, b"\xff\x00")
+    assert encode_payload(FrameType.ADAPTIVE_OUTPUT, p) == b"\x05\x00\x00\x00\x04\x03\x02\x01\xff\x00"
+    # the 8-byte prefix leaves MAX_PAYLOAD - 8 output bytes per frame, as LATENT chunks leave MAX_PAYLOAD
+    assert ADAPTIVE_OUTPUT_CHUNK == MAX_PAYLOAD - 8 == 1016
+    full = make_frame(FrameType.ADAPTIVE_OUTPUT, AdaptiveOutput(1, 2, bytes(ADAPTIVE_OUTPUT_CHUNK)), 1, 2, 3, 1, 2)
+    assert len(encode_frame(full)) == MAX_FRAME
+    with pytest.raises(ValueError, match="MAX_PAYLOAD"):
+        encode_frame(make_frame(FrameType.ADAPTIVE_OUTPUT, AdaptiveOutput(1, 2, bytes(ADAPTIVE_OUTPUT_CHUNK + 1)),
+                                1, 2, 3))

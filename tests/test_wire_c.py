@@ -15,8 +15,8 @@ import pytest
 
 from tinysplit.wire import (MAX_PAYLOAD, CobsDeframer, DecodeError, Frame, FrameType, cobs_encode, decode_frame,
                             encode_frame)
-from tinysplit.wire.payloads import (Chunk, EarlyLabel, Hello, KeyValues, NairSlice, Result, RocoinPortion,
-                                     decode_payload, make_frame)
+from tinysplit.wire.payloads import (ADAPTIVE_OUTPUT_CHUNK, AdaptiveOutput, Chunk, EarlyLabel, Hello, KeyValues,
+                                     NairSlice, Result, RocoinPortion, decode_payload, make_frame)
 from tinysplit.wire.vectors import load_vectors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ static int failures;
 /* Parse v with its type's parser, then rebuild it with the type's builder. */
 static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
 {
-    ts_hello he; ts_nair_slice ns; ts_early_label el; ts_rocoin_portion rp; ts_result re;
+    ts_hello he; ts_nair_slice ns; ts_early_label el; ts_rocoin_portion rp; ts_result re; ts_adaptive_output ao;
     ts_kv items[204];
     const uint8_t *d;
     size_t n, i;
@@ -75,6 +75,8 @@ static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
     case TS_ROCOIN_PORTION:
         return ts_parse_rocoin_portion(v, &rp) == TS_OK ? ts_build_rocoin_portion(&v->h, &rp, out, cap) : 0;
     case TS_RESULT: return ts_parse_result(v, &re) == TS_OK ? ts_build_result(&v->h, &re, out, cap) : 0;
+    case TS_ADAPTIVE_OUTPUT:
+        return ts_parse_adaptive_output(v, &ao) == TS_OK ? ts_build_adaptive_output(&v->h, &ao, out, cap) : 0;
     case TS_CONTROL:
     case TS_STATS:
         if (ts_parse_kv(v, &n) != TS_OK) {
@@ -195,6 +197,73 @@ def test_vector_program_fails_on_a_wrong_expected_byte(tmp_path):
     assert re.search(r"failures=[1-9]", r.stdout)
 
 
+_ADAPTIVE_MAIN = r"""
+#include <stdio.h>
+#include <string.h>
+#include "ts_wire.h"
+
+int main(void)
+{
+    static uint8_t out[TS_MAX_FRAME], data[TS_ADAPTIVE_OUTPUT_CHUNK + 1u];
+    ts_frame_header h = {TS_LATENT, 4u, 0x3B465AFAu, 13u, 1u, 2u}; /* the builder forces the type */
+    ts_adaptive_output p, q;
+    ts_frame_view v;
+    size_t i, n;
+    for (i = 0; i < sizeof data; i++) data[i] = (uint8_t)i;
+    p.skip_mask = 0x80000001u;
+    p.instructions = 0u;
+    p.data = data;
+    p.data_len = TS_ADAPTIVE_OUTPUT_CHUNK + 1u;
+    printf("over %lu\n", (unsigned long)ts_build_adaptive_output(&h, &p, out, sizeof out));
+    p.data_len = TS_ADAPTIVE_OUTPUT_CHUNK;
+    printf("small %lu\n", (unsigned long)ts_build_adaptive_output(&h, &p, out, sizeof out - 1u));
+    n = ts_build_adaptive_output(&h, &p, out, sizeof out);
+    printf("frame ");
+    for (i = 0; i < n; i++) printf("%02x", out[i]);
+    printf("\n");
+    printf("decode %s\n", ts_drop_reason_name(ts_frame_decode(out, n, &v)));
+    printf("parse %s\n", ts_drop_reason_name(ts_parse_adaptive_output(&v, &q)));
+    printf("fields %lx %lu %lu %d\n", (unsigned long)q.skip_mask, (unsigned long)q.instructions,
+           (unsigned long)q.data_len, q.data == v.payload + TS_ADAPTIVE_OUTPUT_HEADER);
+    /* the output already in place after the 8-byte prefix, as an app writes it */
+    memset(out, 0, sizeof out);
+    memcpy(out + TS_HEADER_SIZE + TS_ADAPTIVE_OUTPUT_HEADER, data, TS_ADAPTIVE_OUTPUT_CHUNK);
+    p.data = out + TS_HEADER_SIZE + TS_ADAPTIVE_OUTPUT_HEADER;
+    n = ts_build_adaptive_output(&h, &p, out, sizeof out);
+    printf("inplace ");
+    for (i = 0; i < n; i++) printf("%02x", out[i]);
+    printf("\n");
+    /* short payloads: 0..7 bytes */
+    printf("short");
+    for (i = 0; i < TS_ADAPTIVE_OUTPUT_HEADER; i++) {
+        v.payload_len = i;
+        printf(" %s/%s", ts_drop_reason_name(ts_parse_adaptive_output(&v, &q)),
+               ts_drop_reason_name(ts_payload_check(&v)));
+    }
+    printf("\n");
+    v.payload_len = TS_ADAPTIVE_OUTPUT_HEADER;
+    printf("empty %s\n", ts_drop_reason_name(ts_parse_adaptive_output(&v, &q)));
+    v.h.type = TS_LATENT;
+    printf("wrongtype %s\n", ts_drop_reason_name(ts_parse_adaptive_output(&v, &q)));
+    return 0;
+}
+"""
+
+
+def test_c_adaptive_output_builder_and_parser(tmp_path):
+    """ADAPTIVE_OUTPUT in C: at most TS_ADAPTIVE_OUTPUT_CHUNK = MAX_PAYLOAD - 8 output bytes per frame
+    (the max-payload vector, byte for byte, also with the data already in place), fields parsed, and
+    payloads shorter than the 8-byte prefix dropped as `payload`."""
+    prog = tmp_path / "adaptive_main.c"
+    prog.write_text(_ADAPTIVE_MAIN)
+    r = _run(_build(tmp_path, "adaptive", [prog, CODEC]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    vec = next(v for v in VECTORS["frames"] if v["name"] == "adaptive_output_max_payload")
+    assert r.stdout.splitlines() == [
+        "over 0", "small 0", f"frame {vec['frame']}", "decode ok", "parse ok", "fields 80000001 0 1016 1",
+        f"inplace {vec['frame']}", "short" + " payload/payload" * 8, "empty ok", "wrongtype type"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Cross-check against the Python codec through a stdin/stdout driver.
 
@@ -237,6 +306,8 @@ def _random_payload(rng: random.Random, t: FrameType) -> bytes:
     elif t == FrameType.ROCOIN_PORTION:
         total = rng.randrange(1, 0x10000)
         p = RocoinPortion(rng.randrange(total), total, data(MAX_PAYLOAD - 4))
+    elif t == FrameType.ADAPTIVE_OUTPUT:
+        p = AdaptiveOutput(u32(), u32(), data(ADAPTIVE_OUTPUT_CHUNK))
     elif t in (FrameType.CONTROL, FrameType.STATS):
         p = KeyValues(tuple((rng.randrange(256), u32()) for _ in range(rng.randrange(12))))
     else:

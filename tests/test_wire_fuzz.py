@@ -47,7 +47,7 @@ def mutate(rng: random.Random, bundle_id: int | None = None) -> bytes:
     if len(b) >= 24 and rng.random() < 0.5:
         if bundle_id is not None and rng.random() < 0.7:
             struct.pack_into("<I", b, 6, bundle_id)
-            b[3] = rng.choice((1, 3, 9, rng.randrange(256)))
+            b[3] = rng.choice((1, 3, 9, 10, rng.randrange(256)))
         struct.pack_into("<I", b, len(b) - 4, crc32(bytes(b[:-4])))
     return bytes(b)
 

@@ -32,7 +32,8 @@
  *            as `unexpected_type`.
  *   CONTROL  (key, value) pairs in order; for a repeated key only the first value counts. Key 5
  *            (exit) ends the run with status value & 0xFF when it is reached (later pairs are not
- *            applied); every other key goes to app->on_control, which ignores keys it has no use for.
+ *            applied); every other key goes to app->on_control, which ignores keys it has no use for
+ *            and keeps its setting for a value it rejects (reporting TS_DEVICE_ERROR_CONTROL | key).
  *   STATS    (a request, any list) -> a STATS reply: 1 frames sent (the reply included), 2 frames
  *            received, 3 drops (all reasons), 4 last error, 5 instructions of the last inference
  *            (ts_device_instructions), 16+r drops of reason r, r = 1..12.
@@ -41,8 +42,9 @@
  *            another device id are ignored without counting.
  *
  * STATS last error: the last drop reason r (1..12), TS_DEVICE_ERROR_NET | e when net_init() or
- * net_send() failed with e, or whatever the app set with ts_device_error() (e.g.
- * TS_DEVICE_ERROR_INVOKE | status).
+ * net_send() failed with e, or whatever the app set with ts_device_error(): TS_DEVICE_ERROR_INVOKE |
+ * status when the model's invoke failed, TS_DEVICE_ERROR_CONTROL | key when on_control rejected a
+ * CONTROL value (e.g. 0x304: a skip mask with bits at or above the model's skippable blocks).
  *
  * The runtime uses board.h (board_uart_*, board_exit) and net.h (net_init, net_send, only when
  * cfg->udp); it has no other dependency than ts_wire and string.h. Nothing blocks except the wait
@@ -76,6 +78,7 @@ extern "C" {
 /* STATS last error codes besides the drop reasons. */
 #define TS_DEVICE_ERROR_INVOKE 0x100u /* | (status & 0xFF) of a failed model invoke */
 #define TS_DEVICE_ERROR_NET 0x200u /* | error of net_init() / net_send() */
+#define TS_DEVICE_ERROR_CONTROL 0x300u /* | key of a CONTROL value the app rejected (it keeps its setting) */
 
 /* What the runtime needs to know about the build; read-only, must stay valid while the runtime runs
  * (ts_device_run never returns, so a local of main() does). */
@@ -96,7 +99,8 @@ typedef struct {
 typedef struct {
     /* cfg->input holds one complete sample, number `seq`: run the model and send its frames. */
     void (*on_input)(uint32_t seq);
-    /* A CONTROL pair other than exit, first value of each key only; ignore keys of no use. */
+    /* A CONTROL pair other than exit, first value of each key only; ignore keys of no use. A value
+     * the app rejects leaves its setting as it was: ts_device_error(TS_DEVICE_ERROR_CONTROL | key). */
     void (*on_control)(uint8_t key, uint32_t value);
 } ts_device_app;
 
@@ -113,7 +117,7 @@ uint8_t *ts_device_payload(void);
  * net_send() failed (then STATS last error is TS_DEVICE_ERROR_NET | error). */
 int ts_device_send(uint8_t type, uint32_t seq, uint16_t part_index, uint16_t part_count, size_t payload_len);
 
-/* Sets STATS key 4, last error (e.g. TS_DEVICE_ERROR_INVOKE | status). */
+/* Sets STATS key 4, last error (e.g. TS_DEVICE_ERROR_INVOKE | status, TS_DEVICE_ERROR_CONTROL | key). */
 void ts_device_error(uint32_t code);
 
 /* Sets STATS key 5, instructions of the last inference. */

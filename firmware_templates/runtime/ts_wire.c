@@ -101,7 +101,7 @@ uint32_t ts_crc32(const uint8_t *data, size_t len)
 
 static int type_known(uint8_t t)
 {
-    return t >= (uint8_t)TS_HELLO && t <= (uint8_t)TS_STATS;
+    return t >= (uint8_t)TS_HELLO && t <= (uint8_t)TS_ADAPTIVE_OUTPUT;
 }
 
 size_t ts_frame_encode(const ts_frame_header *h, const uint8_t *payload, size_t payload_len,
@@ -386,6 +386,24 @@ size_t ts_build_rocoin_portion(const ts_frame_header *h, const ts_rocoin_portion
     return build_fields_data(h, (uint8_t)TS_ROCOIN_PORTION, f, 2u, p->data, p->data_len, out, out_cap);
 }
 
+size_t ts_build_adaptive_output(const ts_frame_header *h, const ts_adaptive_output *p, uint8_t *out, size_t out_cap)
+{
+    uint8_t *q;
+    if (h == NULL || p == NULL || (p->data == NULL && p->data_len > 0u) || p->data_len > TS_ADAPTIVE_OUTPUT_CHUNK) {
+        return 0;
+    }
+    q = payload_area(out, out_cap, TS_ADAPTIVE_OUTPUT_HEADER + p->data_len);
+    if (q == NULL) {
+        return 0;
+    }
+    if (p->data_len > 0u) {
+        memmove(q + TS_ADAPTIVE_OUTPUT_HEADER, p->data, p->data_len); /* before the fields: data may lie in place */
+    }
+    wr32(q, p->skip_mask);
+    wr32(q + 4, p->instructions);
+    return finish(h, (uint8_t)TS_ADAPTIVE_OUTPUT, TS_ADAPTIVE_OUTPUT_HEADER + p->data_len, out, out_cap);
+}
+
 size_t ts_build_chunk(const ts_frame_header *h, const uint8_t *data, size_t data_len, uint8_t *out, size_t out_cap)
 {
     if (h == NULL || (h->type != (uint8_t)TS_INPUT && h->type != (uint8_t)TS_LATENT)) {
@@ -579,6 +597,24 @@ ts_drop_reason ts_parse_rocoin_portion(const ts_frame_view *v, ts_rocoin_portion
     return TS_OK;
 }
 
+ts_drop_reason ts_parse_adaptive_output(const ts_frame_view *v, ts_adaptive_output *out)
+{
+    ts_drop_reason r = expect(v, (uint8_t)TS_ADAPTIVE_OUTPUT);
+    if (r != TS_OK) {
+        return r;
+    }
+    if (v->payload_len < TS_ADAPTIVE_OUTPUT_HEADER) {
+        return TS_DROP_PAYLOAD;
+    }
+    if (out != NULL) {
+        out->skip_mask = rd32(v->payload);
+        out->instructions = rd32(v->payload + 4);
+        out->data = v->payload + TS_ADAPTIVE_OUTPUT_HEADER;
+        out->data_len = v->payload_len - TS_ADAPTIVE_OUTPUT_HEADER;
+    }
+    return TS_OK;
+}
+
 ts_drop_reason ts_parse_result(const ts_frame_view *v, ts_result *out)
 {
     ts_drop_reason r = expect(v, (uint8_t)TS_RESULT);
@@ -679,6 +715,7 @@ ts_drop_reason ts_payload_check(const ts_frame_view *v)
     case TS_CONTROL:
     case TS_STATS: return ts_parse_kv(v, NULL);
     case TS_RESULT: return ts_parse_result(v, NULL);
+    case TS_ADAPTIVE_OUTPUT: return ts_parse_adaptive_output(v, NULL);
     default: return TS_DROP_TYPE;
     }
 }

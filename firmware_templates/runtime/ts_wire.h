@@ -46,7 +46,8 @@ enum {
     TS_ROCOIN_PORTION = 0x06,
     TS_CONTROL = 0x07,
     TS_RESULT = 0x08,
-    TS_STATS = 0x09
+    TS_STATS = 0x09,
+    TS_ADAPTIVE_OUTPUT = 0x0A
 };
 
 /* HELLO capability bits. */
@@ -68,6 +69,12 @@ enum {
 #define TS_STATS_DROPS 3u
 #define TS_STATS_LAST_ERROR 4u
 #define TS_STATS_INSTRUCTIONS 5u
+
+/* ADAPTIVE_OUTPUT: u32 skip_mask and u32 instructions before each chunk of the output, so a frame
+ * carries at most TS_ADAPTIVE_OUTPUT_CHUNK (1016) output bytes; an output of n bytes takes
+ * ceil(n / TS_ADAPTIVE_OUTPUT_CHUNK) frames (at least one), part 0..count-1 in order. */
+#define TS_ADAPTIVE_OUTPUT_HEADER 8u
+#define TS_ADAPTIVE_OUTPUT_CHUNK (TS_MAX_PAYLOAD - TS_ADAPTIVE_OUTPUT_HEADER)
 
 /* Decode results: TS_OK or the drop reason (the Python codec's reason names, in its check order;
  * ts_drop_reason_name() gives the name). COBS and OVERSIZE come from the serial receiver. */
@@ -211,6 +218,15 @@ typedef struct {
     size_t data_len;
 } ts_rocoin_portion;
 
+/* Adaptive ResNet: one chunk of the device model's int8 output of sample `seq` (the header's
+ * part_index of part_count place it, as for LATENT). */
+typedef struct {
+    uint32_t skip_mask; /* the mask the inference ran with: bit i set = residual block i was skipped */
+    uint32_t instructions; /* instruction count of that inference; 0 where the board has no counter */
+    const uint8_t *data;
+    size_t data_len; /* <= TS_ADAPTIVE_OUTPUT_CHUNK */
+} ts_adaptive_output;
+
 typedef struct {
     uint16_t label;
     uint16_t units_used;
@@ -239,6 +255,8 @@ size_t ts_build_early_label(const ts_frame_header *h, const ts_early_label *p, u
 /* INPUT or LATENT chunk: h->type must be TS_INPUT or TS_LATENT (not forced). */
 size_t ts_build_chunk(const ts_frame_header *h, const uint8_t *data, size_t data_len, uint8_t *out, size_t out_cap);
 size_t ts_build_rocoin_portion(const ts_frame_header *h, const ts_rocoin_portion *p, uint8_t *out, size_t out_cap);
+/* `p->data` may already lie in place, at out + TS_HEADER_SIZE + TS_ADAPTIVE_OUTPUT_HEADER. */
+size_t ts_build_adaptive_output(const ts_frame_header *h, const ts_adaptive_output *p, uint8_t *out, size_t out_cap);
 /* CONTROL or STATS list: h->type must be TS_CONTROL or TS_STATS (not forced). n <= 204. */
 size_t ts_build_kv(const ts_frame_header *h, const ts_kv *items, size_t n, uint8_t *out, size_t out_cap);
 size_t ts_build_stats(const ts_frame_header *h, const ts_kv *items, size_t n, uint8_t *out, size_t out_cap);
@@ -250,6 +268,8 @@ ts_drop_reason ts_parse_early_label(const ts_frame_view *v, ts_early_label *out)
 /* INPUT or LATENT: any length (0..1024) is valid. */
 ts_drop_reason ts_parse_chunk(const ts_frame_view *v, const uint8_t **data, size_t *data_len);
 ts_drop_reason ts_parse_rocoin_portion(const ts_frame_view *v, ts_rocoin_portion *out);
+/* Any payload of at least TS_ADAPTIVE_OUTPUT_HEADER bytes is valid (any mask, any data length). */
+ts_drop_reason ts_parse_adaptive_output(const ts_frame_view *v, ts_adaptive_output *out);
 ts_drop_reason ts_parse_result(const ts_frame_view *v, ts_result *out);
 ts_drop_reason ts_parse_control(const ts_frame_view *v, ts_control *out);
 /* CONTROL or STATS list: validates (length a multiple of 5) and gives the number of pairs. */

@@ -5,7 +5,10 @@
  *                           (part 0 of 2) and 60..99 (part 1 of 2).
  *   on_control(key, v)   -> a CONTROL-typed frame carrying the pair (key, v); key 200 also sets STATS
  *                           last error to v; key 201 first tries two invalid sends and echoes
- *                           v = bit 0 (bad part refused) | bit 1 (overlong payload refused).
+ *                           v = bit 0 (bad part refused) | bit 1 (overlong payload refused); key 4
+ *                           (skip mask, APP_SKIP_BLOCKS blocks) echoes the mask in effect: a mask with
+ *                           bits at or above APP_SKIP_BLOCKS is rejected (the mask stays, STATS last
+ *                           error TS_DEVICE_ERROR_CONTROL | 4).
  * Arguments: "udp" (frames by net_send), "nohooks" (both hooks NULL), "noinput" (input_bytes 0). */
 #include <string.h>
 
@@ -16,6 +19,9 @@
 #define APP_FIRST_PART 60u
 #define APP_KEY_SET_ERROR 200u
 #define APP_KEY_BAD_SENDS 201u
+#define APP_SKIP_BLOCKS 8u
+
+static uint32_t skip_mask;
 
 static uint8_t input[APP_INPUT_BYTES];
 
@@ -38,6 +44,13 @@ static void app_control(uint8_t key, uint32_t value)
     } else if (key == APP_KEY_BAD_SENDS) {
         value = (ts_device_send(TS_EARLY_LABEL, 0u, 1u, 1u, 3u) != 0 ? 1u : 0u)
                 | (ts_device_send(TS_EARLY_LABEL, 0u, 0u, 1u, TS_MAX_PAYLOAD + 1u) != 0 ? 2u : 0u);
+    } else if (key == TS_CONTROL_SKIP_MASK) {
+        if ((value >> APP_SKIP_BLOCKS) != 0u) {
+            ts_device_error(TS_DEVICE_ERROR_CONTROL | key);
+        } else {
+            skip_mask = value;
+        }
+        value = skip_mask;
     }
     p[0] = key;
     p[1] = (uint8_t)(value & 0xFFu);

@@ -30,6 +30,7 @@ class FrameType(enum.IntEnum):
     CONTROL = 0x07
     RESULT = 0x08
     STATS = 0x09
+    ADAPTIVE_OUTPUT = 0x0A
 
 
 _TYPES = frozenset(int(t) for t in FrameType)

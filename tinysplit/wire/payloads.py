@@ -9,12 +9,15 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from tinysplit.wire.frame import DecodeError, Frame, FrameType
+from tinysplit.wire.frame import MAX_PAYLOAD, DecodeError, Frame, FrameType
 
 CAP_NAIR, CAP_REBEL, CAP_ROCOIN, CAP_SKIP, CAP_UDP = (1 << i for i in range(5))
 
 CONTROL_BUDGET_UNITS, CONTROL_BUDGET_BYTES, CONTROL_THRESHOLD, CONTROL_SKIP_MASK = 1, 2, 3, 4
 STATS_SENT, STATS_RECEIVED, STATS_DROPS, STATS_LAST_ERROR, STATS_INSTRUCTIONS = 1, 2, 3, 4, 5
+
+ADAPTIVE_OUTPUT_HEADER = 8  # u32 skip_mask, u32 instructions at the start of every ADAPTIVE_OUTPUT payload
+ADAPTIVE_OUTPUT_CHUNK = MAX_PAYLOAD - ADAPTIVE_OUTPUT_HEADER  # output bytes per ADAPTIVE_OUTPUT frame, at most
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,17 @@ class RocoinPortion:
 
 
 @dataclass(frozen=True)
+class AdaptiveOutput:
+    """Adaptive ResNet: one chunk of the device model's int8 output of a sample (the frame's
+    part_index/part_count place it, as for LATENT), with the skip mask that inference ran with
+    (bit i set: residual block i was skipped) and its instruction count (0: the board has no counter)."""
+
+    skip_mask: int
+    instructions: int
+    data: bytes
+
+
+@dataclass(frozen=True)
 class KeyValues:
     """CONTROL and STATS: (u8 key, u32 value) pairs; unknown keys are kept for the caller to skip."""
 
@@ -75,7 +89,7 @@ class Result:
     flags: int = 0  # bit 0: some units were zero-filled
 
 
-Payload = Union[Hello, Chunk, NairSlice, EarlyLabel, RocoinPortion, KeyValues, Result]
+Payload = Union[Hello, Chunk, NairSlice, EarlyLabel, RocoinPortion, KeyValues, Result, AdaptiveOutput]
 
 
 def _need(buf: bytes, n: int, what: str) -> None:
@@ -128,6 +142,12 @@ def _dec_portion(b: bytes) -> RocoinPortion:
     return RocoinPortion(part, total, bytes(b[4:]))
 
 
+def _dec_adaptive(b: bytes) -> AdaptiveOutput:
+    _need(b, ADAPTIVE_OUTPUT_HEADER, "adaptive output")
+    mask, instructions = struct.unpack_from("<II", b, 0)
+    return AdaptiveOutput(mask, instructions, bytes(b[ADAPTIVE_OUTPUT_HEADER:]))
+
+
 def _dec_kv(b: bytes) -> KeyValues:
     if len(b) % 5:
         raise DecodeError("payload", f"key/value list of {len(b)} bytes is not a multiple of 5")
@@ -152,6 +172,8 @@ _CODECS: dict[FrameType, tuple[type, Callable[[Payload], bytes], Callable[[bytes
     FrameType.CONTROL: (KeyValues, lambda p: b"".join(struct.pack("<BI", k, v) for k, v in p.items), _dec_kv),
     FrameType.RESULT: (Result, lambda p: struct.pack("<HHB", p.label, p.units_used, p.flags), _dec_result),
     FrameType.STATS: (KeyValues, lambda p: b"".join(struct.pack("<BI", k, v) for k, v in p.items), _dec_kv),
+    FrameType.ADAPTIVE_OUTPUT: (AdaptiveOutput, lambda p: struct.pack("<II", p.skip_mask, p.instructions) + p.data,
+                                _dec_adaptive),
 }
 
 

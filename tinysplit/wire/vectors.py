@@ -14,9 +14,10 @@ from typing import Any
 
 from tinysplit.wire.cobs import cobs_encode
 from tinysplit.wire.frame import MAX_PAYLOAD, Frame, FrameType, crc32, encode_frame
-from tinysplit.wire.payloads import (CAP_NAIR, CAP_UDP, CONTROL_BUDGET_UNITS, CONTROL_SKIP_MASK,
-                                     CONTROL_THRESHOLD, STATS_INSTRUCTIONS, STATS_SENT, Chunk, EarlyLabel,
-                                     Hello, KeyValues, NairSlice, Result, RocoinPortion, make_frame)
+from tinysplit.wire.payloads import (ADAPTIVE_OUTPUT_CHUNK, CAP_NAIR, CAP_UDP, CONTROL_BUDGET_UNITS,
+                                     CONTROL_SKIP_MASK, CONTROL_THRESHOLD, STATS_INSTRUCTIONS, STATS_SENT,
+                                     AdaptiveOutput, Chunk, EarlyLabel, Hello, KeyValues, NairSlice, Result,
+                                     RocoinPortion, make_frame)
 
 BUNDLE = 0x3B465AFA
 
@@ -39,6 +40,13 @@ def _good() -> list[tuple[str, Frame]]:
         ("result", make_frame(FrameType.RESULT, Result(3, 12, 1), 7, BUNDLE, 41)),
         ("stats", make_frame(FrameType.STATS, KeyValues(((STATS_SENT, 1000), (STATS_INSTRUCTIONS, 123456))),
                              7, BUNDLE, 0)),
+        ("adaptive_output", make_frame(FrameType.ADAPTIVE_OUTPUT,
+                                       AdaptiveOutput(0b0110, 98765, bytes((i * 13 - 64) & 0xFF for i in range(40))),
+                                       4, BUNDLE, 12)),
+        # the last part of a 2-part output at the limit: MAX_PAYLOAD - 8 output bytes, a board with no counter
+        ("adaptive_output_max_payload", make_frame(FrameType.ADAPTIVE_OUTPUT,
+                                                   AdaptiveOutput(0x80000001, 0, ramp[:ADAPTIVE_OUTPUT_CHUNK]),
+                                                   4, BUNDLE, 13, 1, 2)),
         ("empty_input", Frame(FrameType.INPUT, 0, 0, 0, b"")),
     ]
 
