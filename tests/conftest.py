@@ -162,3 +162,24 @@ def rocoin_export(rocoin_trained, tmp_path_factory):
 @pytest.fixture(scope="session")
 def rocoin_bundle(rocoin_export) -> Path:
     return rocoin_export.bundle
+
+
+@pytest.fixture(scope="session")
+def adaptive_trained():
+    """A digits AdaptiveNet (4 skippable blocks), trained briefly with block drop (single thread, seeded)."""
+    from tinysplit.methods.adaptive_resnet.example import train_digits_adaptive
+
+    return train_digits_adaptive(epochs=12)
+
+
+@pytest.fixture(scope="session")
+def adaptive_export(adaptive_trained, tmp_path_factory):
+    """That model exported as an 'adaptive_resnet' bundle."""
+    from tinysplit.methods.adaptive_resnet.example import export_digits_adaptive
+
+    return export_digits_adaptive(adaptive_trained, tmp_path_factory.mktemp("bundles") / "adaptive")
+
+
+@pytest.fixture(scope="session")
+def adaptive_bundle(adaptive_export) -> Path:
+    return adaptive_export.bundle_dir

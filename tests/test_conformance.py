@@ -137,8 +137,39 @@ def rocoin_cases(bundle: Path) -> list[Case]:
     return cases
 
 
-CASES: dict[str, Callable[[Path], list[Case]]] = {"nair": nair_cases, "rebel": rebel_cases, "rocoin": rocoin_cases}
-BUNDLES = {"nair": "digits_bundle", "rebel": "rebel_bundle", "rocoin": "rocoin_bundle"}  # each case's session fixture
+def adaptive_cases(bundle: Path) -> list[Case]:
+    """Masks 0, each block alone and all blocks: the device simulator sends the TFLite Micro output of
+    the head with those blocks removed; labels equal the reference's and every record carries its mask
+    and instruction count."""
+    from tinysplit.methods.adaptive_resnet.bundle import layout_for
+    from tinysplit.methods.adaptive_resnet.devicesim import sample_frames
+    from tinysplit.methods.adaptive_resnet.reference import device_outputs as masked_outputs
+    from tinysplit.methods.adaptive_resnet.reference import labels_for_masks
+
+    m = load_manifest(bundle)
+    lay = layout_for(m)
+    x, _ = heldout(bundle, m)
+    xq = quantized_inputs(m, x[:N])
+    masks = [0, *(1 << i for i in range(lay.blocks)), (1 << lay.blocks) - 1]
+    ref = labels_for_masks(bundle, masks, n=N)
+    bid = int(m.bundle_id, 16)
+    cases = []
+    for mask in masks:
+        outs = masked_outputs(bundle, mask, xq)
+        instr = 1000 + mask
+
+        def check(rec, mask=mask, instr=instr):
+            return rec["skip_mask"] == mask and rec["instructions"] == instr and rec["complete"]
+
+        cases.append(Case(f"mask 0x{mask:x}", [sample_frames(outs[i], lay, mask, instr, 3, bid, i) for i in range(N)],
+                          ref[mask], check))
+    return cases
+
+
+CASES: dict[str, Callable[[Path], list[Case]]] = {"nair": nair_cases, "rebel": rebel_cases, "rocoin": rocoin_cases,
+                                                  "adaptive_resnet": adaptive_cases}
+BUNDLES = {"nair": "digits_bundle", "rebel": "rebel_bundle", "rocoin": "rocoin_bundle",
+           "adaptive_resnet": "adaptive_bundle"}  # each case's session fixture
 
 
 def test_every_split_method_has_a_case():

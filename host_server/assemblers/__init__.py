@@ -67,6 +67,7 @@ ASSEMBLERS: dict[str, str | None] = {
     "nair": "tinysplit.host_server.assemblers.nair:NairAssembler",
     "rebel": "tinysplit.host_server.assemblers.rebel:RebelAssembler",
     "rocoin": "tinysplit.host_server.assemblers.rocoin:RocoinAssembler",
+    "adaptive_resnet": "tinysplit.host_server.assemblers.adaptive_resnet:AdaptiveAssembler",
 }
 
 

@@ -123,7 +123,7 @@ def run_app(p: Prepared, app: str, cfg: Any, settings: list[Setting], row: Calla
     try:
         work.mkdir(parents=True, exist_ok=True)
         if sources is None:
-            sources = generate_sources(p.bundle, p.manifest, work / "model", model)
+            sources = generate_sources(p.bundle, p.manifest, work / "model", model, skippable=APPS[app].skippable)
         t0 = time.perf_counter()
         project = render_project(p.board, sources, work / f"{p.board.name}-{cfg.transport}", app=app, app_config=cfg)
         built = build_project(project.dir)

@@ -16,12 +16,14 @@ from typing import Any
 from tinysplit.firmware.render import c_identifier
 
 
-def generate_sources(bundle: Path, manifest: Any, out_dir: Path, model: str | None = None):
-    """C sources (ModelSources) for the bundle's device model (default: its first) in ``out_dir``."""
+def generate_sources(bundle: Path, manifest: Any, out_dir: Path, model: str | None = None, skippable: bool = False):
+    """C sources (ModelSources) for the bundle's device model (default: its first) in ``out_dir``;
+    ``skippable``: with its residual blocks behind a runtime skip mask (the app's ``skippable``)."""
     from tinysplit.exporter.codegen import generate_model_sources
 
     dm = manifest.device_model(model) if model else manifest.device_models[0]
-    return generate_model_sources((Path(bundle) / dm.file).read_bytes(), c_identifier(dm.name), out_dir)
+    return generate_model_sources((Path(bundle) / dm.file).read_bytes(), c_identifier(dm.name), out_dir,
+                                  skippable=skippable)
 
 
 def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | None = None, app: str = "hil",
@@ -56,11 +58,12 @@ def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app:
     board: (project, sources)."""
     from tinysplit.boards import get_board
     from tinysplit.exporter.codegen import generate_model_sources
+    from tinysplit.firmware.apps import get_app
     from tinysplit.firmware.project import render_project
 
     board = get_board(board_name)
     with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
-        sources = generate_model_sources(tflite, c_identifier(name), Path(tmp))
+        sources = generate_model_sources(tflite, c_identifier(name), Path(tmp), skippable=get_app(app).skippable)
         project = render_project(board, sources, out_dir, app=app, exit_code=exit_code, app_config=app_config)
     return project, sources
 

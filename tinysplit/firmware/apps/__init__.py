@@ -51,6 +51,7 @@ class App:
     runtime_files: tuple[str, ...] = ()  # hand-written C copied from firmware_templates/runtime into src/
     templates: Mapping[str, str] = field(default_factory=dict)  # extra output path -> template
     module: str | None = None  # Python half of a method app: config_from_manifest(manifest, **options)
+    skippable: bool = False  # the app runs <model>_invoke_skip: the model is generated with skippable blocks
 
     @property
     def main_template(self) -> str:
@@ -82,6 +83,11 @@ APPS: dict[str, App] = {a.name: a for a in (
     App("rocoin", "RoCoIn: runs the device's student on each broadcast input, sends its partition's portion",
         method="rocoin", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME, templates={"src/net.h": "net/net.h.j2"},
         module="tinysplit.firmware.apps.rocoin"),
+    # adaptive_resnet: the same runtime buffers (its own state is the skip mask)
+    App("adaptive_resnet", "Adaptive ResNet: runs the head with the skip mask the host set (CONTROL key 4), sends "
+                           "the output with that mask and the inference's instruction count",
+        method="adaptive_resnet", ram_bytes=5 * 1024, runtime_files=_DEVICE_RUNTIME,
+        templates={"src/net.h": "net/net.h.j2"}, module="tinysplit.firmware.apps.adaptive_resnet", skippable=True),
 )}
 
 
