@@ -2,6 +2,12 @@
 study (float for every policy; int8 as deployed for the exported one), and each mask's instruction
 count in QEMU with every label checked against the reference.
 
+``tinysplit adaptive-plan``: from such a study (its measured instructions and int8 accuracies, its
+bundle's head) and a chain of devices (a YAML file, ``chain.py``), the skip mask and each kept block's
+device at the least latency under the accuracy floor, latency budget, utilization, battery and memory
+limits (``planner.plan``), side by side with always running the full model and with the best fixed
+mask; the plan is written as JSON (``tinysplit/schemas/adaptive_plan.schema.json``).
+
 A ``COMMANDS`` table like the other methods'; this module never imports the CLI and its parser
 imports nothing heavy.
 """
@@ -9,6 +15,7 @@ imports nothing heavy.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,7 +159,221 @@ def format_study(r: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"adaptive-study": (add_adaptive_study, run_adaptive_study)}
+# ---------------------------------------------------------------------------------------------
+# adaptive-plan
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_RATE = 1.0
+DEFAULT_HORIZON_S = 86_400.0  # a day
+DEFAULT_FLOOR_MARGIN = 0.01  # default floor: the full model's int8 accuracy less one point
+
+
+def add_adaptive_plan(sub: Any) -> None:
+    p = sub.add_parser("adaptive-plan", help="Adaptive ResNet: plan the skip mask and the blocks' devices from a "
+                                             "study's measured instructions and accuracies",
+                       description="From the directory 'tinysplit adaptive-study' wrote (the instructions per mask "
+                                   "counted in QEMU, the int8 accuracy per mask, the bundle's head for the blocks' "
+                                   "weights, activations and arena) and a chain of devices, choose the skip mask and "
+                                   "the device of each kept block with the least latency that meets the accuracy "
+                                   "floor, the latency budget, the utilization limit, the batteries over the horizon "
+                                   "and the devices' memory (an exact integer program). Prints the plan beside "
+                                   "always running the full model and the best fixed mask, and writes it as JSON "
+                                   "with --out. Compute: a device's clock at one instruction per cycle.")
+    p.add_argument("--study", required=True, metavar="DIR",
+                   help="the directory 'tinysplit adaptive-study --out' wrote (adaptive_study.json and bundle/)")
+    p.add_argument("--devices", metavar="FILE.yaml",
+                   help="the device chain, device 0 first (YAML or JSON; default: the shipped one_m4.yaml, one "
+                        "Cortex-M4; two_m4.yaml ships too)")
+    p.add_argument("--rate", type=float, default=DEFAULT_RATE, metavar="HZ",
+                   help=f"samples per second (default {DEFAULT_RATE:g})")
+    p.add_argument("--horizon-s", type=float, default=DEFAULT_HORIZON_S, metavar="S",
+                   help=f"the batteries must last this long at that rate (default {DEFAULT_HORIZON_S:g} s, a day)")
+    p.add_argument("--floor", type=float, metavar="ACC",
+                   help="the accuracy floor, 0..1 (default: the full model's int8 accuracy less 0.01)")
+    p.add_argument("--budget-ms", type=float, metavar="MS", help="latency budget per sample (default: none)")
+    p.add_argument("--host-ms", type=float, default=0.0, metavar="MS",
+                   help="the host tail's time per sample, added to the latency (default 0)")
+    p.add_argument("--max-utilization", type=float, default=1.0, metavar="U",
+                   help="the most of each device's compute time the requests may take, 0 < U <= 1 (default 1)")
+    p.add_argument("--out", metavar="FILE.json", help="write the plan as JSON (replaced atomically)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
+
+
+def _demand_args(args: Any, acc_full: float):
+    from tinysplit.methods.adaptive_resnet.planner import Demand
+
+    def finite(flag: str, v: float) -> float:
+        if not math.isfinite(v):
+            raise InputError(f"{flag} must be a finite number, got {v}")
+        return v
+
+    rate, horizon = finite("--rate", args.rate), finite("--horizon-s", args.horizon_s)
+    if rate <= 0 or horizon <= 0:
+        raise InputError(f"--rate and --horizon-s must be positive, got {rate:g} and {horizon:g}")
+    floor = max(0.0, acc_full - DEFAULT_FLOOR_MARGIN) if args.floor is None else finite("--floor", args.floor)
+    if not 0.0 <= floor <= 1.0:
+        raise InputError(f"--floor is an accuracy from 0 to 1 (0.95 for 95%), got {floor:g}")
+    budget = None if args.budget_ms is None else finite("--budget-ms", args.budget_ms)
+    if budget is not None and budget <= 0:
+        raise InputError(f"--budget-ms must be positive, got {budget:g}")
+    host = finite("--host-ms", args.host_ms)
+    if host < 0:
+        raise InputError(f"--host-ms must be zero or more, got {host:g}")
+    util = finite("--max-utilization", args.max_utilization)
+    if not 0.0 < util <= 1.0:
+        raise InputError(f"--max-utilization must be above 0 and at most 1, got {util:g}")
+    return Demand(rate, horizon, floor, None if budget is None else budget / 1000.0, util, host / 1000.0)
+
+
+def best_fixed_mask(profile: Any, accuracy: Any, floor: float) -> int | None:
+    """The fastest mask whose measured accuracy meets ``floor`` (ties: higher accuracy, then smaller mask),
+    whatever the other constraints; None if no measured mask does."""
+    ok = [(m, a) for m, a in accuracy.measured if a >= floor - 1e-9]
+    if not ok:
+        return None
+    return min(ok, key=lambda ma: (profile.instructions(ma[0]), -ma[1], ma[0]))[0]
+
+
+def run_adaptive_plan(args: Any) -> int:
+    from tinysplit.console import emit_json
+    from tinysplit.files import write_atomic
+    from tinysplit.methods.adaptive_resnet import planner
+    from tinysplit.methods.adaptive_resnet.chain import load_devices, shipped_devices
+    from tinysplit.methods.adaptive_resnet.profile import load_study, profile_from
+
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"--out: the directory '{out.parent}' does not exist")
+    study, bundle = load_study(args.study)
+    chain = load_devices(args.devices or shipped_devices())
+    profile, accuracy = profile_from(bundle, study)
+    demand = _demand_args(args, accuracy.acc_full)
+    devices = chain.resources()
+    plan = planner.plan(profile, accuracy, devices, demand)  # InfeasibleError (exit 2) before anything is written
+    full = planner.evaluate(profile, accuracy, devices, demand, 0)
+    fixed_mask = best_fixed_mask(profile, accuracy, demand.accuracy_floor)
+    fixed = None if fixed_mask is None else planner.evaluate(profile, accuracy, devices, demand, fixed_mask)
+    data = plan.to_json()
+    if out is not None:
+        write_atomic(out, json.dumps(data, indent=2) + "\n")
+    if args.json:
+        emit_json(data)
+        return 0
+    fw = study["firmware"]  # profile_from checked it
+    print(format_plan(plan, full, fixed, chain, demand, profile, accuracy, args, str(fw.get("board", "?")),
+                      fw.get("ok") is not False))
+    if out is not None:
+        print(f"plan: {out}")
+    return 0
+
+
+def _ms(s: float) -> str:
+    return f"{1000 * s:.2f} ms"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _energy(j: float) -> str:
+    if j >= 1.0:
+        return _joules(j)
+    for unit, scale in (("mJ", 1e-3), ("uJ", 1e-6)):
+        if j >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j / 1e-9:.3g} nJ"
+
+
+def _core_notes(chain: Any, board: str) -> list[str]:
+    """A note for each device whose core is not the one the instructions were counted on."""
+    from tinysplit.boards import get_board
+
+    try:
+        counted = get_board(board)
+    except InputError:
+        return [f"note: the instructions were counted on board '{board}', which tinysplit does not know"]
+    notes = []
+    for d in chain.devices:
+        core = get_board(d.board).core.cpu
+        if core != counted.core.cpu:
+            notes.append(f"note: the instructions were counted on a {counted.core.cpu} ({board}); device '{d.name}' "
+                         f"is a {core} ({d.board}), whose counts may differ: run adaptive-study with --board "
+                         f"{d.board} to measure them there")
+    return notes
+
+
+def _joules(j: float) -> str:
+    return f"{j:,.0f} J" if j >= 100 else f"{j:.3g} J"
+
+
+def format_plan(plan: Any, full: Any, fixed: Any, chain: Any, demand: Any, profile: Any, accuracy: Any, args: Any,
+                board: str, firmware_ok: bool = True) -> str:
+    B = len(profile.blocks)
+    width = max(1, (B + 3) // 4)
+    hexm = lambda m: f"0x{m:0{width}x}"  # noqa: E731
+    names = [d.name for d in chain.devices]
+    floor_note = "" if args.floor is not None else f" (full model {_pct(accuracy.acc_full)} less 1 point)"
+    lines = [f"Adaptive ResNet plan for study {args.study}: {B} skippable blocks, instructions counted on {board}",
+             f"devices ({chain.source}, device 0 receives the input; compute: clock x 1 instruction per cycle):"]
+    for i, d in enumerate(chain.devices):
+        power = "mains" if d.mains else f"battery {_joules(d.battery_j)}"
+        lines.append(f"  {i} {d.name:<12} {d.board:<20} {d.clock_hz / 1e6:g} MHz, "
+                     f"{d.energy_per_instruction_j * 1e9:g} nJ/instruction, {d.energy_per_byte_j * 1e9:g} nJ/byte "
+                     f"sent, {power}, link {d.link_bps / 1e3:g} kbit/s")
+        lines.append(f"    {'':<12} for the model (the firmware's code, buffers and stack take the rest): RAM "
+                     f"{d.model_memory_bytes:,} of {d.memory_bytes:,} B, flash {d.model_flash_bytes:,} of "
+                     f"{d.flash_bytes:,} B")
+    lines.append(f"head: base {profile.base_instructions:,} instructions, {profile.base_weight_bytes:,} B of "
+                 f"weights; arena {profile.arena_bytes:,} B; output {profile.output_bytes:,} B")
+    budget = "none" if demand.latency_budget_s is None else _ms(demand.latency_budget_s)
+    lines.append(f"demand: {demand.request_rate:g} per s for {demand.horizon_s:,.0f} s "
+                 f"({demand.horizon_s / 3600:.3g} h), accuracy floor {_pct(demand.accuracy_floor)}{floor_note}, "
+                 f"latency budget {budget}, host {_ms(demand.host_s)}, utilization <= {demand.max_utilization:g}")
+    lines += _core_notes(chain, board)
+    if not firmware_ok:
+        lines.append("note: the study's firmware check failed (labels, masks or instruction counts against the "
+                     "per-block costs); its counts may be wrong")
+    lat = plan.latency
+    skipped = ", ".join(plan.skipped) or "none"
+    lines += ["", f"plan: mask {hexm(plan.mask)} (skips {skipped}), accuracy {_pct(plan.accuracy)} "
+                  f"({'measured' if plan.accuracy_measured else 'estimated from the single-block drops'}), solved "
+                  f"by {plan.solver} in {plan.solve_s * 1000:.0f} ms",
+              f"  latency {_ms(lat.total_s)} = compute {_ms(lat.compute_s)} + transfer {_ms(lat.transfer_s)} + host "
+              f"{_ms(lat.host_s)}",
+              "  placement: " + ", ".join(f"{b} {'skipped' if d is None else '-> ' + names[d]}"
+                                          for b, d in zip(plan.blocks, plan.placement))]
+    head = (f"  {'device':<12} {'blocks':<10} {'instructions':>12} {'compute':>10} {'sent':>8} {'transfer':>10} "
+            f"{'util':>7} {'energy/sample':>13} {'horizon':>10} {'battery':>20} {'RAM':>8} {'flash':>9}")
+    lines.append(head)
+    for u in plan.devices:
+        blocks = ",".join(str(k) for k in u.blocks) or "-"
+        batt = ("mains" if math.isinf(u.battery_j)
+                else f"{_pct(u.horizon_energy_j / u.battery_j)} of {_joules(u.battery_j)}")
+        lines.append(f"  {u.name:<12} {blocks:<10} {u.instructions:>12,} {_ms(u.compute_s):>10} {u.sent_bytes:>6,} B "
+                     f"{_ms(u.transfer_s):>10} {u.utilization:>7.3f} {_energy(u.energy_j):>13} "
+                     f"{_energy(u.horizon_energy_j):>10} {batt:>20} {u.ram_bytes:>6,} B {u.flash_bytes:>7,} B")
+    lines += ["", "the same constraints for the plan and for two fixed masks (their kept blocks all on device 0):",
+              f"  {'':<44} {'mask':>6} {'latency':>10} {'accuracy':>9} {'':<9} {'max util':>8} {'max battery':>11}  "
+              "violates"]
+
+    def row(label: str, p: Any) -> str:
+        util = max(u.utilization for u in p.devices)
+        batt = [u.horizon_energy_j / u.battery_j for u in p.devices if not math.isinf(u.battery_j)]
+        return (f"  {label:<44} {hexm(p.mask):>6} {_ms(p.latency.total_s):>10} {_pct(p.accuracy):>9} "
+                f"{'measured' if p.accuracy_measured else 'estimated':<9} {util:>8.3f} "
+                f"{_pct(max(batt)) if batt else 'mains':>11}  {', '.join(p.violations) or 'nothing'}")
+
+    lines.append(row("plan", plan))
+    lines.append(row("always full (mask 0)", full))
+    if fixed is None:
+        lines.append(f"  {'best fixed mask':<44} no measured mask meets the floor {_pct(demand.accuracy_floor)}")
+    else:
+        lines.append(row("best fixed mask (fastest measured >= floor)", fixed))
+    return "\n".join(lines)
+
+
+COMMANDS = {"adaptive-study": (add_adaptive_study, run_adaptive_study),
+            "adaptive-plan": (add_adaptive_plan, run_adaptive_plan)}
 
 
 if __name__ == "__main__":
