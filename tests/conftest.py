@@ -183,3 +183,14 @@ def adaptive_export(adaptive_trained, tmp_path_factory):
 @pytest.fixture(scope="session")
 def adaptive_bundle(adaptive_export) -> Path:
     return adaptive_export.bundle_dir
+
+
+@pytest.fixture(scope="session")
+def adaptive_study_dir(tmp_path_factory) -> Path:
+    """What 'tinysplit adaptive-study' writes for a brief block-drop digits model (6 epochs, every mask's
+    int8 accuracy, every mask in QEMU on the Cortex-M4 with 2 samples): adaptive_study.json and bundle/."""
+    out = tmp_path_factory.mktemp("adaptive-study")
+    r = run_cli("adaptive-study", "--example", "digits", "--out", str(out), "--epochs", "6",
+                "--policies", "block_drop", "--hil-samples", "2", "-q", timeout=900)
+    assert r.returncode == 0, r.stderr
+    return out

@@ -400,3 +400,31 @@ def test_importing_the_planner_is_light():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("devices, seeds", [(1, 40), (2, 25)])
+def test_the_accuracy_objective_finds_the_exhaustive_optimum(devices, seeds):
+    """The paper's other objective: the highest accuracy the resources allow (ties: least latency)."""
+    feasible, fuller = 0, 0
+    for seed in range(seeds):
+        args = random_instance(seed, devices)
+        try:
+            q = exhaustive(*args, objective="accuracy")
+        except InfeasibleError:
+            with pytest.raises(InfeasibleError):
+                plan(*args, objective="accuracy")
+            continue
+        p = plan(*args, objective="accuracy")
+        feasible += 1
+        assert p.accuracy == pytest.approx(q.accuracy, abs=1e-12), seed
+        assert p.latency.total_s == pytest.approx(q.latency.total_s, rel=1e-9), seed
+        assert p.mask == q.mask and p.violations == () == q.violations, seed
+        fast = plan(*args)
+        assert p.accuracy >= fast.accuracy - 1e-12 and p.latency.total_s >= fast.latency.total_s * (1 - 1e-9)
+        fuller += p.accuracy > fast.accuracy + 1e-9
+    assert feasible >= seeds // 3 and fuller >= 2, (feasible, fuller)
+
+
+def test_unknown_objective():
+    with pytest.raises(InputError, match="objective must be one of latency, accuracy"):
+        plan(*random_instance(0, 1), objective="energy")

@@ -372,8 +372,50 @@ def format_plan(plan: Any, full: Any, fixed: Any, chain: Any, demand: Any, profi
     return "\n".join(lines)
 
 
+def add_adaptive_scenario(sub: Any) -> None:
+    p = sub.add_parser("adaptive-scenario", help="Adaptive ResNet: re-plan over a scripted scenario against an "
+                                                 "emulated device",
+                       description="Drive the planner (objective: the most accurate mask the resources allow) "
+                                   "through a scenario of changing battery, link rate and request rate, with one "
+                                   "device in QEMU: each re-plan goes to the device as a CONTROL frame before the "
+                                   "step's samples; the device's frames say which mask each sample ran with and its "
+                                   "instruction count, which drains the battery. Checks that every re-plan reached "
+                                   "the device, the accuracy floor held and every latency stayed within the budget; "
+                                   "writes the timeline as DIR/adaptive_scenario.json and DIR/adaptive_scenario.png.")
+    p.add_argument("--study", required=True, metavar="DIR", help="the directory 'tinysplit adaptive-study' wrote")
+    p.add_argument("--scenario", default=None, metavar="FILE.yaml",
+                   help="scenario file (default: the shipped digits_drain.yaml)")
+    p.add_argument("--board", default="qemu-mps2-an386", help="the emulated device's board (default qemu-mps2-an386)")
+    p.add_argument("--out", required=True, metavar="DIR", help="results directory (created; files replaced)")
+    p.add_argument("--json", action="store_true", help="print the timeline as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def run_adaptive_scenario(args: Any) -> int:
+    from tinysplit.boards import get_board
+    from tinysplit.console import Progress, emit_json
+    from tinysplit.files import write_atomic
+    from tinysplit.methods.adaptive_resnet.scenario import (format_timeline, load_scenario, plot_timeline,
+                                                            run_scenario, shipped_scenario)
+
+    get_board(args.board)
+    scenario = load_scenario(args.scenario or shipped_scenario())
+    out = Path(args.out)
+    result = run_scenario(args.study, scenario, args.board, say=Progress(quiet=args.quiet))
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "adaptive_scenario.json", json.dumps(result, indent=2) + "\n")
+    plot_timeline(result, out / "adaptive_scenario.png")
+    if args.json:
+        emit_json(result)
+    else:
+        print(format_timeline(result))
+        print(f"timeline: {out / 'adaptive_scenario.json'}, {out / 'adaptive_scenario.png'}")
+    return 0 if result["ok"] else 1
+
+
 COMMANDS = {"adaptive-study": (add_adaptive_study, run_adaptive_study),
-            "adaptive-plan": (add_adaptive_plan, run_adaptive_plan)}
+            "adaptive-plan": (add_adaptive_plan, run_adaptive_plan),
+            "adaptive-scenario": (add_adaptive_scenario, run_adaptive_scenario)}
 
 
 if __name__ == "__main__":

@@ -688,19 +688,40 @@ def _groups(demand: Demand) -> frozenset[str]:
     return frozenset(c for c in CONSTRAINTS if c != "latency_budget" or demand.latency_budget_s is not None)
 
 
+OBJECTIVES = ("latency", "accuracy")
+
+
+def _objective(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
 def plan(profile: BlockProfile, accuracy: AccuracyModel, devices: DeviceResources | Sequence[DeviceResources],
-         demand: Demand) -> Plan:
-    """The fastest feasible mask and placement (ties: higher accuracy, then smaller mask), by the
-    integer program; InfeasibleError names the constraint that cannot be met."""
+         demand: Demand, objective: str = "latency") -> Plan:
+    """The best feasible mask and placement by the integer program; InfeasibleError names the
+    constraint that cannot be met. ``objective``: "latency" (the least latency; ties: higher accuracy,
+    then smaller mask) or "accuracy" (the highest accuracy the resources allow, the paper's other
+    objective: the latency budget, battery, utilization and memory decide how many blocks run; ties:
+    the least latency, then the smaller mask)."""
     start = time.perf_counter()
+    _objective(objective)
     pb = _Problem(profile, accuracy, devices, demand)
     ilp, use = _Milp(pb), _groups(demand)
-    first = ilp.optimize("latency", use)
-    if first is None:
-        raise _diagnose(pb, ilp)
-    cap = pb.assess(*first).latency.total_s * (1 + _REL)
-    second = ilp.optimize("accuracy", use, latency_cap=cap) or first
-    floor = pb.assess(*second).accuracy - _ACC
+    if objective == "latency":
+        first = ilp.optimize("latency", use)
+        if first is None:
+            raise _diagnose(pb, ilp)
+        cap = pb.assess(*first).latency.total_s * (1 + _REL)
+        second = ilp.optimize("accuracy", use, latency_cap=cap) or first
+        floor = pb.assess(*second).accuracy - _ACC
+    else:
+        first = ilp.optimize("accuracy", use)
+        if first is None:
+            raise _diagnose(pb, ilp)
+        floor = pb.assess(*first).accuracy - _ACC
+        second = ilp.optimize("latency", use, accuracy_min=floor) or first
+        cap = pb.assess(*second).latency.total_s * (1 + _REL)
     third = ilp.optimize("mask", use, latency_cap=cap, accuracy_min=floor) or second
     return replace(pb.assess(*third), solver=MILP, solve_s=time.perf_counter() - start)
 
@@ -711,9 +732,10 @@ def candidate_count(blocks: int, devices: int) -> int:
 
 
 def exhaustive(profile: BlockProfile, accuracy: AccuracyModel, devices: DeviceResources | Sequence[DeviceResources],
-               demand: Demand) -> Plan:
+               demand: Demand, objective: str = "latency") -> Plan:
     """``plan``'s answer by trying every mask and monotone placement (small heads only)."""
     start = time.perf_counter()
+    _objective(objective)
     pb = _Problem(profile, accuracy, devices, demand)
     count = candidate_count(pb.B, pb.D)
     if pb.B > MAX_EXHAUSTIVE_BLOCKS or count > MAX_EXHAUSTIVE_CANDIDATES:
@@ -724,8 +746,14 @@ def exhaustive(profile: BlockProfile, accuracy: AccuracyModel, devices: DeviceRe
     ok = [c for c in every if not c.violations]
     if not ok:
         raise _diagnose(pb, _Enumeration(every))
-    fastest = min(c.latency_s for c in ok)
-    tied = [c for c in ok if c.latency_s <= fastest * (1 + _REL)]
-    best_acc = max(c.accuracy for c in tied)
-    best = min((c for c in tied if c.accuracy >= best_acc - _ACC), key=lambda c: (c.mask, c.latency_s))
+    if objective == "latency":
+        fastest = min(c.latency_s for c in ok)
+        tied = [c for c in ok if c.latency_s <= fastest * (1 + _REL)]
+        best_acc = max(c.accuracy for c in tied)
+        best = min((c for c in tied if c.accuracy >= best_acc - _ACC), key=lambda c: (c.mask, c.latency_s))
+    else:
+        best_acc = max(c.accuracy for c in ok)
+        tied = [c for c in ok if c.accuracy >= best_acc - _ACC]
+        fastest = min(c.latency_s for c in tied)
+        best = min((c for c in tied if c.latency_s <= fastest * (1 + _REL)), key=lambda c: (c.mask, c.latency_s))
     return replace(pb.assess(best.mask, best.placement), solver="exhaustive", solve_s=time.perf_counter() - start)

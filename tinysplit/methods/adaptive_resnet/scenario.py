@@ -18,9 +18,11 @@ A scenario file (YAML or JSON, checked against ``tinysplit/schemas/adaptive_scen
       link_kbps: [[0, 250], [11, 40]]
       rate_hz: [[0, 1], [11, 6]]
 
-At step t (time t * step_s) the planner (``planner.plan``) gets the device with its battery as it is
-now, the link rate and the request rate of the schedule, and a horizon of the time left in the
-scenario: the battery must last to the end. The mask it returns goes to the device as CONTROL key 4
+At step t (time t * step_s) the planner (``planner.plan``, objective "accuracy": the most accurate
+mask the resources allow, ties to the fastest) gets the device with its battery as it is now, the
+link rate and the request rate of the schedule, and a horizon of the time left in the scenario: the
+battery must last to the end. (With the objective "latency" the planner would skip every block the
+accuracy floor allows at every step, whatever the resources: nothing to adapt.) The mask it returns goes to the device as CONTROL key 4
 (only when it changed: a re-plan), then the step's samples run there. What the device sends back
 drives the rest: each sample's frames carry the mask it ran with (every re-plan must have reached
 the device) and its instruction count, from which the step's latency per sample is computed
@@ -180,7 +182,7 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
         for t in range(scenario.steps):
             res, dem = resources_at(t), demand_at(t)
             try:
-                chosen = plan(profile, acc, [res], dem)
+                chosen = plan(profile, acc, [res], dem, objective="accuracy")
             except InputError as e:
                 raise InputError(f"{scenario.source}: step {t} (t = {t * scenario.step_s:g} s, battery "
                                  f"{state.battery_j:.3f} J, link {res.link_bps / 1e3:g} kbit/s, rate "
@@ -229,8 +231,20 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
         "labels_equal_reference": all(s["labels_equal_reference"] == 1.0 for s in steps),
         "battery_lasted": all(s["battery_j"] > 0 for s in steps),
     }
+    summary = {
+        "adaptive": {"mean_accuracy": float(np.mean([s["accuracy"] for s in steps])),
+                     "mean_latency_ms": float(np.mean([s["max_latency_ms"] for s in steps])),
+                     "steps_broken": sum(1 for s in steps if s["max_latency_ms"] > scenario.latency_budget_s * 1e3
+                                         or s["accuracy"] < scenario.accuracy_floor)},
+        "always_full": {"accuracy": acc.accuracy(0)[0],
+                        "mean_latency_ms": float(np.mean([s["always_full"]["latency_ms"] for s in steps])),
+                        "steps_broken": sum(1 for s in steps if s["always_full"]["violations"])},
+    }
+    if fixed.get("mask") is not None:
+        summary["best_fixed_mask"] = {"mask": fixed["mask"], "accuracy": acc.accuracy(fixed["mask"])[0],
+                                      "mean_latency_ms": fixed["mean_latency_ms"], "steps_broken": fixed["steps_broken"]}
     return {"scenario": scenario.source, "board": board, "device": dev.name, "blocks": lay.blocks,
-            "steps": steps, "replans": sum(1 for s in steps[1:] if s["replan"]),
+            "steps": steps, "replans": sum(1 for s in steps[1:] if s["replan"]), "summary": summary,
             "best_fixed_mask": fixed, "checks": checks, "ok": all(checks.values()),
             "settings": {"step_s": scenario.step_s, "samples_per_step": scenario.samples_per_step,
                          "accuracy_floor": scenario.accuracy_floor,
@@ -320,10 +334,16 @@ def format_timeline(r: dict[str, Any]) -> str:
                      f"0x{s['mask']:0{width}x}{'*' if s['replan'] else ' '} {s['blocks_run']:4d} {100 * s['accuracy']:6.2f} "
                      f"{s['max_latency_ms']:11.2f} {s['always_full']['latency_ms']:8.2f} "
                      f"{','.join(s['always_full']['violations']) or '-':<24} {100 * s['mask_used']:4.0f}%")
-    f = r["best_fixed_mask"]
-    if f.get("mask") is not None:
-        lines.append(f"best single fixed mask: 0x{f['mask']:0{width}x}, breaks the constraints at {f['steps_broken']} of "
-                     f"{len(r['steps'])} steps, mean latency {f['mean_latency_ms']:.2f} ms")
+    n = len(r["steps"])
+    sm = r["summary"]
+    rows = [("adaptive (the plans above)", sm["adaptive"], f"{100 * sm['adaptive']['mean_accuracy']:.2f}% mean")]
+    rows.append(("always full (mask 0)", sm["always_full"], f"{100 * sm['always_full']['accuracy']:.2f}%"))
+    if "best_fixed_mask" in sm:
+        f = sm["best_fixed_mask"]
+        rows.append((f"best single fixed mask (0x{f['mask']:0{width}x})", f, f"{100 * f['accuracy']:.2f}%"))
+    lines.append(f"{'':32} {'accuracy':>14} {'mean latency':>13} {'steps breaking a constraint':>28}")
+    lines += [f"{name:32} {accs:>14} {v['mean_latency_ms']:10.2f} ms {v['steps_broken']:>20} of {n}"
+              for name, v, accs in rows]
     lines.append("* = re-plan (a CONTROL frame went to the device before the step's samples)")
     lines.append("checks: " + ", ".join(f"{k.replace('_', ' ')}: {'yes' if v else 'NO'}" for k, v in r["checks"].items()))
     return "\n".join(lines)
