@@ -17,6 +17,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
+from tinysplit.errors import InputError
 from tinysplit.host_server.assemblers import Assembler, Completed, make_assembler
 from tinysplit.host_server.metrics import Metrics, serve_metrics
 from tinysplit.host_server.sinks import Sink
@@ -24,7 +25,7 @@ from tinysplit.host_server.tail import TailRunner
 from tinysplit.host_server.transports import Transport, open_transport
 from tinysplit.manifest import Manifest, load_manifest
 from tinysplit.wire import DecodeError, Frame, FrameType, decode_frame, encode_frame
-from tinysplit.wire.payloads import Hello, Result, decode_payload, make_frame
+from tinysplit.wire.payloads import Hello, KeyValues, Result, decode_payload, make_frame
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class TailServer:
         self.sessions: dict[tuple[str, int], Session] = {}
         self._device_sessions: dict[int, Session] = {}
         self._sends: set[asyncio.Task] = set()
+        self._control_seq = 0
         self._tasks: list[asyncio.Task] = []
         self._metrics_server: asyncio.AbstractServer | None = None
         self._closing = False
@@ -212,6 +214,23 @@ class TailServer:
                                c.device, self.bundle_id, c.seq)
             await s.transport.send(encode_frame(frame), s.peer)
             self.metrics.inc("results_sent")
+
+    async def send_control(self, device: int, items: list[tuple[int, int]]) -> None:
+        """Send a CONTROL frame (key, u32 value pairs: a skip mask, a budget, a threshold) to a device
+        over the link it spoke last on; InputError for a device that has not spoken to this server."""
+        s = self._device_sessions.get(device)
+        if s is None:
+            known = ", ".join(str(d) for d in sorted(self._device_sessions)) or "none yet"
+            raise InputError(f"no device {device} has spoken to this server (known devices: {known}); a CONTROL "
+                             "frame goes to a device after its HELLO or first frame")
+        for k, v in items:
+            if not (0 <= int(k) <= 0xFF and 0 <= int(v) <= 0xFFFFFFFF):
+                raise InputError(f"CONTROL item ({k}, {v}): a key is a u8 and a value a u32")
+        self._control_seq = seq = (self._control_seq + 1) & 0xFFFFFFFF
+        frame = make_frame(FrameType.CONTROL, KeyValues(tuple((int(k), int(v)) for k, v in items)), device,
+                           self.bundle_id, seq)
+        await s.transport.send(encode_frame(frame), s.peer)
+        self.metrics.inc("controls_sent")
 
     async def _deadline_loop(self) -> None:
         period = max(0.002, min(0.05, self.config.deadline_s / 10))

@@ -193,3 +193,60 @@ def test_assembler_reassembles_parts_and_zero_fills_at_the_deadline() -> None:
     with pytest.raises(DecodeError):  # a chunk of the wrong size
         f = _frames(lay, out, 1, 10, seq=6)[2]
         a.add(replace(f, payload=f.payload[:-1]), 6.0)
+
+
+@pytest.mark.slow
+def test_the_server_sends_a_mask_to_a_known_device_only(adaptive_bundle) -> None:
+    """The host's side of a re-plan: TailServer.send_control to a device that said HELLO over UDP; a
+    device id the server has not heard from is an error naming the known ones; a CONTROL frame that a
+    device sends to the host is counted and dropped (unexpected_type), the server carries on."""
+    import asyncio
+    import socket
+
+    from tinysplit.host_server.server import ServerConfig, TailServer
+    from tinysplit.host_server.sinks import MemorySink
+    from tinysplit.host_server.transports import open_transport
+    from tinysplit.manifest import load_manifest
+    from tinysplit.methods.adaptive_resnet.bundle import layout_for
+    from tinysplit.methods.adaptive_resnet.devicesim import hello
+    from tinysplit.wire import FrameType, decode_frame, encode_frame
+    from tinysplit.wire.payloads import KeyValues, decode_payload, make_frame
+
+    m = load_manifest(adaptive_bundle)
+    bid = int(m.bundle_id, 16)
+    udp = open_transport("udp://127.0.0.1:0")
+    got = {}
+
+    async def main():
+        server = TailServer(ServerConfig(adaptive_bundle, [], deadline_s=0.5), MemorySink(), transports=[udp])
+        await server.start()
+        dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dev.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            h = hello(layout_for(m), "qemu-mps2-an386", 64)
+            dev.sendto(encode_frame(make_frame(FrameType.HELLO, h, 7, bid, 0)), ("127.0.0.1", udp.bound_port))
+            for _ in range(100):
+                if 7 in server._device_sessions:
+                    break
+                await asyncio.sleep(0.01)
+            with pytest.raises(InputError, match=r"no device 8 has spoken to this server \(known devices: 7\)"):
+                await server.send_control(8, [(4, 3)])
+            await server.send_control(7, [(4, 0b1010)])
+            got["control"] = decode_frame(await asyncio.wait_for(loop.sock_recv(dev, 2048), 5))
+            stray = make_frame(FrameType.CONTROL, KeyValues(((4, 1),)), 7, bid, 1)
+            dev.sendto(encode_frame(stray), ("127.0.0.1", udp.bound_port))
+            for _ in range(100):
+                if server.metrics.dropped:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            dev.close()
+            await server.stop()
+        return server
+
+    server = asyncio.run(main())
+    f = got["control"]
+    assert f.type == FrameType.CONTROL and f.device_id == 7 and decode_payload(f).items == ((4, 10),)
+    assert server.metrics.counters["controls_sent"] == 1
+    assert server.report()["drops"] == {"unexpected_type": 1}

@@ -268,7 +268,8 @@ def _demand_at(scenario: Scenario, st: dict[str, Any]):
 
 def best_fixed_mask(profile, acc, steps: list[dict[str, Any]], resources_for, demand_for) -> dict[str, Any]:
     """Of the masks whose accuracy meets the floor, the one fixed mask breaking the fewest steps'
-    constraints (at the resources the adaptive run saw), then the fastest on average."""
+    constraints (at the resources the adaptive run saw), then the most accurate, then the fastest on
+    average: the best a planner that never re-plans could do, judged like the adaptive run."""
     from tinysplit.methods.adaptive_resnet.planner import evaluate
 
     best = None
@@ -278,12 +279,12 @@ def best_fixed_mask(profile, acc, steps: list[dict[str, Any]], resources_for, de
             continue
         broken = sum(1 for e in evs if e.violations)
         mean = sum(e.latency.total_s for e in evs) / len(evs)
-        key = (broken, mean, m)
+        key = (broken, -acc.accuracy(m)[0], mean, m)
         if best is None or key < best[0]:
             best = (key, m, evs)
     if best is None:
         return {"mask": None, "note": "no single mask meets the accuracy floor"}
-    (broken, mean, _), m, evs = best
+    (broken, _, mean, _), m, evs = best
     return {"mask": m, "steps_broken": broken, "mean_latency_ms": mean * 1e3,
             "per_step": [{"latency_ms": e.latency.total_s * 1e3, "violations": list(e.violations)} for e in evs]}
 
