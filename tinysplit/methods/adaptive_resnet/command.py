@@ -174,8 +174,8 @@ def add_adaptive_plan(sub: Any) -> None:
                        description="From the directory 'tinysplit adaptive-study' wrote (the instructions per mask "
                                    "counted in QEMU, the int8 accuracy per mask, the bundle's head for the blocks' "
                                    "weights, activations and arena) and a chain of devices, choose the skip mask and "
-                                   "the device of each kept block with the least latency that meets the accuracy "
-                                   "floor, the latency budget, the utilization limit, the batteries over the horizon "
+                                   "the device of each kept block with the least latency (or, with --objective "
+                                   "accuracy, the highest accuracy) that meets the accuracy floor, the latency budget, the utilization limit, the batteries over the horizon "
                                    "and the devices' memory (an exact integer program). Prints the plan beside "
                                    "always running the full model and the best fixed mask, and writes it as JSON "
                                    "with --out. Compute: a device's clock at one instruction per cycle.")
@@ -195,6 +195,9 @@ def add_adaptive_plan(sub: Any) -> None:
                    help="the host tail's time per sample, added to the latency (default 0)")
     p.add_argument("--max-utilization", type=float, default=1.0, metavar="U",
                    help="the most of each device's compute time the requests may take, 0 < U <= 1 (default 1)")
+    p.add_argument("--objective", choices=("latency", "accuracy"), default="latency",
+                   help="latency (default): the fastest plan meeting every constraint; accuracy: the most accurate "
+                        "plan the resources allow (ties: the fastest)")
     p.add_argument("--out", metavar="FILE.json", help="write the plan as JSON (replaced atomically)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
 
@@ -249,7 +252,8 @@ def run_adaptive_plan(args: Any) -> int:
     profile, accuracy = profile_from(bundle, study)
     demand = _demand_args(args, accuracy.acc_full)
     devices = chain.resources()
-    plan = planner.plan(profile, accuracy, devices, demand)  # InfeasibleError (exit 2) before anything is written
+    plan = planner.plan(profile, accuracy, devices, demand, objective=getattr(args, "objective", "latency"))
+    # (an InfeasibleError, exit 2, comes before anything is written)
     full = planner.evaluate(profile, accuracy, devices, demand, 0)
     fixed_mask = best_fixed_mask(profile, accuracy, demand.accuracy_floor)
     fixed = None if fixed_mask is None else planner.evaluate(profile, accuracy, devices, demand, fixed_mask)
