@@ -192,7 +192,10 @@ def test_cli_existing_output(tmp_path):
     ("rebel", {"rebel": {"latent_dim": 16, "classes": 10, "confidence_scale": 1.0, "default_threshold": 2.0}},
      r"field 'method_data.rebel.default_threshold': 2.0 is greater than the maximum of 1"),
     ("rocoin", {}, r"field 'method_data.rocoin' is missing: a 'rocoin' bundle needs partitions"),
-    ("adaptive_resnet", {}, r"unknown method 'adaptive_resnet'; known methods: plain, nair, rebel, rocoin"),
+    ("adaptive_resnet", {}, r"field 'method_data.adaptive_resnet' is missing: a 'adaptive_resnet' bundle needs blocks"),
+    ("adaptive_resnet", {"adaptive_resnet": {"blocks": 33, "default_mask": 0}},
+     r"field 'method_data.adaptive_resnet.blocks': 33 is greater than the maximum of 32"),
+    ("early_exit", {}, r"unknown method 'early_exit'; known methods: plain, nair, rebel, rocoin, adaptive_resnet"),
 ])
 def test_method_data_is_checked_before_conversion(tmp_path, method, method_data, match):
     """The method data a manifest will carry is validated against the method's schema at export time,

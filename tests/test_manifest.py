@@ -46,7 +46,8 @@ def test_valid_manifest_round_trips():
     (lambda d: d["input"].__setitem__("shape_nchw", [0, 8]), "input.shape_nchw[0]"),
     (lambda d: d.__setitem__("surprise", 1), "(top level)"),
     (lambda d: d["host_tails"][0].__setitem__("consumes", ["nobody"]), "host_tails[0].consumes"),
-    (lambda d: d.__setitem__("method", "adaptive_resnet"), "method"),  # not in tinysplit.methods.METHODS (yet)
+    (lambda d: d.__setitem__("method", "early_exit"), "method"),  # not in tinysplit.methods.METHODS
+    (lambda d: d.__setitem__("method", "adaptive_resnet"), "method_data.adaptive_resnet"),  # needs its blocks
     (lambda d: d.__setitem__("method", "rocoin"), "method_data.rocoin"),  # a RoCoIn bundle needs its groups
     (lambda d: d.__setitem__("method", "nair"), "method_data.nair"),  # a NAIR bundle needs its slice plan
     (lambda d: d.update(method="nair", method_data={"nair": {"unit_channels": 0, "units_total": 16,
