@@ -91,7 +91,7 @@ def export_bundle(spec: ExportSpec, out_dir: str | Path, force: bool = False,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _skippable(piece, tfl_bytes: bytes, tfl) -> dict:
+def _skippable(piece, tfl_bytes: bytes) -> dict:
     """Share each residual chain's quantization and check the piece's declared skippable blocks."""
     from tinysplit.errors import ConversionError
     from tinysplit.exporter.codegen.blocks import find_residual_blocks, share_residual_quantization
@@ -136,7 +136,7 @@ def _build(spec: ExportSpec, bundle: Path, work: Path, say: Progress) -> tuple[M
                           convert.saved_model_to_int8_tflite, saved, calib_nhwc, log_path)
         tfl = parse_tflite(tfl_bytes)
         check_fully_int8(tfl)
-        blocks_report = _skippable(piece, tfl_bytes, tfl) if piece.skip_blocks else None
+        blocks_report = _skippable(piece, tfl_bytes) if piece.skip_blocks else None
         if blocks_report is not None:
             tfl_bytes = blocks_report.pop("tflite")
             tfl = parse_tflite(tfl_bytes)
