@@ -44,7 +44,8 @@ def _bundle(root: Path) -> Path:
 def fake_codegen(monkeypatch):
     calls = []
 
-    def generate_model_sources(tflite_bytes: bytes, prefix: str, out_dir: Path):
+    def generate_model_sources(tflite_bytes: bytes, prefix: str, out_dir: Path, skippable: bool = False):
+        assert not skippable  # only the adaptive_resnet app asks for skippable blocks
         calls.append((tflite_bytes, prefix))
         return write_fake_model(Path(out_dir), prefix=prefix, in_bytes=IN_BYTES, out_bytes=OUT_BYTES)
 
