@@ -14,8 +14,8 @@ schedule, crops and flips (``train.train_adaptive``), the deployed policy (the f
 as an adaptive_resnet bundle (each residual chain one int8 quantization).
 
 Measured:
-- float accuracy on the test images with no block, each block alone and each pair skipped (1 + 7 + 21
-  masks), per policy;
+- float accuracy on the test images with every mask (all 128; with --exhaustive-up-to below 7: no
+  block, each block alone and each pair skipped, 1 + 7 + 21 masks), per policy;
 - int8 accuracy with the same masks as deployed: the generated C with its runtime skip mask, built for
   the host (gcc -O2), on every test image; checked value for value against TFLite Micro on the head
   with those blocks removed for the first 20 images of every mask (the generated C is bit-exact with
@@ -115,6 +115,9 @@ def main() -> int:
     ap.add_argument("--test-samples", type=int, default=1000)
     ap.add_argument("--board", default="qemu-mps2-an386", help="board for the per-mask instructions ('none': skip)")
     ap.add_argument("--hil-samples", type=int, default=1)
+    ap.add_argument("--exhaustive-up-to", type=int, default=7,
+                    help="study every mask when the head has at most this many blocks (default 7: all 128 masks of "
+                         "the CIFAR-10 head); else no block, each block and each pair")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("adaptive-cifar10"))
     args = ap.parse_args()
@@ -143,7 +146,7 @@ def main() -> int:
     x_tr, y_tr = load_split(args.data, "train", args.train_subset, SEED)
     x_te, y_te = load_split(args.data, "test", args.test_samples, SEED + 1)
     timings["load_s"] = time.time() - t0
-    masks = study_masks(CIFAR10.blocks, exhaustive_up_to=0)  # none, each block, each pair
+    masks = study_masks(CIFAR10.blocks, exhaustive_up_to=args.exhaustive_up_to)
     result: dict = {"command": " ".join(sys.argv), "blocks": CIFAR10.blocks, "test_samples": len(x_te),
                     "train_samples": len(x_tr), "epochs": args.epochs, "policies": {}}
     models = {}
@@ -156,7 +159,8 @@ def main() -> int:
         acc = float_mask_accuracy(m, x_te, y_te, masks)
         result["policies"][pol] = {"float": {str(k): v for k, v in acc.items()}, "train": config_json(tc),
                                    "mean_single": float(np.mean([acc[1 << i] for i in range(CIFAR10.blocks)])),
-                                   "mean_pair": float(np.mean([v for k, v in acc.items() if bin(k).count("1") == 2]))}
+                                   "mean_pair": float(np.mean([v for k, v in acc.items() if bin(k).count("1") == 2])),
+                                   "mean_all": float(np.mean(list(acc.values())))}
         log(f"{pol}: float {100 * acc[0]:.2f}%; one block skipped {100 * result['policies'][pol]['mean_single']:.2f}% "
             f"mean, two {100 * result['policies'][pol]['mean_pair']:.2f}% mean")
     deploy = policies[0]
