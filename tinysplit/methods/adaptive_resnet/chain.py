@@ -38,10 +38,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -102,16 +101,10 @@ class DeviceChain:
         return [d.resources() for d in self.devices]
 
 
-@lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
-    return json.loads(resources.files("tinysplit.schemas").joinpath(SCHEMA).read_text())
+    from tinysplit.schemacheck import load_schema as schema
 
-
-def _field_path(path: Sequence[Any]) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
+    return schema(SCHEMA)
 
 
 def _device(entry: Any, index: int) -> str:
@@ -121,23 +114,15 @@ def _device(entry: Any, index: int) -> str:
 
 
 def _check_schema(data: Any, source: str) -> None:
-    import jsonschema
+    from tinysplit.schemacheck import check, field_path
 
-    validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.path), list(map(str, e.path))))
-    if not errors:
-        return
-    e = errors[0]
-    path = list(e.path)
-    if e.validator == "required" and isinstance(e.instance, dict):  # name the missing field itself
-        path += [next(r for r in e.validator_value if r not in e.instance)]
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    if len(path) >= 2 and path[0] == "devices" and isinstance(path[1], int):
-        where = _device(data["devices"][path[1]], path[1])
-        where += f", field '{_field_path(path[2:])}'" if path[2:] else ""
-    else:
-        where = f"field '{_field_path(path)}'"
-    raise InputError(f"{source}: {where}: {e.message}{more}")
+    def where(path: list[Any]) -> str:
+        if len(path) >= 2 and path[0] == "devices" and isinstance(path[1], int):
+            dev = _device(data["devices"][path[1]], path[1])
+            return dev + (f", field '{field_path(path[2:])}'" if path[2:] else "")
+        return f"field '{field_path(path)}'"
+
+    check(SCHEMA, data, source, where)
 
 
 def chain_from_dict(data: Any, source: str = "devices") -> DeviceChain:

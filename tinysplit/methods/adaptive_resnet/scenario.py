@@ -37,10 +37,8 @@ steps' constraints, then the fastest on average), each with the constraints it b
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -78,9 +76,10 @@ class Scenario:
         return pts[-1][1]
 
 
-@lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
-    return json.loads(resources.files("tinysplit.schemas").joinpath(SCHEMA).read_text())
+    from tinysplit.schemacheck import load_schema as schema
+
+    return schema(SCHEMA)
 
 
 def shipped_scenario(name: str = DEFAULT_SCENARIO) -> Path:
@@ -88,15 +87,11 @@ def shipped_scenario(name: str = DEFAULT_SCENARIO) -> Path:
 
 
 def scenario_from_dict(data: Any, source: str = "scenario", base: Path | None = None) -> Scenario:
-    import jsonschema
+    from tinysplit.schemacheck import check
 
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    errors = sorted(jsonschema.Draft202012Validator(load_schema()).iter_errors(data), key=lambda e: list(map(str, e.path)))
-    if errors:
-        e = errors[0]
-        where = ".".join(str(p) for p in e.path) or "(top level)"
-        raise InputError(f"{source}: field '{where}': {e.message}")
+    check(SCHEMA, data, source)
     sched = {}
     for name in SCHEDULED:
         pts = tuple((float(s), float(v)) for s, v in data["schedule"][name])

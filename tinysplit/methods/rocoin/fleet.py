@@ -44,7 +44,7 @@ import yaml
 
 from tinysplit.errors import InputError
 from tinysplit.firmware.project import CODE_ESTIMATE_BYTES
-from tinysplit.methods.rocoin.validate import check, field_path
+from tinysplit.schemacheck import check, field_path
 
 SCHEMA = "fleet.schema.json"
 FLASH_RESERVE_BYTES = CODE_ESTIMATE_BYTES

@@ -23,7 +23,7 @@ from tinysplit import __version__
 from tinysplit.errors import InputError
 from tinysplit.files import write_atomic
 from tinysplit.methods.rocoin.latency import GroupLatency
-from tinysplit.methods.rocoin.validate import check, field_path
+from tinysplit.schemacheck import check, field_path
 from tinysplit.methods.rocoin.zoo import StudentProfile, student_from_json
 
 SCHEMA = "rocoin_plan.schema.json"

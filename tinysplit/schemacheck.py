@@ -1,4 +1,5 @@
-"""JSON Schema checks of RoCoIn's data files (the fleet, the plan), with errors that name the field.
+"""JSON Schema checks of the data files (RoCoIn fleets and plans, Adaptive ResNet devices and scenarios),
+with errors that name the field.
 
 The schemas are checked in beside the manifest's: ``tinysplit/schemas/fleet.schema.json`` and
 ``tinysplit/schemas/rocoin_plan.schema.json``.
