@@ -36,6 +36,7 @@ def test_the_shipped_scenario_loads() -> None:
     (lambda d: d["schedule"].update(link_kbps=[[0, 250], [0, 40]]), ["schedule.link_kbps", "must increase"]),
     (lambda d: d["schedule"].update(rate_hz=[[0, -1]]), ["schedule.rate_hz"]),
     (lambda d: d.update(extra=1), ["'extra' was unexpected"]),
+    (lambda d: d.update(planning="psychic"), ["planning", "psychic"]),
 ])
 def test_bad_scenarios_name_the_field(change, words) -> None:
     d = json.loads(json.dumps(GOOD))
@@ -44,6 +45,11 @@ def test_bad_scenarios_name_the_field(change, words) -> None:
         scenario_from_dict(d, "s.yaml")
     for w in words:
         assert w in str(e.value)
+
+
+def test_planning_defaults_to_the_forecast() -> None:
+    assert scenario_from_dict(GOOD, "s.yaml").planning == "forecast"
+    assert scenario_from_dict(dict(GOOD, planning="myopic"), "s.yaml").planning == "myopic"
 
 
 def test_the_scenario_schema_is_valid() -> None:
@@ -70,7 +76,7 @@ def test_the_scenario_replans_against_an_emulated_device(adaptive_study_dir: Pat
     floor = min(acc[str(m)] for m in (0x7, 0xb, 0xd, 0xe, 0x3, 0xc))  # a floor some 3-block skips meet
     sc = dict(GOOD, steps=8, samples_per_step=2, demand={"accuracy_floor": floor, "latency_budget_ms": 150,
                                                            "host_ms": 0.5},
-              schedule={"link_kbps": [[0, 250], [3, 250], [6, 40]], "rate_hz": [[0, 1], [7, 6]]})
+              schedule={"link_kbps": [[0, 250], [2, 250], [3, 40], [5, 40], [6, 250]], "rate_hz": [[0, 1], [7, 6]]})
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(sc))
     out = tmp_path / "out"
@@ -79,7 +85,7 @@ def test_the_scenario_replans_against_an_emulated_device(adaptive_study_dir: Pat
     assert r.returncode == 0, r.stderr + r.stdout[-3000:]
     res = json.loads(r.stdout)
     assert res["ok"] and all(res["checks"].values()), res["checks"]
-    assert res["replans"] >= 2
+    assert res["replans"] >= 2  # into the slow link's stretch and out of it
     steps = res["steps"]
     assert all(s["mask_used"] == 1.0 for s in steps)
     assert all(s["accuracy"] >= floor - 1e-12 for s in steps)
@@ -87,5 +93,21 @@ def test_the_scenario_replans_against_an_emulated_device(adaptive_study_dir: Pat
     assert steps[0]["mask"] == 0  # plenty of everything at first: the whole head
     assert any(s["always_full"]["violations"] for s in steps)  # the whole head would break a constraint later
     assert steps[-1]["battery_j"] < steps[0]["battery_j"]
+    # the battery drains by the device's own STATS accounts, and they agree with its frames
+    assert res["planning"] == "forecast" and all(s["reports_agree_with_frames"] for s in steps)
+    dev = yaml.safe_load((Path(__file__).resolve().parents[1] / "tinysplit" / "methods" / "adaptive_resnet"
+                          / "devices" / "one_m4.yaml").read_text())["devices"][0]
+    for a, b in zip(steps, steps[1:]):
+        assert b["battery_j"] == a["battery_after_j"] == pytest.approx(a["battery_j"] - a["drained_j"])
+    for s in steps:
+        rep = s["reported"]
+        assert rep["samples"] == 2 and rep["app_bytes_sent"] == 2 * s["wire_bytes"]
+        assert s["instructions"] == round(rep["instructions"] / 2)
+        assert "forecast" in s and s["forecast"]["masks"][0] == s["mask"]
+        assert s["battery_after_j"] >= 0
+        energy = (rep["instructions"] * dev["energy_nj_per_instruction"] + rep["app_bytes_sent"]
+                  * dev["energy_nj_per_byte"]) * 1e-9 / 2
+        assert s["energy_per_sample_j"] == pytest.approx(energy, rel=1e-12)
+        assert s["drained_j"] == pytest.approx(s["rate_hz"] * 60 * energy, rel=1e-12)
     assert (out / "adaptive_scenario.png").stat().st_size > 10_000
     assert json.loads((out / "adaptive_scenario.json").read_text())["steps"] == steps

@@ -82,7 +82,8 @@ class Run:
         f = self.of(FrameType.STATS, net)[-1]
         kv = decode_payload(f)
         assert isinstance(kv, KeyValues)
-        named = {"sent": 1, "received": 2, "drops": 3, "last_error": 4, "instructions": 5}
+        named = {"sent": 1, "received": 2, "drops": 3, "last_error": 4, "instructions": 5,
+                 "instructions_total_low": 6, "instructions_total_high": 7, "app_bytes_sent": 8}
         out = {name: kv.get(k) for name, k in named.items()}
         out.update({f"drops_{r}": kv.get(16 + i) for i, r in enumerate(REASONS, 1)})
         out["_keys"] = [k for k, _ in kv.items]
@@ -207,6 +208,9 @@ def check_input(exe: Path) -> None:
     assert s["drops"] == 0 and s["last_error"] == 0
     assert s["received"] == 4 + 1 + 15 + 1 + 1  # the other device's frame is not counted
     assert s["instructions"] == 1000 + 4  # the app's counter, one start per complete sample
+    assert (s["instructions_total_high"], s["instructions_total_low"]) == (0, 1001 + 1002 + 1003 + 1004)
+    assert s["app_bytes_sent"] == sum(len(encode_frame(f)) for f in r.uart if f.type != FrameType.HELLO
+                                      and f.type != FrameType.STATS)
 
 
 def check_bad_inputs(exe: Path) -> None:
@@ -320,12 +324,29 @@ def check_stats(exe: Path) -> None:
     assert (reply.device_id, reply.bundle_id, reply.seq, reply.part_index, reply.part_count) == (DEVICE, BUNDLE, 77,
                                                                                                   0, 1)
     s = r.stats()
-    assert s["_keys"] == [1, 2, 3, 4, 5, *range(17, 29)]
+    assert s["_keys"] == [1, 2, 3, 4, 5, 6, 7, 8, *range(17, 29)]
     assert s["sent"] == len(r.uart) == 1 + 2 + 1  # HELLO, two LATENT, the reply itself
     assert s["received"] == 2 + 1 + 1  # INPUT chunks, RESULT, the request
     assert s["drops"] == 1 and s["drops_type"] == 1 and s["last_error"] == 6
     assert s["instructions"] == 1001
+    assert (s["instructions_total_high"], s["instructions_total_low"]) == (0, 1001)
+    latents = r.of(FrameType.LATENT)
+    assert len(latents) == 2 and s["app_bytes_sent"] == sum(len(encode_frame(f)) for f in latents)  # not HELLO nor STATS
     assert all(s[f"drops_{x}"] == 0 for x in REASONS if x != "type")
+
+
+def check_instruction_total(exe: Path) -> None:
+    # STATS keys 6 and 7 hold the 64-bit sum of every inference's count: the carry into the high word
+    big = 0xFFFF_FFF0
+    r = run(exe, control([(202, big)]) + control([(202, big)]) + send_input(sample(1), 5) + stats_request()
+            + exit_with(0))
+    s = r.stats()
+    total = 2 * big + 1001
+    assert s["instructions"] == 1001
+    assert (s["instructions_total_high"], s["instructions_total_low"]) == (total >> 32, total & 0xFFFF_FFFF)
+    # the app's CONTROL echoes and LATENT frames are its bytes; HELLO and STATS are the runtime's
+    app = [f for f in r.uart if f.type in (FrameType.CONTROL, FrameType.LATENT)]
+    assert len(app) == 4 and s["app_bytes_sent"] == sum(len(encode_frame(f)) for f in app)
 
 
 def check_udp(exe: Path) -> None:
@@ -361,6 +382,7 @@ def check_no_hooks(exe: Path) -> None:
 
 CHECKS = {"hello": check_hello, "input": check_input, "bad_inputs": check_bad_inputs, "frame_drops": check_frame_drops,
           "control": check_control, "control_rejected": check_control_rejected, "stats": check_stats,
+          "instruction_total": check_instruction_total,
           "udp": check_udp, "no_hooks": check_no_hooks}
 
 
@@ -380,6 +402,8 @@ MUTANTS = {
     "part order checked": ("v->h.part_index != in_next", "v->h.part_index > in_next + 1u", "bad_inputs"),
     "bundle checked": ("drop(TS_DEVICE_DROP_BUNDLE);\n        return;", "drop(TS_DEVICE_DROP_BUNDLE);",
                        "frame_drops"),
+    "instruction carry": ("        total_instructions_high++;\n", "", "instruction_total"),
+    "app bytes counted": ("        app_bytes_sent += (uint32_t)n;\n", "", "stats"),
     "udp transport": ("if (cfg->udp) {\n        int err = net_send", "if (0) {\n        int err = net_send", "udp"),
 }
 

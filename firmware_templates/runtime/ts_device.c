@@ -31,6 +31,9 @@ static uint32_t frames_sent;
 static uint32_t frames_received;
 static uint32_t last_error;
 static uint32_t last_instructions;
+static uint32_t total_instructions_low; /* two u32 halves: no 64-bit arithmetic helpers needed */
+static uint32_t total_instructions_high;
+static uint32_t app_bytes_sent;
 
 /* INPUT assembly */
 static int in_active;
@@ -62,6 +65,10 @@ void ts_device_error(uint32_t code)
 void ts_device_instructions(uint32_t n)
 {
     last_instructions = n;
+    total_instructions_low += n;
+    if (total_instructions_low < n) {
+        total_instructions_high++;
+    }
 }
 
 uint8_t *ts_device_payload(void)
@@ -111,7 +118,12 @@ int ts_device_send(uint8_t type, uint32_t seq, uint16_t part_index, uint16_t par
 {
     ts_frame_header h = header(type, seq, part_index, part_count);
     /* the payload already lies at tx_frame + TS_HEADER_SIZE: the encoder's memmove is a no-op */
-    return send_built(ts_frame_encode(&h, ts_device_payload(), payload_len, tx_frame, sizeof tx_frame));
+    size_t n = ts_frame_encode(&h, ts_device_payload(), payload_len, tx_frame, sizeof tx_frame);
+    int err = send_built(n);
+    if (err == 0) {
+        app_bytes_sent += (uint32_t)n;
+    }
+    return err;
 }
 
 static void send_hello(void)
@@ -143,7 +155,7 @@ static void send_hello(void)
 
 static void send_stats(uint32_t seq)
 {
-    ts_kv items[5u + (TS_DEVICE_DROP_REASONS - 1u)];
+    ts_kv items[8u + (TS_DEVICE_DROP_REASONS - 1u)];
     size_t n = 0;
     uint32_t total = 0u;
     uint32_t r;
@@ -161,6 +173,12 @@ static void send_stats(uint32_t seq)
     items[n++].value = last_error;
     items[n].key = TS_STATS_INSTRUCTIONS;
     items[n++].value = last_instructions;
+    items[n].key = TS_STATS_INSTRUCTIONS_TOTAL_LOW;
+    items[n++].value = total_instructions_low;
+    items[n].key = TS_STATS_INSTRUCTIONS_TOTAL_HIGH;
+    items[n++].value = total_instructions_high;
+    items[n].key = TS_STATS_APP_BYTES_SENT;
+    items[n++].value = app_bytes_sent;
     for (r = 1u; r < TS_DEVICE_DROP_REASONS; r++) {
         items[n].key = (uint8_t)(TS_STATS_PER_REASON + r);
         items[n++].value = drops_of(r);

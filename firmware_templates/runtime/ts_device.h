@@ -36,7 +36,11 @@
  *            and keeps its setting for a value it rejects (reporting TS_DEVICE_ERROR_CONTROL | key).
  *   STATS    (a request, any list) -> a STATS reply: 1 frames sent (the reply included), 2 frames
  *            received, 3 drops (all reasons), 4 last error, 5 instructions of the last inference
- *            (ts_device_instructions), 16+r drops of reason r, r = 1..12.
+ *            (ts_device_instructions), 6 and 7 the low and high 32 bits of the instructions of every
+ *            inference since boot (the sum of ts_device_instructions), 8 the bytes of the frames the
+ *            app sent since boot (ts_device_send: header, payload and CRC, before COBS; modulo 2^32),
+ *            16+r drops of reason r, r = 1..12. Keys 6 to 8 are the device's own energy accounts:
+ *            the host turns them into joules with the device's energy per instruction and per byte.
  *   RESULT   counted as received.
  *   Others   dropped as `unexpected_type` (12); a wrong bundle id as `bundle` (11); frames for
  *            another device id are ignored without counting.
@@ -120,7 +124,7 @@ int ts_device_send(uint8_t type, uint32_t seq, uint16_t part_index, uint16_t par
 /* Sets STATS key 4, last error (e.g. TS_DEVICE_ERROR_INVOKE | status, TS_DEVICE_ERROR_CONTROL | key). */
 void ts_device_error(uint32_t code);
 
-/* Sets STATS key 5, instructions of the last inference. */
+/* Sets STATS key 5, instructions of the last inference, and adds n to keys 6 and 7. */
 void ts_device_instructions(uint32_t n);
 
 #ifdef __cplusplus

@@ -69,6 +69,9 @@ enum {
 #define TS_STATS_DROPS 3u
 #define TS_STATS_LAST_ERROR 4u
 #define TS_STATS_INSTRUCTIONS 5u
+#define TS_STATS_INSTRUCTIONS_TOTAL_LOW 6u  /* instructions of every inference since boot, low 32 bits */
+#define TS_STATS_INSTRUCTIONS_TOTAL_HIGH 7u /* and high 32 bits */
+#define TS_STATS_APP_BYTES_SENT 8u          /* bytes of the app's frames sent since boot, modulo 2^32 */
 
 /* ADAPTIVE_OUTPUT: u32 skip_mask and u32 instructions before each chunk of the output, so a frame
  * carries at most TS_ADAPTIVE_OUTPUT_CHUNK (1016) output bytes; an output of n bytes takes

@@ -7,8 +7,8 @@ always-full and the best single fixed mask.
         [--threads 2] [--out DIR]
 
 Data: ../shared/data/cifar10-jpeg.npz (see its README; found next to the checkout, or --data).
-Model: ``tinysplit.methods.adaptive_resnet.model.CIFAR10`` (a 16-channel stem; stages of 3, 2 and 2
-ResBlocks at 16, 32 and 64 channels joined by stride-2 conv layers; 32x32x3 -> 8x8x64 on the device; 7
+Model: ``tinysplit.methods.adaptive_resnet.model.CIFAR10`` (an 8-channel stem; stages of 3, 2 and 2
+ResBlocks at 8, 16 and 32 channels joined by stride-2 conv layers; 32x32x3 -> 8x8x32 on the device; 7
 skippable blocks; the host tail pools and classifies), trained per drop policy with Adam, a one-cycle
 schedule, crops and flips (``train.train_adaptive``), the deployed policy (the first listed) exported
 as an adaptive_resnet bundle (each residual chain one int8 quantization).
@@ -26,12 +26,15 @@ Measured:
   weights, activations, arena: tinysplit.methods.adaptive_resnet.profile);
 - the planner (objective "accuracy": the most accurate mask the resources allow) over the shipped
   devices file one_m4.yaml and a day compressed into 12 steps (battery, link and request rate as in
-  SCENARIO below; battery drained by the planned energy), against always-full and the best single
-  fixed mask: mean accuracy, mean latency, steps breaking a constraint.
+  SCENARIO below; battery drained by the planned energy), twice: planning over the known forecast
+  (the battery budgeted over the rest of the day, re-planned each step) and myopic (each step's rates
+  held for the time left), each against always-full and the best single fixed mask: mean accuracy,
+  mean latency, steps breaking a constraint, whether the battery lasted the day.
+  ``--replan-from DIR`` runs only this, from an earlier run's DIR (seconds).
 Writes DIR/adaptive_cifar10.json and DIR/bundle/.
 
-How the defaults are sized (under an hour on 2 cores): to be measured; the script prints each phase's
-seconds.
+How the defaults are sized (under an hour on 2 cores): measured 1,804 s (30 min) on 2 cores at the
+defaults (docs/adaptive-resnet.md); the script prints each phase's seconds.
 """
 
 from __future__ import annotations
@@ -120,12 +123,17 @@ def main() -> int:
                          "the CIFAR-10 head); else no block, each block and each pair")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("adaptive-cifar10"))
+    ap.add_argument("--replan-from", type=Path, default=None, metavar="DIR",
+                    help="only the planner's day, from an earlier run's DIR (its adaptive_cifar10.json and bundle/)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
 
     def log(msg: str) -> None:
         print(f"[{time.time() - t0:7.0f} s] {msg}", flush=True)
+
+    if args.replan_from is not None:
+        return replan_only(args.replan_from, args.out, log)
 
     from tinysplit.exporter.codegen.blocks import remove_blocks
     from tinysplit.exporter.runtimes import TflmRunner
@@ -218,14 +226,16 @@ def main() -> int:
 
 
 def planner_day(bundle: Path, result: dict, int8: dict[int, float], log) -> dict:
-    """The planner over SCENARIO's day on one_m4.yaml, against always-full and the best fixed mask (the
-    measured int8 accuracies where the study has the mask, the additive estimate elsewhere)."""
+    """The planner over SCENARIO's day on one_m4.yaml, once planning over the known forecast and once
+    holding each step's rates for the time left (myopic), against always-full and the best fixed mask
+    (the measured int8 accuracies where the study has the mask, the additive estimate elsewhere). The
+    battery drains by the planned energy (no device runs here)."""
     from dataclasses import replace
 
     from tinysplit.methods.adaptive_resnet.chain import load_devices, shipped_devices
-    from tinysplit.methods.adaptive_resnet.planner import Demand, InfeasibleError, evaluate, plan
+    from tinysplit.methods.adaptive_resnet.planner import Demand, InfeasibleError, evaluate
     from tinysplit.methods.adaptive_resnet.profile import profile_from
-    from tinysplit.methods.adaptive_resnet.scenario import best_fixed_mask
+    from tinysplit.methods.adaptive_resnet.scenario import best_fixed_mask, plan_step, scenario_from_dict
 
     study = {"blocks": result["blocks"], "firmware": result["firmware"], "deployed": {"int8": result["deployed"]["int8"]}}
     profile, acc = profile_from(bundle, study)
@@ -237,46 +247,70 @@ def planner_day(bundle: Path, result: dict, int8: dict[int, float], log) -> dict
     budget_s = sc["budget_x_full"] * whole.latency.total_s
     day_s = sc["steps"] * sc["step_s"]
     mean_rate = float(np.mean([interp(sc["rate_hz"], t) for t in range(sc["steps"])]))
-    battery = sc["battery_x_full"] * mean_rate * day_s * whole.devices[0].energy_j
-    log(f"planner day: budget {budget_s * 1e3:.1f} ms, battery {battery:.2f} J, floor {100 * floor:.2f}%")
-    steps = []
-    for t in range(sc["steps"]):
-        res = replace(dev.resources(), battery_j=battery, link_bps=interp(sc["link_kbps"], t) * 1e3)
-        dem = Demand(request_rate=interp(sc["rate_hz"], t), horizon_s=(sc["steps"] - t) * sc["step_s"],
-                     accuracy_floor=floor, latency_budget_s=budget_s)
-        try:
-            p = plan(profile, acc, [res], dem, objective="accuracy")
-        except InfeasibleError as e:
-            steps.append({"step": t, "infeasible": str(e)})
-            log(f"planner step {t}: infeasible: {e}")
-            break
-        full = evaluate(profile, acc, [res], dem, 0)
-        steps.append({"step": t, "battery_j": battery, "link_kbps": res.link_bps / 1e3, "rate_hz": dem.request_rate,
-                      "mask": p.mask, "accuracy": p.accuracy, "latency_ms": p.latency.total_s * 1e3,
-                      "full_latency_ms": full.latency.total_s * 1e3, "full_violations": list(full.violations),
-                      "res": res, "dem": dem})
-        battery -= dem.request_rate * sc["step_s"] * p.devices[0].energy_j
-    ok = [s for s in steps if "mask" in s]
-    fixed = best_fixed_mask(profile, acc, ok, resources_for=lambda s: s["res"], demand_for=lambda s: s["dem"])
-    for s in ok:
-        s.pop("res")
-        s.pop("dem")
-    out = {"floor": floor, "budget_ms": budget_s * 1e3, "battery_j": steps[0].get("battery_j"), "scenario": SCENARIO,
-           "steps": steps,
-           "adaptive": {"mean_accuracy": float(np.mean([s["accuracy"] for s in ok])),
-                        "mean_latency_ms": float(np.mean([s["latency_ms"] for s in ok])), "steps_broken": 0,
-                        "replans": sum(1 for a, b in zip(ok, ok[1:]) if a["mask"] != b["mask"])},
-           "always_full": {"accuracy": int8[0], "mean_latency_ms": float(np.mean([s["full_latency_ms"] for s in ok])),
-                           "steps_broken": sum(1 for s in ok if s["full_violations"])}}
-    if fixed.get("mask") is not None:
-        out["best_fixed_mask"] = {"mask": fixed["mask"], "accuracy": acc.accuracy(fixed["mask"])[0],
-                                  "steps_broken": fixed["steps_broken"], "mean_latency_ms": fixed["mean_latency_ms"]}
-    for name in ("adaptive", "always_full", "best_fixed_mask"):
-        if name in out:
-            v = out[name]
-            log(f"planner day, {name}: accuracy {100 * v.get('mean_accuracy', v.get('accuracy', 0)):.2f}%, mean latency "
-                f"{v['mean_latency_ms']:.1f} ms, steps breaking a constraint {v['steps_broken']} of {len(ok)}")
+    battery0 = sc["battery_x_full"] * mean_rate * day_s * whole.devices[0].energy_j
+    log(f"planner day: budget {budget_s * 1e3:.1f} ms, battery {battery0:.2f} J, floor {100 * floor:.2f}%")
+    out: dict = {"floor": floor, "budget_ms": budget_s * 1e3, "battery_j": battery0, "scenario": SCENARIO}
+    for planning in ("forecast", "myopic"):
+        scen = scenario_from_dict({"version": 1, "steps": sc["steps"], "step_s": sc["step_s"], "samples_per_step": 1,
+                                   "devices": "one_m4.yaml", "battery_j": battery0, "planning": planning,
+                                   "demand": {"accuracy_floor": floor, "latency_budget_ms": budget_s * 1e3},
+                                   "schedule": {"link_kbps": sc["link_kbps"], "rate_hz": sc["rate_hz"]}})
+        battery, steps = battery0, []
+        for t in range(sc["steps"]):
+            res = replace(dev.resources(), battery_j=battery, link_bps=scen.at("link_kbps", t) * 1e3)
+            dem = Demand(request_rate=scen.at("rate_hz", t), horizon_s=(sc["steps"] - t) * sc["step_s"],
+                         accuracy_floor=floor, latency_budget_s=budget_s)
+            try:
+                p, _ = plan_step(scen, profile, acc, dev, t, battery)
+            except InfeasibleError as e:
+                steps.append({"step": t, "infeasible": str(e)})
+                log(f"{planning} planner, step {t}: infeasible: {e}")
+                break
+            full = evaluate(profile, acc, [res], dem, 0)
+            steps.append({"step": t, "battery_j": battery, "link_kbps": res.link_bps / 1e3,
+                          "rate_hz": dem.request_rate, "mask": p.mask, "accuracy": p.accuracy,
+                          "latency_ms": p.latency.total_s * 1e3, "full_latency_ms": full.latency.total_s * 1e3,
+                          "full_violations": list(full.violations), "res": res, "dem": dem})
+            battery -= dem.request_rate * sc["step_s"] * p.devices[0].energy_j
+        ok = [s for s in steps if "mask" in s]
+        fixed = best_fixed_mask(profile, acc, ok, resources_for=lambda s: s["res"], demand_for=lambda s: s["dem"])
+        for s in ok:
+            s.pop("res")
+            s.pop("dem")
+        day = {"steps": steps, "battery_end_j": battery, "lasted": len(ok) == sc["steps"] and battery >= 0,
+               "adaptive": {"mean_accuracy": float(np.mean([s["accuracy"] for s in ok])),
+                            "mean_latency_ms": float(np.mean([s["latency_ms"] for s in ok])), "steps_broken": 0,
+                            "steps_served": len(ok),
+                            "replans": sum(1 for a, b in zip(ok, ok[1:]) if a["mask"] != b["mask"])},
+               "always_full": {"accuracy": int8[0],
+                               "mean_latency_ms": float(np.mean([s["full_latency_ms"] for s in ok])),
+                               "steps_broken": sum(1 for s in ok if s["full_violations"])}}
+        if fixed.get("mask") is not None:
+            day["best_fixed_mask"] = {"mask": fixed["mask"], "accuracy": acc.accuracy(fixed["mask"])[0],
+                                      "steps_broken": fixed["steps_broken"], "mean_latency_ms": fixed["mean_latency_ms"]}
+        out[planning] = day
+        log(f"{planning} planner: {len(ok)} of {sc['steps']} steps served, battery at the end {battery:.3f} J, "
+            f"masks {' '.join(hex(s['mask']) for s in ok)}")
+        for name in ("adaptive", "always_full", "best_fixed_mask"):
+            if name in day:
+                v = day[name]
+                log(f"  {name}: accuracy {100 * v.get('mean_accuracy', v.get('accuracy', 0)):.2f}%, mean latency "
+                    f"{v['mean_latency_ms']:.1f} ms, steps breaking a constraint {v['steps_broken']} of {len(ok)}")
     return out
+
+
+def replan_only(prev: Path, out: Path, log) -> int:
+    """--replan-from: the planner's day again from an earlier run's adaptive_cifar10.json and bundle/."""
+    from tinysplit.files import write_atomic
+
+    result = json.loads((prev / "adaptive_cifar10.json").read_text())
+    int8 = {int(k): v for k, v in result["deployed"]["int8"].items()}
+    result["planner"] = planner_day(prev / "bundle", result, int8, log)
+    result["replanned_from"] = str(prev)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "adaptive_cifar10.json", json.dumps(result, indent=2) + "\n")
+    log(f"{out / 'adaptive_cifar10.json'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
  *                           v = bit 0 (bad part refused) | bit 1 (overlong payload refused); key 4
  *                           (skip mask, APP_SKIP_BLOCKS blocks) echoes the mask in effect: a mask with
  *                           bits at or above APP_SKIP_BLOCKS is rejected (the mask stays, STATS last
- *                           error TS_DEVICE_ERROR_CONTROL | 4).
+ *                           error TS_DEVICE_ERROR_CONTROL | 4); key 202 reports v instructions
+ *                           (ts_device_instructions(v)), as if an inference had run.
  * Arguments: "udp" (frames by net_send), "nohooks" (both hooks NULL), "noinput" (input_bytes 0). */
 #include <string.h>
 
@@ -19,6 +20,7 @@
 #define APP_FIRST_PART 60u
 #define APP_KEY_SET_ERROR 200u
 #define APP_KEY_BAD_SENDS 201u
+#define APP_KEY_INSTRUCTIONS 202u
 #define APP_SKIP_BLOCKS 8u
 
 static uint32_t skip_mask;
@@ -41,6 +43,8 @@ static void app_control(uint8_t key, uint32_t value)
     uint8_t *p = ts_device_payload();
     if (key == APP_KEY_SET_ERROR) {
         ts_device_error(value);
+    } else if (key == APP_KEY_INSTRUCTIONS) {
+        ts_device_instructions(value);
     } else if (key == APP_KEY_BAD_SENDS) {
         value = (ts_device_send(TS_EARLY_LABEL, 0u, 1u, 1u, 3u) != 0 ? 1u : 0u)
                 | (ts_device_send(TS_EARLY_LABEL, 0u, 0u, 1u, TS_MAX_PAYLOAD + 1u) != 0 ? 2u : 0u);

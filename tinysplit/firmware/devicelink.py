@@ -58,6 +58,7 @@ CONTROL_EXIT = 5  # CONTROL key: the device exits with status (value & 0xFF)
 STATS_REASONS = ("short", "magic", "version", "length", "crc", "type", "part", "payload", "cobs", "oversize",
                  "bundle", "unexpected_type")  # STATS key 16 + r, r = 1..12
 STATS_NAMES = {1: "sent", 2: "received", 3: "drops", 4: "last_error", 5: "instructions",
+               6: "instructions_total_low", 7: "instructions_total_high", 8: "app_bytes_sent",
                **{16 + r: f"drops_{name}" for r, name in enumerate(STATS_REASONS, start=1)}}
 
 
@@ -307,6 +308,8 @@ class DeviceLink:
         out: dict[str, int] = {}
         for k, v in self.stats_replies[seq].items:
             out.setdefault(STATS_NAMES.get(k, f"key_{k}"), v)
+        if "instructions_total_low" in out and "instructions_total_high" in out:
+            out["instructions_total"] = out["instructions_total_high"] << 32 | out["instructions_total_low"]
         return out
 
     async def exit(self, status: int = 0, timeout: float | None = None) -> int:

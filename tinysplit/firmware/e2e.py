@@ -73,6 +73,7 @@ class SettingRun:
     records: dict[int, dict[str, Any]]  # the server's prediction per seq (missing: not predicted)
     frames: list[list[bytes]]  # the device's data frames per seq, as the link saw them
     labels: np.ndarray  # the server's label per seq (-1 where it made none)
+    stats: dict[str, int]  # the device's STATS reply after the setting's predictions (DeviceLink.stats)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ async def _drive(p: Prepared, app: str, elf: Path, cfg: Any, settings: list[Sett
                 seconds = time.perf_counter() - t0
                 got = {r["sample"]: r for r in sink.records[first:]}
                 frames = [link.samples[q].frames if q in link.samples else [] for q in seqs]
-                run = SettingRun(seqs, got, frames, np.array([got[q]["label"] if q in got else -1 for q in seqs]))
+                stats = await link.stats()
+                run = SettingRun(seqs, got, frames, np.array([got[q]["label"] if q in got else -1 for q in seqs]),
+                                 stats)
                 after = server.metrics.snapshot()
                 rows[s.key] = {
                     **row(s, run),

@@ -383,13 +383,17 @@ def add_adaptive_scenario(sub: Any) -> None:
                                    "through a scenario of changing battery, link rate and request rate, with one "
                                    "device in QEMU: each re-plan goes to the device as a CONTROL frame before the "
                                    "step's samples; the device's frames say which mask each sample ran with and its "
-                                   "instruction count, which drains the battery. Checks that every re-plan reached "
-                                   "the device, the accuracy floor held and every latency stayed within the budget; "
-                                   "writes the timeline as DIR/adaptive_scenario.json and DIR/adaptive_scenario.png.")
+                                   "instruction count, and its STATS accounts (instructions and bytes sent) drain the "
+                                   "battery. Checks that every re-plan reached the device, the accuracy floor held, "
+                                   "every latency stayed within the budget and the battery lasted; writes the "
+                                   "timeline as DIR/adaptive_scenario.json and DIR/adaptive_scenario.png.")
     p.add_argument("--study", required=True, metavar="DIR", help="the directory 'tinysplit adaptive-study' wrote")
     p.add_argument("--scenario", default=None, metavar="FILE.yaml",
                    help="scenario file (default: the shipped digits_drain.yaml)")
     p.add_argument("--board", default="qemu-mps2-an386", help="the emulated device's board (default qemu-mps2-an386)")
+    p.add_argument("--planning", choices=("forecast", "myopic"), default=None,
+                   help="forecast: budget the battery over the schedule's known rates; myopic: hold the current "
+                        "rates for the time left (default: the scenario file's, else forecast)")
     p.add_argument("--out", required=True, metavar="DIR", help="results directory (created; files replaced)")
     p.add_argument("--json", action="store_true", help="print the timeline as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -404,6 +408,10 @@ def run_adaptive_scenario(args: Any) -> int:
 
     get_board(args.board)
     scenario = load_scenario(args.scenario or shipped_scenario())
+    if args.planning is not None:
+        from dataclasses import replace
+
+        scenario = replace(scenario, planning=args.planning)
     out = Path(args.out)
     result = run_scenario(args.study, scenario, args.board, say=Progress(quiet=args.quiet))
     out.mkdir(parents=True, exist_ok=True)

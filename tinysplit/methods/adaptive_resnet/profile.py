@@ -153,8 +153,12 @@ def accuracy_model(study: Mapping[str, Any], blocks: int):
 
 def profile_from_parts(costs: BlockCosts, study: Mapping[str, Any], input_bytes: int, output_bytes: int,
                        names: Sequence[str] | None = None):
-    """The profile and accuracy model from a head's ``block_costs`` and a study."""
+    """The profile and accuracy model from a head's ``block_costs`` and a study. Data goes out as
+    ADAPTIVE_OUTPUT frames: at most ADAPTIVE_OUTPUT_CHUNK bytes each, behind the frame header, the
+    8-byte (mask, instructions) header and the CRC."""
     from tinysplit.methods.adaptive_resnet.planner import Block, BlockProfile
+    from tinysplit.wire.frame import HEADER_SIZE, TRAILER_SIZE
+    from tinysplit.wire.payloads import ADAPTIVE_OUTPUT_CHUNK, ADAPTIVE_OUTPUT_HEADER
 
     blocks = study_blocks(study)
     if blocks != costs.blocks:
@@ -167,7 +171,9 @@ def profile_from_parts(costs: BlockCosts, study: Mapping[str, Any], input_bytes:
     profile = BlockProfile(tuple(Block(n, c, w, a) for n, c, w, a in zip(names, cost, costs.weight_bytes,
                                                                           costs.act_bytes)),
                            base_instructions=base, base_weight_bytes=costs.base_weight_bytes,
-                           arena_bytes=costs.arena_bytes, input_bytes=input_bytes, output_bytes=output_bytes)
+                           arena_bytes=costs.arena_bytes, input_bytes=input_bytes, output_bytes=output_bytes,
+                           frame_overhead_bytes=HEADER_SIZE + ADAPTIVE_OUTPUT_HEADER + TRAILER_SIZE,
+                           max_payload=ADAPTIVE_OUTPUT_CHUNK)
     return profile, accuracy_model(study, blocks)
 
 

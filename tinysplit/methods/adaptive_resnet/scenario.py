@@ -14,25 +14,35 @@ A scenario file (YAML or JSON, checked against ``tinysplit/schemas/adaptive_scen
       latency_budget_ms: 150
       host_ms: 0.5
       max_utilization: 1.0    # optional
+    planning: forecast        # optional: forecast (default) or myopic
     schedule:                 # piecewise linear in the step index: [[step, value], ...]
       link_kbps: [[0, 250], [11, 40]]
       rate_hz: [[0, 1], [11, 6]]
 
-At step t (time t * step_s) the planner (``planner.plan``, objective "accuracy": the most accurate
-mask the resources allow, ties to the fastest) gets the device with its battery as it is now, the
-link rate and the request rate of the schedule, and a horizon of the time left in the scenario: the
-battery must last to the end. (With the objective "latency" the planner would skip every block the
-accuracy floor allows at every step, whatever the resources: nothing to adapt.) The mask it returns goes to the device as CONTROL key 4
-(only when it changed: a re-plan), then the step's samples run there. What the device sends back
-drives the rest: each sample's frames carry the mask it ran with (every re-plan must have reached
-the device) and its instruction count, from which the step's latency per sample is computed
-(instructions / clock + the output's wire bytes / link rate + host time) and the battery drains by
-rate x step_s x (instructions x energy per instruction + wire bytes x energy per byte). The run
+At step t (time t * step_s) the planner chooses the most accurate mask the resources allow (objective
+"accuracy", ties to the fastest; with "latency" it would skip every block the floor allows at every
+step, whatever the resources: nothing to adapt), from the device's battery as it is now:
+
+- ``planning: forecast`` (the default): the schedule's link and request rates for the steps left are
+  a known forecast; ``forecast.plan_schedule`` plans one mask per remaining step with the battery
+  budgeted over all of them, and step t uses the first (a receding horizon: re-planned every step);
+- ``planning: myopic``: ``planner.plan`` with the current link and request rates held for the time
+  left (the horizon). When the rate rises, this spends early what later steps need.
+
+The mask goes to the device as CONTROL key 4 (only when it changed: a re-plan), then the step's
+samples run there. What the device sends back drives the rest: each sample's frames carry the mask
+it ran with (every re-plan must have reached the device) and its instruction count, from which the
+step's latency per sample is computed (instructions / clock + the output's wire bytes / link rate +
+host time). After the step the host asks the device for its STATS: its own accounts of the
+instructions of every inference and the bytes of every output frame it sent since boot (keys 6 to
+8). The battery drains by rate x step_s x (instructions x energy per instruction + bytes x energy per
+byte) per sample, from those accounts' growth over the step, and the next plan starts from it. The run
 checks, for every step: the samples used the planned mask, the mask's measured int8 accuracy (the
-study's) is at or above the floor, every sample's latency is within the budget, and every label
-equals the reference for that mask. Side by side, at each step's resources: always-full (mask 0)
-and the best single fixed mask (the one mask, of those meeting the floor, that breaks the fewest
-steps' constraints, then the fastest on average), each with the constraints it breaks.
+study's) is at or above the floor, every sample's latency is within the budget, every label equals
+the reference for that mask, the device's accounts agree with its frames, and the battery is never
+overdrawn. Side by side, at each step's resources: always-full (mask 0) and the best single fixed mask
+(the one mask, of those meeting the floor, that breaks the fewest steps' constraints, then the
+fastest on average), each with the constraints it breaks.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ SCHEMA = "adaptive_scenario.schema.json"
 SHIPPED = ("digits_drain.yaml",)  # in tinysplit/methods/adaptive_resnet/scenarios/
 DEFAULT_SCENARIO = "digits_drain.yaml"
 SCHEDULED = ("link_kbps", "rate_hz")
+PLANNING = ("forecast", "myopic")
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class Scenario:
     host_s: float
     max_utilization: float
     schedule: dict[str, tuple[tuple[float, float], ...]]
+    planning: str = "forecast"
 
     def at(self, name: str, step: int) -> float:
         """The scheduled value at ``step``: linear between the given points, constant beyond them."""
@@ -108,7 +120,7 @@ def scenario_from_dict(data: Any, source: str = "scenario", base: Path | None = 
     return Scenario(source, int(data["steps"]), float(data["step_s"]), int(data["samples_per_step"]), devices,
                     float(data["battery_j"]) if "battery_j" in data else None, float(d["accuracy_floor"]),
                     float(d["latency_budget_ms"]) / 1e3, float(d.get("host_ms", 0.0)) / 1e3,
-                    float(d.get("max_utilization", 1.0)), sched)
+                    float(d.get("max_utilization", 1.0)), sched, str(data.get("planning", "forecast")))
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -130,6 +142,33 @@ def load_scenario(path: str | Path) -> Scenario:
 class _State:
     battery_j: float
     mask: int | None = None
+    instructions_total: int = 0  # the device's STATS accounts after the previous step (0 at boot)
+    app_bytes_sent: int = 0
+
+
+def plan_step(scenario: Scenario, profile: Any, acc: Any, dev: Any, t: int, battery_j: float) -> tuple[Any, Any]:
+    """Step t's plan and, with planning "forecast", the schedule it comes from (else None)."""
+    from dataclasses import replace
+
+    from tinysplit.methods.adaptive_resnet.forecast import Period, plan_schedule
+    from tinysplit.methods.adaptive_resnet.planner import plan
+
+    if scenario.planning == "myopic":
+        res = replace(dev.resources(), battery_j=battery_j, link_bps=scenario.at("link_kbps", t) * 1e3)
+        return plan(profile, acc, [res], _demand(scenario, t, (scenario.steps - t) * scenario.step_s),
+                    objective="accuracy"), None
+    periods = [Period([replace(dev.resources(), link_bps=scenario.at("link_kbps", k) * 1e3)],
+                      _demand(scenario, k, scenario.step_s)) for k in range(t, scenario.steps)]
+    sched = plan_schedule(profile, acc, periods, "accuracy", batteries_j=[battery_j])
+    return sched.first, sched
+
+
+def _demand(scenario: Scenario, t: int, horizon_s: float) -> Any:
+    from tinysplit.methods.adaptive_resnet.planner import Demand
+
+    return Demand(request_rate=scenario.at("rate_hz", t), horizon_s=horizon_s, accuracy_floor=scenario.accuracy_floor,
+                  latency_budget_s=scenario.latency_budget_s, max_utilization=scenario.max_utilization,
+                  host_s=scenario.host_s)
 
 
 def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-mps2-an386",
@@ -141,10 +180,13 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
     from tinysplit.firmware.e2e import Setting, prepare, run_app
     from tinysplit.methods.adaptive_resnet.bundle import layout_for
     from tinysplit.methods.adaptive_resnet.chain import load_devices
-    from tinysplit.methods.adaptive_resnet.planner import Demand, evaluate, plan
+    from tinysplit.methods.adaptive_resnet.planner import evaluate
     from tinysplit.methods.adaptive_resnet.profile import load_study, profile_from
     from tinysplit.methods.adaptive_resnet.reference import labels_for_masks
 
+    if scenario.planning not in PLANNING:
+        raise InputError(f"{scenario.source}: planning must be one of {', '.join(PLANNING)}, got "
+                         f"'{scenario.planning}'")
     study, bundle = load_study(study_dir)
     profile, acc = profile_from(bundle, study)
     chain = load_devices(scenario.devices)
@@ -162,38 +204,30 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
     wire = profile.wire_bytes(profile.output_bytes)
     steps: list[dict[str, Any]] = []
 
-    def resources_at(t: int):
-        from dataclasses import replace
-
-        r = dev.resources()
-        return replace(r, battery_j=state.battery_j, link_bps=scenario.at("link_kbps", t) * 1e3)
-
-    def demand_at(t: int) -> Demand:
-        return Demand(request_rate=scenario.at("rate_hz", t), horizon_s=(scenario.steps - t) * scenario.step_s,
-                      accuracy_floor=scenario.accuracy_floor, latency_budget_s=scenario.latency_budget_s,
-                      max_utilization=scenario.max_utilization, host_s=scenario.host_s)
-
     def settings():
         for t in range(scenario.steps):
-            res, dem = resources_at(t), demand_at(t)
+            link_bps, rate = scenario.at("link_kbps", t) * 1e3, scenario.at("rate_hz", t)
             try:
-                chosen = plan(profile, acc, [res], dem, objective="accuracy")
+                chosen, sched = plan_step(scenario, profile, acc, dev, t, state.battery_j)
             except InputError as e:
                 raise InputError(f"{scenario.source}: step {t} (t = {t * scenario.step_s:g} s, battery "
-                                 f"{state.battery_j:.3f} J, link {res.link_bps / 1e3:g} kbit/s, rate "
-                                 f"{dem.request_rate:g}/s): {e}") from None
+                                 f"{state.battery_j:.3f} J, link {link_bps / 1e3:g} kbit/s, rate {rate:g}/s, planning "
+                                 f"{scenario.planning}): {e}") from None
             replan = chosen.mask != state.mask
-            full = evaluate(profile, acc, [res], dem, 0)
-            steps.append({"step": t, "t_s": t * scenario.step_s, "battery_j": state.battery_j,
-                          "link_kbps": res.link_bps / 1e3, "rate_hz": dem.request_rate,
-                          "horizon_s": dem.horizon_s, "mask": chosen.mask, "replan": replan,
-                          "blocks_run": lay.blocks - bin(chosen.mask).count("1"),
-                          "accuracy": chosen.accuracy, "accuracy_measured": chosen.accuracy_measured,
-                          "planned_latency_ms": chosen.latency.total_s * 1e3,
-                          "always_full": {"latency_ms": full.latency.total_s * 1e3,
-                                          "violations": list(full.violations)}})
-            say(f"step {t}: battery {state.battery_j:.3f} J, link {res.link_bps / 1e3:g} kbit/s, rate "
-                f"{dem.request_rate:g}/s -> mask 0x{chosen.mask:x}" + (" (re-plan)" if replan else ""))
+            st = {"step": t, "t_s": t * scenario.step_s, "battery_j": state.battery_j, "link_kbps": link_bps / 1e3,
+                  "rate_hz": rate, "horizon_s": (scenario.steps - t) * scenario.step_s, "mask": chosen.mask,
+                  "replan": replan, "blocks_run": lay.blocks - bin(chosen.mask).count("1"),
+                  "accuracy": chosen.accuracy, "accuracy_measured": chosen.accuracy_measured,
+                  "planned_latency_ms": chosen.latency.total_s * 1e3,
+                  "planned_energy_j": rate * scenario.step_s * chosen.devices[0].energy_j}
+            if sched is not None:
+                st["forecast"] = {"masks": [q.mask for q in sched.plans], "mean_accuracy": sched.mean_accuracy,
+                                  "energy_j": sched.energy_j[0]}
+            full = evaluate(profile, acc, [_res_at(dev, st)], _demand_at(scenario, st), 0)
+            st["always_full"] = {"latency_ms": full.latency.total_s * 1e3, "violations": list(full.violations)}
+            steps.append(st)
+            say(f"step {t}: battery {state.battery_j:.3f} J, link {link_bps / 1e3:g} kbit/s, rate {rate:g}/s -> "
+                f"mask 0x{chosen.mask:x}" + (" (re-plan)" if replan else ""))
             state.mask = chosen.mask
             # a re-plan's CONTROL goes before the step's samples; without one the device keeps its mask
             yield Setting(str(t), f"step {t}", ((CONTROL_SKIP_MASK, chosen.mask),) if replan else ())
@@ -204,14 +238,26 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
         used = [ms == {st["mask"]} for ms, _ in fields]
         instr = [next(iter(cs)) for _, cs in fields if len(cs) == 1]
         lat = [i / dev.clock_hz + wire * 8 / (st["link_kbps"] * 1e3) + scenario.host_s for i in instr]
-        mean_i = float(np.mean(instr)) if instr else float("nan")
-        energy = mean_i * dev.energy_per_instruction_j + wire * dev.energy_per_byte_j
+        # the device's own accounts (STATS keys 6 to 8) over this step
+        total, sent = run.stats.get("instructions_total"), run.stats.get("app_bytes_sent")
+        if total is None or sent is None:
+            raise InputError(f"{scenario.source}: the device's STATS lack the instruction and byte accounts (keys 6 "
+                             "to 8); rebuild the firmware with this tinysplit")
+        d_instr = total - state.instructions_total
+        d_bytes = (sent - state.app_bytes_sent) % (1 << 32)
+        state.instructions_total, state.app_bytes_sent = total, sent
+        n = len(run.seqs)
+        energy = (d_instr * dev.energy_per_instruction_j + d_bytes * dev.energy_per_byte_j) / n
         drain = st["rate_hz"] * scenario.step_s * energy
         if not math.isinf(state.battery_j):
-            state.battery_j = max(0.0, state.battery_j - drain)
-        st.update({"mask_used": float(np.mean(used)) if used else 0.0, "instructions": round(mean_i),
+            state.battery_j -= drain
+        st.update({"mask_used": float(np.mean(used)) if used else 0.0,
+                   "instructions": round(d_instr / n), "wire_bytes": d_bytes / n,
+                   "reported": {"instructions": d_instr, "app_bytes_sent": d_bytes, "samples": n},
+                   "reports_agree_with_frames": d_instr == sum(instr) and len(instr) == n
+                   and d_bytes == sum(len(f) for fr in run.frames for f in fr),
                    "latency_ms": [round(v * 1e3, 3) for v in lat], "max_latency_ms": max(lat) * 1e3 if lat else None,
-                   "energy_per_sample_j": energy, "drained_j": drain,
+                   "energy_per_sample_j": energy, "drained_j": drain, "battery_after_j": state.battery_j,
                    "labels_equal_reference": float(np.mean(run.labels == ref[st["mask"]]))})
         return {}
 
@@ -224,7 +270,8 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
         "latency_within_budget": all(s["max_latency_ms"] is not None
                                      and s["max_latency_ms"] <= scenario.latency_budget_s * 1e3 + 1e-9 for s in steps),
         "labels_equal_reference": all(s["labels_equal_reference"] == 1.0 for s in steps),
-        "battery_lasted": all(s["battery_j"] > 0 for s in steps),
+        "device_reports_agree_with_frames": all(s["reports_agree_with_frames"] for s in steps),
+        "battery_lasted": all(s["battery_after_j"] >= 0 for s in steps),
     }
     summary = {
         "adaptive": {"mean_accuracy": float(np.mean([s["accuracy"] for s in steps])),
@@ -241,6 +288,7 @@ def run_scenario(study_dir: str | Path, scenario: Scenario, board: str = "qemu-m
     return {"scenario": scenario.source, "board": board, "device": dev.name, "blocks": lay.blocks,
             "steps": steps, "replans": sum(1 for s in steps[1:] if s["replan"]), "summary": summary,
             "best_fixed_mask": fixed, "checks": checks, "ok": all(checks.values()),
+            "planning": scenario.planning,
             "settings": {"step_s": scenario.step_s, "samples_per_step": scenario.samples_per_step,
                          "accuracy_floor": scenario.accuracy_floor,
                          "latency_budget_ms": scenario.latency_budget_s * 1e3, "host_ms": scenario.host_s * 1e3,
@@ -322,7 +370,8 @@ def plot_timeline(result: dict[str, Any], path: Path) -> None:
 
 def format_timeline(r: dict[str, Any]) -> str:
     width = max(1, (r["blocks"] + 3) // 4)
-    lines = [f"{r['scenario']} on {r['board']} (device '{r['device']}'): {len(r['steps'])} steps, {r['replans']} re-plans",
+    lines = [f"{r['scenario']} on {r['board']} (device '{r['device']}'): {len(r['steps'])} steps, {r['replans']} re-plans, "
+             f"planning {r['planning']}",
              f"{'t (s)':>7} {'battery J':>10} {'link':>7} {'rate':>5} {'mask':>6} {'run':>4} {'acc %':>6} "
              f"{'latency ms':>11} {'full ms':>8} {'full breaks':<24} {'used':>5}"]
     for s in r["steps"]:
