@@ -7,7 +7,7 @@ Makes a copy of the digits bundle whose host tail does extra output-neutral work
 of a few hundred samples/s in ONNX Runtime, so the tail and not the event loop is the bottleneck),
 measures that tail's capacity (batches of 64, one thread, as the server runs it), starts
 `tinysplit serve --send-results` on loopback, offers factor x capacity samples/s over UDP for
---seconds, then half the capacity for --recovery seconds, printing every second: offered and
+--seconds, then stops the load (a trickle of a tenth of the capacity, to measure latency) for --recovery seconds, printing every second: offered and
 predicted samples/s, the tail queue's depth, samples shed, the server's RSS and the latency
 (sample sent -> RESULT back) p50/p99 of the results that came back in that second. Then SIGTERM:
 how long shutdown took and whether every sample received was predicted or counted. Stops by itself.
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, help="a digits bundle (default: export one)")
     ap.add_argument("--factor", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=8.0, help="overload phase")
-    ap.add_argument("--recovery", type=float, default=6.0, help="recovery phase at half the capacity")
+    ap.add_argument("--recovery", type=float, default=12.0, help="recovery phase: a trickle of a tenth of the capacity")
     ap.add_argument("--max-queue", type=int, default=1024)
     ap.add_argument("--matmuls", type=int, default=400, help="extra work in the slow tail")
     args = ap.parse_args()
@@ -63,7 +63,7 @@ def main() -> None:
         src = args.bundle or digits_bundle(tmp)
         bundle = slow_tail_bundle(src, tmp / "slow", args.matmuls)
         cap = tail_capacity(bundle)
-        rate_hi, rate_lo = args.factor * cap, 0.5 * cap
+        rate_hi, rate_lo = args.factor * cap, 0.1 * cap
         print(f"tail capacity {cap:.0f} samples/s; offering {rate_hi:.0f}/s for {args.seconds:.0f} s, then "
               f"{rate_lo:.0f}/s for {args.recovery:.0f} s; --max-queue {args.max_queue}", flush=True)
         n_total = int(rate_hi * args.seconds + rate_lo * args.recovery) + 10

@@ -128,18 +128,18 @@ def main() -> None:
                 elif kind == "half_samples":
                     sock.sendto(with_ids(half[half_seq % 64], 30_000 + half_seq % 50, half_seq), addr)
                     half_seq += 1
-                else:
-                    for _ in range(10):  # a burst of distinct ids
-                        sock.sendto(encode_frame(make_frame(FrameType.STATS, KeyValues(((1, 1),)), next_id % 65536,
-                                                            bid, 0)), addr)
-                        next_id += 1
+                else:  # each one from a device id not seen before
+                    sock.sendto(encode_frame(make_frame(FrameType.STATS, KeyValues(((1, 1),)), next_id % 65536, bid, 0)),
+                                addr)
+                    next_id += 1
             now = time.perf_counter()
             if now >= next_report:
                 m = srv.metrics()
                 fd = {k.split('"')[1]: int(v) for k, v in m.items() if k.startswith("tinysplit_dropped_frames_total")}
                 sd = {k.split('"')[1]: int(v) for k, v in m.items() if k.startswith("tinysplit_dropped_samples_total")}
+                depth = m.get('tinysplit_tail_queue_depth{tail="tail"}', 0)
                 print(f"{now - t0:6.0f} {srv.rss_mib():8.1f} {srv.fds():4d} "
-                      f"{m.get('tinysplit_tail_queue_depth{tail=\"tail\"}', 0):6.0f} {m.get('tinysplit_sessions', 0):8.0f} "
+                      f"{depth:6.0f} {m.get('tinysplit_sessions', 0):8.0f} "
                       f"{m.get('tinysplit_predictions_total', 0):11.0f} {json.dumps(fd):>40} {json.dumps(sd):>20}",
                       flush=True)
                 next_report += args.report_every
