@@ -29,6 +29,15 @@ def add_serve(sub) -> None:
     p.add_argument("--send-results", action="store_true", help="send each prediction back to its device")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus text at http://HOST:PORT/metrics")
     p.add_argument("--max-batch", type=int, default=64, help="largest tail micro-batch (default 64)")
+    p.add_argument("--session-idle-s", type=float, default=300.0, metavar="S",
+                   help="forget a device silent this long: its session, its sequence window, its pending samples "
+                        "(completed zero-filled) (default 300)")
+    p.add_argument("--max-queue", type=int, default=1024, metavar="N",
+                   help="samples waiting per tail at most; beyond it the oldest is shed and counted "
+                        "(tinysplit_dropped_samples_total{reason=\"shed\"}) (default 1024)")
+    p.add_argument("--shutdown-timeout", type=float, default=5.0, metavar="S",
+                   help="on SIGINT/SIGTERM, run the queued samples for at most S seconds; what is left is counted "
+                        "as shed_shutdown (default 5)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (for scripts)")
     p.add_argument("--json", action="store_true", help="print the final counters as JSON on stdout")
 
@@ -51,8 +60,16 @@ async def _serve(args) -> dict:
         raise InputError("nothing to listen on: give --listen udp://HOST:PORT and/or --serial URL")
     if args.deadline_ms <= 0 or args.max_batch < 1:
         raise InputError("--deadline-ms must be > 0 and --max-batch >= 1")
+    if not 0 < args.session_idle_s < float("inf"):
+        raise InputError(f"--session-idle-s {args.session_idle_s}: give a number of seconds > 0, e.g. 300")
+    if args.max_queue < 1:
+        raise InputError(f"--max-queue {args.max_queue}: give a number of samples >= 1, e.g. 1024")
+    if not 0 <= args.shutdown_timeout < float("inf"):
+        raise InputError(f"--shutdown-timeout {args.shutdown_timeout}: give a number of seconds >= 0, e.g. 5")
     config = ServerConfig(Path(args.bundle), urls, deadline_s=args.deadline_ms / 1000, send_results=args.send_results,
-                          max_batch=args.max_batch, metrics_addr=_metrics_addr(args.metrics))
+                          max_batch=args.max_batch, metrics_addr=_metrics_addr(args.metrics),
+                          session_idle_s=args.session_idle_s, max_queue=args.max_queue,
+                          shutdown_timeout_s=args.shutdown_timeout)
     server = TailServer(config, JsonlSink(args.out))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,7 +100,8 @@ def run_serve(args) -> int:
         other = "".join(f", {k.replace('_', ' ')} {v}" for k, v in c.items() if k not in shown)  # e.g. ReBEL's paths
         print(f"frames {c['frames']}, samples {c['samples']}, predictions {c['predictions']}, deadline misses "
               f"{c['deadline_misses']}, duplicates {c['duplicates']}, late {c['late']}{other}, drops "
-              f"{dict(report['drops'])} transport drops {report['transport_drops']}"
+              f"{dict(report['drops'])} transport drops {report['transport_drops']}, samples dropped "
+              f"{dict(report['sample_drops'])}"
               + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else ""), file=sys.stderr)
     return 0
 
