@@ -18,12 +18,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
 
 from tinysplit.errors import InputError
 from tinysplit.host_server.assemblers import Assembler, Completed, make_assembler
+from tinysplit.host_server.auth import AuthGate
 from tinysplit.host_server.metrics import Metrics, serve_metrics
 from tinysplit.host_server.sinks import Sink
 from tinysplit.host_server.tail import TailRunner
@@ -47,6 +48,7 @@ class ServerConfig:
     session_idle_s: float = 300.0  # a device silent this long is forgotten (session, seq window, pending samples)
     max_queue: int = 1024  # samples waiting per tail; beyond it the oldest is shed (counted 'shed')
     shutdown_timeout_s: float = 5.0  # stop() waits this long for queued samples, then sheds them ('shed_shutdown')
+    keys: Mapping[int, bytes] | None = None  # device id -> 32-byte key: authenticated frames only; None: lab mode
 
 
 @dataclass
@@ -81,6 +83,11 @@ class TailServer:
                              max_queue=config.max_queue, on_shed=self._on_shed)
             for name in self.assembler.tails}
         self.transports = transports if transports is not None else [open_transport(u) for u in config.listen]
+        self.auth = AuthGate(config.keys, self.bundle_id) if config.keys is not None else None
+        if self.auth is None:
+            log.warning("frames are NOT authenticated (lab mode): anyone who can reach %s can forge, replay "
+                        "and spoof devices; give device keys for authenticated frames",
+                        ", ".join(config.listen) or "this server's links")
         # least recently seen first: expiry and reclaiming take from the front
         self.sessions: OrderedDict[tuple[str, int], Session] = OrderedDict()
         self._device_sessions: dict[int, Session] = {}
@@ -147,13 +154,19 @@ class TailServer:
         """Entry for every de-framed frame. Never raises: a bad frame is counted and dropped."""
         self.metrics.inc("frames")
         try:
-            frame = decode_frame(data)
+            reply = None
+            if self.auth is not None:  # verified before any state is kept for the device
+                frame, reply = self.auth.admit(data)
+            else:
+                frame = decode_frame(data)
             if frame.bundle_id != self.bundle_id:
                 raise DecodeError("bundle", f"bundle {frame.bundle_id:08x}")
             handler = self._handlers.get(frame.type)
             if handler is None:
                 raise DecodeError("unexpected_type", frame.type.name)
             session = self._session(transport, frame.device_id, peer)
+            if reply is not None:  # a HELLO's SESSION, to the peer that said it
+                self._send_later(transport, reply, peer, "sessions_sent")
             handler(session, frame)
         except DecodeError as e:
             self.metrics.drop(e.reason)
@@ -267,7 +280,7 @@ class TailServer:
                 continue
             frame = make_frame(FrameType.RESULT, Result(label, c.parts, 1 if c.by_deadline else 0),
                                c.device, self.bundle_id, c.seq)
-            await s.transport.send(encode_frame(frame), s.peer)
+            await s.transport.send(self._seal(frame), s.peer)
             self.metrics.inc("results_sent")
 
     async def send_control(self, device: int, items: list[tuple[int, int]]) -> None:
@@ -284,8 +297,21 @@ class TailServer:
         self._control_seq = seq = (self._control_seq + 1) & 0xFFFFFFFF
         frame = make_frame(FrameType.CONTROL, KeyValues(tuple((int(k), int(v)) for k, v in items)), device,
                            self.bundle_id, seq)
-        await s.transport.send(encode_frame(frame), s.peer)
+        await s.transport.send(self._seal(frame), s.peer)
         self.metrics.inc("controls_sent")
+
+    def _seal(self, frame: Frame) -> bytes:
+        """A host -> device frame as sent: sealed in the device's session when frames are authenticated."""
+        return self.auth.seal(frame) if self.auth is not None else encode_frame(frame)
+
+    def _send_later(self, transport: Transport, data: bytes, peer: Hashable, counter: str) -> None:
+        async def send() -> None:
+            await transport.send(data, peer)
+            self.metrics.inc(counter)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _deadline_loop(self) -> None:
         period = max(0.002, min(0.05, self.config.deadline_s / 10))

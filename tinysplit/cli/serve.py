@@ -38,6 +38,13 @@ def add_serve(sub) -> None:
     p.add_argument("--shutdown-timeout", type=float, default=5.0, metavar="S",
                    help="on SIGINT/SIGTERM, run the queued samples for at most S seconds; what is left is counted "
                         "as shed_shutdown (default 5)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--keys", metavar="KEYS.json",
+                      help="device keys ('tinysplit keys create'): only authenticated frames from these devices are "
+                           "accepted, and results and CONTROL frames to them are authenticated")
+    auth.add_argument("--insecure", action="store_true",
+                      help="lab only: accept unauthenticated frames (anyone who reaches the server can forge, "
+                           "replay or spoof a device); one of --keys or --insecure is required")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (for scripts)")
     p.add_argument("--json", action="store_true", help="print the final counters as JSON on stdout")
 
@@ -66,10 +73,20 @@ async def _serve(args) -> dict:
         raise InputError(f"--max-queue {args.max_queue}: give a number of samples >= 1, e.g. 1024")
     if not 0 <= args.shutdown_timeout < float("inf"):
         raise InputError(f"--shutdown-timeout {args.shutdown_timeout}: give a number of seconds >= 0, e.g. 5")
+    if args.keys is None and not args.insecure:
+        raise InputError("give --keys KEYS.json (authenticated frames; make keys with 'tinysplit keys create') or "
+                         "--insecure (unauthenticated, lab only)")
+    keys = None
+    if args.keys is not None:
+        from tinysplit.keys import load_keys
+
+        keys = {d: k.key for d, k in load_keys(args.keys).items()}
+        if not keys:
+            raise InputError(f"key file '{args.keys}' holds no keys; add some with 'tinysplit keys create'")
     config = ServerConfig(Path(args.bundle), urls, deadline_s=args.deadline_ms / 1000, send_results=args.send_results,
                           max_batch=args.max_batch, metrics_addr=_metrics_addr(args.metrics),
                           session_idle_s=args.session_idle_s, max_queue=args.max_queue,
-                          shutdown_timeout_s=args.shutdown_timeout)
+                          shutdown_timeout_s=args.shutdown_timeout, keys=keys)
     server = TailServer(config, JsonlSink(args.out))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,7 +95,9 @@ async def _serve(args) -> dict:
     try:
         await server.start()
         print(f"tinysplit serve: bundle '{server.manifest.name}' ({server.manifest.bundle_id}) on "
-              f"{', '.join(urls)}; predictions -> {args.out}"
+              f"{', '.join(urls)}; predictions -> {args.out}; "
+              + (f"authenticated frames from {len(keys)} device(s)" if keys else
+                 "UNAUTHENTICATED frames (--insecure, lab only)")
               + (f"; metrics on http://{config.metrics_addr[0]}:{server.metrics_port}/metrics"
                  if config.metrics_addr else ""), file=sys.stderr, flush=True)
         try:
