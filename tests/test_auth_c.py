@@ -469,6 +469,67 @@ def test_checks_catch_a_broken_ts_auth(tmp_path: Path, name: str):
 
 
 # ---------------------------------------------------------------------------------------------
+# The fuzz harness (tests/fuzz/auth_fuzz.c): a bounded CI run, and proofs that it can fail.
+
+FUZZ_SECONDS = 30  # a cap for slow machines; the iteration cap ends it in a few seconds here
+FUZZ_ITERATIONS = 150_000
+_FUZZ_SUMMARY = re.compile(r"^auth_fuzz: iterations=(\d+) .* sessions=(\d+) accepted=(\d+) replays_checked=(\d+) "
+                           r"(.*)$", re.M)
+
+
+def _fuzz(tmp_path: Path, defines: tuple[str, ...] = (), auth_c: Path = AUTH_C, iterations: int = FUZZ_ITERATIONS,
+          seed: int = 20261214) -> subprocess.CompletedProcess:
+    exe = tmp_path / "auth_fuzz"
+    cmd = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *SAN, *(f"-D{d}" for d in defines), "-I", str(RUNTIME),
+           str(FUZZ_DIR / "auth_fuzz.c"), str(auth_c), str(CODEC), "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join([v["sealed"] for v in V["frames"]] + [v["plain"] for v in V["frames"]]
+                               + [v["hex"] for v in V["bad"]]) + "\n")
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    return subprocess.run([str(exe), str(seed), str(iterations), str(FUZZ_SECONDS), str(seeds)], capture_output=True,
+                          text=True, timeout=FUZZ_SECONDS + 60, env=env)
+
+
+def test_fuzz_harness_runs_clean(tmp_path: Path):
+    r = _fuzz(tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-6000:]
+    m = _FUZZ_SUMMARY.search(r.stdout)
+    assert m, r.stdout
+    print(m.group(0))
+    iterations, sessions, accepted, replays = (int(m.group(i)) for i in range(1, 5))
+    counts = dict(kv.split("=") for kv in m.group(5).split())
+    assert iterations >= 100_000 and sessions >= 20 and replays == accepted, m.group(0)
+    # the inputs reached every verdict but `session` (the fuzzed device always has one)
+    assert accepted > 1000 and all(int(counts[k]) > 100 for k in ("short", "magic", "version", "length", "crc",
+                                                                    "type", "part", "unauthenticated", "auth",
+                                                                    "replay")), m.group(0)
+
+
+def test_fuzz_sanitizer_catches_an_injected_out_of_bounds_read(tmp_path: Path):
+    r = _fuzz(tmp_path, ("AUTH_FUZZ_INJECT_OOB",), iterations=20_000)
+    assert r.returncode != 0 and "AddressSanitizer: heap-buffer-overflow" in r.stderr
+    assert "auth_fuzz: iterations=" not in r.stdout
+
+
+def test_fuzz_invariants_catch_a_wrong_verdict(tmp_path: Path):
+    r = _fuzz(tmp_path, ("AUTH_FUZZ_INJECT_BLIND_REFERENCE",), iterations=20_000)
+    assert r.returncode != 0 and "INVARIANT FAILED" in r.stderr and "split verdict equals the reference" in r.stderr
+
+
+@pytest.mark.parametrize("name,invariant", [("tag compares 15 bytes", "tag verifies exactly for sealed frames"),
+                                            ("window accepts before verifying", "window equals the reference"),
+                                            ("window one too narrow", "device verdict equals the reference")])
+def test_fuzz_invariants_catch_a_broken_ts_auth(tmp_path: Path, name: str, invariant: str):
+    old, new, _ = MUTANTS[name]
+    mutant = tmp_path / "ts_auth.c"
+    mutant.write_text(AUTH_C.read_text().replace(old, new))
+    r = _fuzz(tmp_path, auth_c=mutant, iterations=50_000)
+    assert r.returncode != 0 and "INVARIANT FAILED" in r.stderr and invariant in r.stderr, r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
 # Strict warnings on every toolchain, nothing from libc beyond string.h; code size and stack use.
 
 def _undefined(nm: str, obj: Path) -> set[str]:
