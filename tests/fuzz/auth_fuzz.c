@@ -12,8 +12,8 @@
  * they join the corpus as they are (most do not verify under the fuzzer's key and nonces).
  *
  * One device (key K, boot nonce DN) in a session (opened by a sealed SESSION at start, and again
- * with a fresh host nonce every 4096 inputs) receives, per iteration, one input: a frame sealed under the session with a counter near the
- * window's edge, a random plain frame, a corpus frame, pure random bytes, or any of those mutated
+ * with a fresh host nonce every 4096 inputs) receives, per iteration, one input: a frame sealed under
+ * the session with a counter near the window's edge, a random plain frame, a corpus frame, pure random bytes, or any of those mutated
  * (bit flips with and without a repaired CRC, truncation, extension, header fields, the counter or
  * tag, a splice of two frames, the version byte). Each input is copied into a heap block of exactly
  * its size, so AddressSanitizer sees any read past it.
@@ -210,7 +210,8 @@ static void load_seed_file(const char *path)
     }
     while (fgets(line, sizeof line, f)) {
         size_t n = 0;
-        while (n < MAX_INPUT && hexval((unsigned char)line[2 * n]) >= 0 && hexval((unsigned char)line[2 * n + 1]) >= 0) {
+        while (n < MAX_INPUT && hexval((unsigned char)line[2 * n]) >= 0 &&
+               hexval((unsigned char)line[2 * n + 1]) >= 0) {
             b[n] = (uint8_t)(hexval((unsigned char)line[2 * n]) * 16 + hexval((unsigned char)line[2 * n + 1]));
             n++;
         }
@@ -308,7 +309,8 @@ static size_t mutate(uint8_t *b, size_t n)
             break;
         case 7: /* payload_len: an edge value or the consistent one */
             if (n >= 20) {
-                unsigned v = rnd() & 1 ? (unsigned)(n >= 44 ? n - 44 : 0) : (unsigned)(rnd() & 1 ? 1024 + below(3) : rnd());
+                unsigned v = rnd() & 1 ? (unsigned)(n >= 44 ? n - 44 : 0)
+                                       : (unsigned)(rnd() & 1 ? 1024 + below(3) : rnd());
                 b[18] = (uint8_t)v;
                 b[19] = (uint8_t)(v >> 8);
             }
