@@ -381,6 +381,35 @@ def test_a_window_mutant_in_ts_auth_is_caught_through_the_runtime(tmp_path: Path
         check_attacks(exe)
 
 
+def test_a_spent_send_counter_makes_the_device_say_hello_again(tmp_path: Path):
+    """A build whose first session starts its send counter 3 below the end (a test build of ts_auth.c:
+    2^32 frames are too many to send): the confirming STATS and one LATENT use the last two counters,
+    the next frame cannot be sealed, so the device says HELLO again (the same sealed HELLO); the host
+    answers with a new SESSION and the traffic goes on, counting from 1."""
+    src = (RUNTIME / "ts_auth.c").read_text()
+    old = "        d->send_counter = 0u;\n"
+    assert src.count(old) == 1
+    near_end = tmp_path / "ts_auth.c"
+    near_end.write_text(src.replace(old, "        d->send_counter = f->counter == 1u ? 0xFFFFFFFDu : 0u;\n"))
+    exe = _build(tmp_path, auth_c=near_end)
+    h = Host()
+    first = h.session()
+    a = h.input(sample(1), 1)
+    second = h.session()
+    b = [*h.input(sample(2), 2), h.stats_request(seq=3), h.exit(0)]
+    r = run(exe, b"".join(map(wire, [first, *a, second, *b])))
+    assert r.rc == 0
+    assert [split(x).counter for x in r.uart[1:3]] == [0xFFFFFFFE, 0xFFFFFFFF] and r.uart[3] == h.hello
+    opener = HostSession(DEVICE, KEY)
+    opener.on_hello(split(h.hello), BUNDLE, lambda: host_nonce(first))
+    f1 = [opener.open(split(x)) for x in r.uart[1:3]]
+    assert [f.type for f in f1] == [FrameType.STATS, FrameType.LATENT]  # part 1 of 2 could not be sent
+    opener.on_hello(split(r.uart[3]), BUNDLE, lambda: host_nonce(second))
+    f2 = [opener.open(split(x)) for x in r.uart[4:]]
+    assert [split(x).counter for x in r.uart[4:]] == [1, 2, 3, 4]
+    assert echoed(f2, 2) == sample(2) and stats(f2[-1])["drops"] == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # The authenticated runtime on the MCU cross compilers: strict warnings, only the board (with
 # board_boot_nonce), the NIC, the codec, ts_auth and string.h.
