@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Hashable
 
 from tinysplit.host_server.transports.base import OnFrame, Transport
+from tinysplit.wire.auth import AUTH_MAX_ENCODED
 from tinysplit.wire.cobs import CobsDeframer, cobs_encode
 
 
@@ -13,7 +14,8 @@ class CobsStream(Transport):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._deframer = CobsDeframer()
+        # room for an authenticated (version 2) frame; a longer plain frame still fails its decoder
+        self._deframer = CobsDeframer(AUTH_MAX_ENCODED)
         self._on_frame: OnFrame | None = None
 
     def _received(self, data: bytes, peer: Hashable) -> None:

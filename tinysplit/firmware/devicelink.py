@@ -49,6 +49,7 @@ from tinysplit.host_server.transports.base import OnFrame, Transport
 from tinysplit.host_server.transports.serial_port import SerialTransport
 from tinysplit.host_server.transports.udp import UdpTransport
 from tinysplit.wire import DecodeError, FrameType, decode_frame, encode_frame
+from tinysplit.wire.auth import split
 from tinysplit.wire.frame import MAX_PAYLOAD
 from tinysplit.wire.payloads import Chunk, KeyValues, decode_payload, make_frame
 
@@ -79,11 +80,12 @@ class TeeTransport(Transport):
     """Wraps a transport: every received frame goes to ``tap`` first, then to the owner's callback
     (the server's). Sends and stats are the inner transport's."""
 
-    def __init__(self, inner: Transport, tap: OnFrame) -> None:
+    def __init__(self, inner: Transport, tap: OnFrame, downlink: Transport | None = None) -> None:
         super().__init__(inner.url)
         self.inner = inner
         self.stats = inner.stats
         self.tap = tap
+        self.downlink = downlink  # UDP build: host -> device frames go over the UART, not the data link
 
     async def start(self, on_frame: OnFrame) -> None:
         def both(data: bytes, peer: Hashable) -> None:
@@ -93,7 +95,10 @@ class TeeTransport(Transport):
         await self.inner.start(both)
 
     async def send(self, frame: bytes, peer: Hashable) -> None:
-        await self.inner.send(frame, peer)
+        if self.downlink is not None:  # the device reads frames on its UART only
+            await self.downlink.send(frame, None)
+        else:
+            await self.inner.send(frame, peer)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -122,7 +127,12 @@ class LinkCounters:
 
 @dataclass
 class _SampleFrames:
-    frames: list[bytes] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)  # plain (version 1) encodings, for the methods' parsers
+    wire: list[bytes] = field(default_factory=list)  # as sent (an authenticated frame is 20 bytes longer)
+
+    @property
+    def wire_bytes(self) -> int:
+        return sum(len(b) for b in self.wire)
     parts: set[int] = field(default_factory=set)
     part_count: int = 0
 
@@ -140,8 +150,12 @@ def qemu_device_command(board: Board, elf: Path, port: int, config: AppConfig, q
 class DeviceLink:
     """QEMU running a method's device app, and the host ends of its links (see the module docstring)."""
 
-    def __init__(self, board: Board, elf: str | Path, config: AppConfig, timeout: float = 10.0) -> None:
+    def __init__(self, board: Board, elf: str | Path, config: AppConfig, timeout: float = 10.0,
+                 auth: Any = None) -> None:
+        """``auth``: the host's ``AuthGate`` for an authenticated build (shared with the server, which
+        answers the device's HELLO): frames to the device are sealed in its session."""
         self.board = board
+        self.auth = auth
         self.elf = Path(elf)
         self.config = config
         self.timeout = timeout
@@ -156,7 +170,8 @@ class DeviceLink:
         if config.transport == "udp":
             data = UdpTransport(f"udp://127.0.0.1:{config.udp_port}")
         self.data = data
-        self.transports: list[Transport] = [TeeTransport(data, self._tap)]
+        self.transports: list[Transport] = [TeeTransport(data, self._tap, self.serial if data is not self.serial
+                                                         else None)]
         self.counters = LinkCounters()
         self.hello = None
         self.hello_seen = 0
@@ -193,6 +208,10 @@ class DeviceLink:
             await self.serial.start(self._tap)
             self._started.append(self.serial)
         await self.until(lambda: self.hello is not None, "a HELLO frame")
+        if self.auth is not None:  # the server answered it with a SESSION; the device confirms it
+            dev = self.config.device_id
+            await self.until(lambda: dev in self.auth.sessions and self.auth.sessions[dev].host_nonce != 0,
+                             "an authenticated session (the device's STATS confirming the server's SESSION)")
 
     async def close(self) -> int | None:
         """Close the link's own transports and stop QEMU. Returns QEMU's exit status if it exited."""
@@ -216,11 +235,14 @@ class DeviceLink:
     def _tap(self, data: bytes, peer: Hashable) -> None:
         c = self.counters
         c.frames += 1
-        try:
-            frame = decode_frame(data)
+        try:  # an authenticated frame: its structure here, its tag in the server (one replay window)
+            frame = split(data).frame if self.auth is not None else decode_frame(data)
         except DecodeError:
             c.undecodable += 1
             return
+        raw, wire_len = bytes(data), len(data)
+        if self.auth is not None:
+            data = encode_frame(frame)  # the methods' parsers read plain frames
         if frame.device_id != self.config.device_id:
             c.other_device += 1
         if frame.type == FrameType.HELLO:
@@ -234,11 +256,12 @@ class DeviceLink:
         else:
             now = time.perf_counter()
             c.data_frames += 1
-            c.data_bytes += len(data)
+            c.data_bytes += wire_len
             c.t_first_data = now if c.t_first_data is None else c.t_first_data
             c.t_last_data = now
             s = self.samples.setdefault(frame.seq, _SampleFrames())
             s.frames.append(bytes(data))
+            s.wire.append(raw)
             s.parts.add(frame.part_index)
             s.part_count = frame.part_count
         if self._changed is not None:
@@ -278,7 +301,8 @@ class DeviceLink:
     def frame(self, ftype: FrameType, payload: Any, seq: int, part_index: int = 0, part_count: int = 1,
               bundle_id: int | None = None) -> bytes:
         bid = self.config.bundle_id if bundle_id is None else bundle_id
-        return encode_frame(make_frame(ftype, payload, self.config.device_id, bid, seq, part_index, part_count))
+        f = make_frame(ftype, payload, self.config.device_id, bid, seq, part_index, part_count)
+        return self.auth.seal(f) if self.auth is not None else encode_frame(f)
 
     async def send(self, frame: bytes) -> None:
         """One encoded frame to the device (COBS over the UART)."""

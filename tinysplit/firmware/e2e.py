@@ -34,6 +34,12 @@ def add_e2e_arguments(p: Any) -> None:
                         "labels are compared with the Python reference pipeline")
     p.add_argument("--transport", choices=TRANSPORTS, default="uart",
                    help="device -> host transport of --e2e (udp: qemu-mps2-an386, qemu-mps3-an547)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--auth", action="store_true",
+                      help="--e2e with authenticated frames, under a fresh random key for this run")
+    auth.add_argument("--keys", metavar="KEYS.json",
+                      help="--e2e with authenticated frames, under the device's key from this key file")
+    p.add_argument("--device-id", type=int, default=1, metavar="ID", help="the device id of --e2e (default 1)")
     for app in APPS.values():
         if app.module is not None:
             importlib.import_module(app.module).add_e2e_arguments(p)
@@ -46,7 +52,31 @@ def run_e2e_for_bundle(bundle: Path, board: str, samples: int, transport: str, a
 
     app = app_for_method(load_manifest(bundle).method)
     module = importlib.import_module(app.module)
-    return module.e2e_from_args(bundle, board, samples, transport, args, workdir=workdir, model=model)
+    kw: dict[str, Any] = {}
+    key = device_key_from_args(args)
+    if key is not None:
+        kw["device_key"] = key
+    if getattr(args, "device_id", 1) != 1:
+        kw["device_id"] = args.device_id
+    return module.e2e_from_args(bundle, board, samples, transport, args, workdir=workdir, model=model, **kw)
+
+
+def device_key_from_args(args: Any) -> bytes | None:
+    """The device key of ``hil --e2e --auth`` (fresh) or ``--keys FILE`` (the device id's), else None."""
+    import secrets
+
+    if getattr(args, "auth", False):
+        return secrets.token_bytes(32)
+    if getattr(args, "keys", None):
+        from tinysplit.keys import load_keys
+
+        keys = load_keys(args.keys)
+        dev = getattr(args, "device_id", 1)
+        if dev not in keys:
+            raise InputError(f"key file '{args.keys}' has no key for device {dev} (it has {sorted(keys)}); add one "
+                             f"with 'tinysplit keys create --file {args.keys} --device {dev}'")
+        return keys[dev].key
+    return None
 
 
 def format_e2e(report: dict[str, Any]) -> str:
@@ -108,13 +138,15 @@ def prepare(bundle: str | Path, board_name: str, samples: int, transport: str, m
 
 def run_app(p: Prepared, app: str, cfg: Any, settings: list[Setting], row: Callable[[Setting, SettingRun], dict],
             check_hello: Callable[[Any], str | None], *, sources: Any = None, model: str | None = None,
-            workdir: str | Path | None = None, timeout: float = 30.0) -> dict[str, Any]:
+            workdir: str | Path | None = None, timeout: float = 30.0, device_key: bytes | None = None) -> dict[str, Any]:
     """Render and build ``app`` with ``cfg`` (generating the device model's C unless ``sources`` are
     given), run it in QEMU with a DeviceLink and an in-process TailServer on the link's data transport,
     and for each setting send its CONTROL pairs and every sample as INPUT frames, then collect the
     server's predictions. Each setting's row is the method's (``row``) plus samples, labels, frames
     and bytes per sample, time, and the server's counters for that setting. ``check_hello`` returns
-    what is wrong with the device's HELLO, or None."""
+    what is wrong with the device's HELLO, or None. ``device_key``: an authenticated build with this
+    key (docs/wire-protocol.md): the server accepts only its authenticated frames, and every frame to
+    the device is sealed."""
     from tinysplit.firmware.build import build_project
     from tinysplit.firmware.generate import generate_sources
     from tinysplit.firmware.project import render_project
@@ -126,14 +158,16 @@ def run_app(p: Prepared, app: str, cfg: Any, settings: list[Setting], row: Calla
         if sources is None:
             sources = generate_sources(p.bundle, p.manifest, work / "model", model, skippable=APPS[app].skippable)
         t0 = time.perf_counter()
-        project = render_project(p.board, sources, work / f"{p.board.name}-{cfg.transport}", app=app, app_config=cfg)
+        project = render_project(p.board, sources, work / f"{p.board.name}-{cfg.transport}", app=app, app_config=cfg,
+                                 device_key=device_key)
         built = build_project(project.dir)
         build_s = time.perf_counter() - t0
-        report = asyncio.run(_drive(p, app, built.elf, cfg, settings, row, check_hello, timeout))
+        report = asyncio.run(_drive(p, app, built.elf, cfg, settings, row, check_hello, timeout, device_key))
     finally:
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
     report.update({"method": p.manifest.method, "board": p.board.name, "transport": cfg.transport,
+                   "authenticated": device_key is not None,
                    "samples": len(p.xq), "bundle_id": p.manifest.bundle_id, "device_id": cfg.device_id,
                    "firmware": {"flash_bytes": built.flash_bytes, "ram_bytes": built.ram_bytes,
                                 "stack_bytes": built.stack_bytes, "build_s": round(build_s, 2)}})
@@ -142,7 +176,7 @@ def run_app(p: Prepared, app: str, cfg: Any, settings: list[Setting], row: Calla
 
 async def _drive(p: Prepared, app: str, elf: Path, cfg: Any, settings: list[Setting],
                  row: Callable[[Setting, SettingRun], dict], check_hello: Callable[[Any], str | None],
-                 timeout: float) -> dict[str, Any]:
+                 timeout: float, device_key: bytes | None = None) -> dict[str, Any]:
     from tinysplit.firmware.devicelink import DeviceLink
     from tinysplit.host_server.server import ServerConfig, TailServer
     from tinysplit.host_server.sinks import MemorySink
@@ -151,8 +185,10 @@ async def _drive(p: Prepared, app: str, elf: Path, cfg: Any, settings: list[Sett
     rows: dict[str, Any] = {}
     async with DeviceLink(board, elf, cfg, timeout=timeout) as link:
         server = TailServer(ServerConfig(p.bundle, listen=[], deadline_s=timeout,
-                                         send_results=cfg.transport == "uart"),
+                                         send_results=cfg.transport == "uart",
+                                         keys=None if device_key is None else {cfg.device_id: device_key}),
                             sink, p.manifest, transports=link.transports)
+        link.auth = server.auth  # one host session for the device: the server's and the link's frames share it
         await server.start()
         try:
             await link.attach()
@@ -184,7 +220,8 @@ async def _drive(p: Prepared, app: str, elf: Path, cfg: Any, settings: list[Sett
                     "samples": len(seqs),
                     "labels": run.labels.tolist(),
                     "frames_per_sample": float(np.mean([len(f) for f in frames])),
-                    "bytes_per_sample": float(np.mean([sum(len(b) for b in f) for f in frames])),
+                    "bytes_per_sample": float(np.mean([link.samples[q].wire_bytes if q in link.samples else 0
+                                                       for q in seqs])),
                     "seconds": round(seconds, 3),
                     "samples_per_s": round(len(seqs) / seconds, 1),
                     "server": {k: after["counters"].get(k, 0) - before["counters"].get(k, 0)

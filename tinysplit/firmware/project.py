@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from tinysplit import __version__
 from tinysplit.boards import Board
+from tinysplit.wire.auth import key_fingerprint
 from tinysplit.errors import InputError
 from tinysplit.firmware.apps import TEST_APP_RAM, AppConfig, get_app
 from tinysplit.firmware.render import BANNER, check_identifier, render, templates_root
@@ -229,12 +230,23 @@ def check_app_config(board: Board, model: ModelSources, app: str, config: AppCon
     config.check(board, model)
 
 
+AUTH_RUNTIME = ("ts_auth.c", "ts_auth.h")  # copied beside the device runtime in an authenticated build
+DEVICE_KEY_FILE = "src/ts_device_key.c"  # this device's secret key (mode 0600)
+
+
+def runtime_files(app: str, auth: bool = False) -> tuple[str, ...]:
+    """The hand-written runtime files an app's project holds (the authentication code when ``auth``)."""
+    return (*get_app(app).runtime_files, *(AUTH_RUNTIME if auth else ()))
+
+
 def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code: int = 0,
-                  app_config: AppConfig | None = None) -> ProjectContext:
-    """The one context object of a render (pure: reads only its arguments)."""
+                  app_config: AppConfig | None = None, auth: bool = False) -> ProjectContext:
+    """The one context object of a render (pure: reads only its arguments). ``auth``: an
+    authenticated build (-DTS_AUTH, the authentication runtime and the device's key file)."""
     files = templates_for(board, app, app_config)
-    runtime = get_app(app).runtime_files
-    own = sorted([p for p in files if p.endswith((".c", ".S"))] + [f"src/{f}" for f in runtime if f.endswith(".c")])
+    runtime = runtime_files(app, auth)
+    own = sorted([p for p in files if p.endswith((".c", ".S"))] + [f"src/{f}" for f in runtime if f.endswith(".c")]
+                 + ([DEVICE_KEY_FILE] if auth else []))
     model_srcs = sorted(f"src/model/{Path(p).name}" for p in model.sources)
     return ProjectContext(
         banner=BANNER,
@@ -246,7 +258,7 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         toolchain_prefix=board.toolchain.prefix,
         arch_flags=board.core.cflags,
         # apps that compile the runtime need the C library's headers (string.h): the specs select them
-        compile_flags=(*COMPILE_FLAGS, *(board.toolchain.specs if runtime else ())),
+        compile_flags=(*COMPILE_FLAGS, *(board.toolchain.specs if runtime else ()), *(("-DTS_AUTH",) if auth else ())),
         link_flags=(*LINK_FLAGS, *board.toolchain.specs),
         memory=tuple(LinkerRegion(r.name, f"0x{r.origin:08X}", r.length, "rx" if r.kind == "flash" else "rwx")
                      for r in board.memory),
@@ -279,8 +291,20 @@ def _context_dict(ctx: ProjectContext) -> dict[str, Any]:
     return values
 
 
+def device_key_source(key: bytes) -> str:
+    """The C file holding a device's key (ts_device.h: ``ts_device_key``)."""
+    from tinysplit.wire.auth import KEY_SIZE, key_fingerprint
+
+    if len(key) != KEY_SIZE:
+        raise InputError(f"a device key is {KEY_SIZE} bytes, got {len(key)}")
+    rows = ",\n    ".join(", ".join(f"0x{b:02x}" for b in key[i:i + 8]) for i in range(0, KEY_SIZE, 8))
+    return (f"/* {BANNER} */\n/* SECRET: this device's key for authenticated frames (fingerprint "
+            f"{key_fingerprint(key)}). Keep this project private; never commit or share this file. */\n"
+            f"#include \"ts_device.h\"\n\nconst uint8_t ts_device_key[32] = {{\n    {rows}\n}};\n")
+
+
 def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: str = "hil",
-                   exit_code: int = 0, app_config: AppConfig | None = None) -> Project:
+                   exit_code: int = 0, app_config: AppConfig | None = None, device_key: bytes | None = None) -> Project:
     """Render a buildable project for ``board`` running ``model`` with ``app`` into ``out_dir``.
 
     ``out_dir`` must not exist, be empty, or be a project rendered before (then it is replaced).
@@ -300,7 +324,13 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
             raise InputError(f"'{out}' is not empty and not a tinysplit project; choose a new directory")
         for stale in ("src", "build"):
             shutil.rmtree(out / stale, ignore_errors=True)
-    ctx = build_context(board, model, app, exit_code, app_config)
+    auth = device_key is not None
+    if auth and "ts_device.c" not in get_app(app).runtime_files:
+        raise InputError(f"app '{app}' does not speak the wire protocol: only method apps (nair, rebel, rocoin, "
+                         "adaptive_resnet) take a device key")
+    if auth:
+        device_key_source(device_key)  # checks the key before anything is written
+    ctx = build_context(board, model, app, exit_code, app_config, auth)
     values = _context_dict(ctx)
     written: list[Path] = []
     for rel, template in ctx.files.items():
@@ -309,10 +339,14 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
         dest.write_text(render(template, **values))
         written.append(dest)
     runtime = templates_root() / "runtime"
-    for name in get_app(app).runtime_files:
+    for name in runtime_files(app, auth):
         dest = out / "src" / name
         shutil.copyfile(runtime / name, dest)
         written.append(dest)
+    if auth:
+        from tinysplit.files import write_atomic  # a temporary file of mode 0600, then a rename
+
+        written.append(write_atomic(out / DEVICE_KEY_FILE, device_key_source(device_key)))
     model_dir = out / "src" / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     for p in (*model.sources, *model.headers):
@@ -330,6 +364,8 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
                   "output_bytes": model.output.bytes, "input_shape": list(model.input.shape),
                   "output_shape": list(model.output.shape)},
         "app_config": None if app_config is None else app_config.meta(),
+        "authenticated": auth,
+        **({"key_fingerprint": key_fingerprint(device_key)} if auth else {}),
         "fit_estimate": {"ram_needed": fit.ram_needed, "ram_available": fit.ram_available,
                          "flash_needed": fit.flash_needed, "flash_available": fit.flash_available},
     }

@@ -36,6 +36,8 @@ from tinysplit.wire.payloads import decode_payload, make_frame
 
 AUTH_VERSION = 2
 AUTH_TRAILER_SIZE = 4 + 16  # counter, tag
+AUTH_MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + AUTH_TRAILER_SIZE + TRAILER_SIZE  # 1068
+AUTH_MAX_ENCODED = AUTH_MAX_FRAME + AUTH_MAX_FRAME // 254 + 1  # COBS of the largest authenticated frame
 TAG_SIZE = 16
 KEY_SIZE = 32
 WINDOW = 64  # replay window, in counters

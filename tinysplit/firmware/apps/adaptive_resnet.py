@@ -174,7 +174,7 @@ def predicted_instructions(measured: dict[int, int], blocks: int) -> dict[int, i
 def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: str = "uart",
             masks: tuple[int, ...] | list[int] = (), *, masks_text: str | None = None, device_id: int = 1,
             workdir: str | Path | None = None, model: str | None = None, sources: ModelSources | None = None,
-            reference: Reference | None = None, timeout: float = 30.0) -> dict[str, Any]:
+            reference: Reference | None = None, timeout: float = 30.0, device_key: bytes | None = None) -> dict[str, Any]:
     """Adaptive ResNet end to end: the app in QEMU -> wire protocol -> TailServer -> labels, per skip mask
     (each sent as CONTROL key 4), checked against the reference pipeline (TFLite Micro on the head with
     those blocks removed, then the tail). Each mask's row: labels equal to the reference, the fraction of
@@ -213,7 +213,7 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
 
     settings = [Setting(str(m), f"mask 0x{m:x}", ((CONTROL_SKIP_MASK, m),)) for m in masks]
     report = run_app(p, "adaptive_resnet", cfg, settings, row, hello_problem, sources=sources, model=model,
-                     workdir=workdir, timeout=timeout)
+                     workdir=workdir, timeout=timeout, device_key=device_key)
     rows = report.pop("settings")
     measured = {r["mask"]: r["instructions"] for r in rows.values() if r["instructions"] is not None}
     predicted = predicted_instructions(measured, lay.blocks)

@@ -150,7 +150,7 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
             budgets: tuple[int, ...] | list[int] = (), *, device_id: int = 1, workdir: str | Path | None = None,
             model: str | None = None,
             sources: ModelSources | None = None, reference_features: np.ndarray | None = None,
-            timeout: float = 30.0) -> dict[str, Any]:
+            timeout: float = 30.0, device_key: bytes | None = None) -> dict[str, Any]:
     """NAIR end to end: the nair app in QEMU -> wire protocol -> TailServer -> labels, checked against
     ``tinysplit.methods.nair.reference.labels_at_budgets`` at every budget.
 
@@ -194,7 +194,7 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
 
     settings = [Setting(str(b), f"budget {b}", ((CONTROL_BUDGET_UNITS, b),)) for b in budgets]
     report = run_app(p, "nair", cfg, settings, row, hello_problem, sources=sources, model=model, workdir=workdir,
-                     timeout=timeout)
+                     timeout=timeout, device_key=device_key)
     report["budgets"] = report.pop("settings")
     report["ok"] = all(r["labels_equal_reference"] == 1.0 for r in report["budgets"].values())
     return report

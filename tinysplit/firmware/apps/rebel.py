@@ -209,7 +209,7 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
             thresholds: tuple[float, ...] | list[float] = (), *, device_id: int = 1,
             workdir: str | Path | None = None, model: str | None = None, sources: ModelSources | None = None,
             reference_features: np.ndarray | None = None, reference: Reference | None = None,
-            timeout: float = 30.0) -> dict[str, Any]:
+            timeout: float = 30.0, device_key: bytes | None = None) -> dict[str, Any]:
     """ReBEL end to end: the rebel app in QEMU -> wire protocol -> TailServer -> labels, checked against
     the reference pipeline (``tinysplit.methods.rebel.reference``) at every threshold.
 
@@ -257,7 +257,7 @@ def run_e2e(bundle: str | Path, board_name: str, samples: int = 20, transport: s
     settings = [Setting(repr(t), f"threshold {t}", ((CONTROL_THRESHOLD, control_value(lay.q_t(t))),))
                 for t in thresholds]
     report = run_app(p, "rebel", cfg, settings, row, hello_problem, sources=sources, model=model, workdir=workdir,
-                     timeout=timeout)
+                     timeout=timeout, device_key=device_key)
     report["thresholds"] = report.pop("settings")
     report["ok"] = all(r["labels_equal_reference"] == 1.0 and r["paths_equal_reference"] == 1.0
                        for r in report["thresholds"].values())
