@@ -28,9 +28,6 @@ from tinysplit.wire.auth_vectors import _recrc
 from tinysplit.wire.frame import FrameType
 from tinysplit.wire.payloads import Chunk, KeyValues, decode_payload, make_frame
 
-pytestmark = [pytest.mark.emulator, pytest.mark.slow,
-              pytest.mark.skipif(not have("qemu-system-arm") or not have("arm-none-eabi-gcc"),
-                                 reason="needs qemu-system-arm and arm-none-eabi-gcc")]
 
 N = 12
 KEY, OTHER_KEY = bytes(range(7, 39)), bytes(range(200, 232))
@@ -46,6 +43,10 @@ def tampered(b: bytes, counter: int) -> bytes:
     return _recrc(bytes(x))
 
 
+@pytest.mark.emulator
+@pytest.mark.slow
+@pytest.mark.skipif(not have("qemu-system-arm") or not have("arm-none-eabi-gcc"),
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
 def test_both_directions_under_attack_in_qemu(digits_bundle, tmp_path):
     from tinysplit.firmware.apps.nair import CONTROL_BUDGET_UNITS, config_from_manifest
     from tinysplit.firmware.build import build_project
@@ -141,3 +142,37 @@ def test_both_directions_under_attack_in_qemu(digits_bundle, tmp_path):
         assert stats.get(f"drops_{reason}", stats.get(f"key_{16 + reasons[reason]}")) == n, (reason, stats)
     for reason, n in host_sent.items():
         assert server.metrics.drops.get(reason, 0) == n, (reason, server.metrics.drops)
+
+
+def test_the_generator_embeds_the_key_privately(digits_bundle, tmp_path):
+    import json
+
+    from conftest import run_cli
+    from tinysplit.errors import InputError
+    from tinysplit.firmware.generate import generate_project
+    from tinysplit.wire.auth import key_fingerprint
+
+    project, *_ = generate_project(digits_bundle, "qemu-mps2-an386", tmp_path / "fw", app="nair", device_key=KEY,
+                                   device_id=5)
+    src = project.dir / "src"
+    key_c = (src / "ts_device_key.c").read_text()
+    assert (src / "ts_device_key.c").stat().st_mode & 0o077 == 0
+    assert all(f"0x{b:02x}" in key_c for b in KEY) and "SECRET" in key_c
+    assert (src / "ts_auth.c").is_file() and "-DTS_AUTH" in (project.dir / "CMakeLists.txt").read_text()
+    meta = json.loads((project.dir / "project.json").read_text())
+    assert meta["authenticated"] and meta["key_fingerprint"] == key_fingerprint(KEY)
+    assert KEY.hex() not in json.dumps(meta)
+    assert not any(KEY.hex() in f.read_text(errors="ignore") for f in digits_bundle.rglob("*.json"))  # nor the bundle
+    plain, *_ = generate_project(digits_bundle, "qemu-mps2-an386", tmp_path / "plain", app="nair")
+    assert not (plain.dir / "src" / "ts_device_key.c").exists() and "TS_AUTH" not in (
+        plain.dir / "CMakeLists.txt").read_text()
+    with pytest.raises(InputError, match="only method apps"):
+        generate_project(digits_bundle, "qemu-mps2-an386", tmp_path / "hil", app="hil", device_key=KEY)
+    with pytest.raises(InputError, match="32 bytes"):
+        generate_project(digits_bundle, "qemu-mps2-an386", tmp_path / "short", app="nair", device_key=b"x" * 5)
+    assert not (tmp_path / "hil").exists() and not (tmp_path / "short").exists()
+    keys = tmp_path / "k.json"
+    assert run_cli("keys", "create", "--file", str(keys), "--device", "3").returncode == 0
+    r = run_cli("firmware", "--bundle", str(digits_bundle), "--board", "qemu-mps2-an386", "--app", "nair", "--keys",
+                str(keys), "--device-id", "4", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "no key for device 4" in r.stderr and not (tmp_path / "x").exists()

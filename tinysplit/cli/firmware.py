@@ -99,6 +99,10 @@ def add_firmware(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="PROJECT", help="project directory to create")
     p.add_argument("--app", choices=list(APPS), default="hil",
                    help="application (default: hil): " + "; ".join(f"{a.name}: {a.summary}" for a in APPS.values()))
+    p.add_argument("--keys", metavar="KEYS.json",
+                   help="a method app with authenticated frames: embed the key of --device-id from this key file "
+                        "('tinysplit keys create'); the project then holds a secret: keep it private")
+    p.add_argument("--device-id", type=int, default=1, metavar="ID", help="a method app's device id (default 1)")
 
 
 def run_firmware(args: Any) -> int:
@@ -106,15 +110,39 @@ def run_firmware(args: Any) -> int:
 
     check_model_source(args)
     if args.tflite is not None:
+        if getattr(args, "keys", None) is not None:
+            raise InputError("--keys is for method apps, which need a --bundle; a --tflite project speaks no wire "
+                             "protocol")
         project, sources, name = generate_tflite_project(Path(args.tflite), args.board, Path(args.out), args.app)
     else:
-        project, sources, _, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model, args.app)
+        key, options = None, {}
+        if args.keys is not None or args.device_id != 1:
+            from tinysplit.firmware.apps import get_app
+
+            if get_app(args.app).method is None:
+                raise InputError(f"--keys and --device-id are for method apps (the device side of a split); app "
+                                 f"'{args.app}' takes neither")
+            options["device_id"] = args.device_id
+        if args.keys is not None:
+            from tinysplit.keys import load_keys
+
+            keys = load_keys(args.keys)
+            if args.device_id not in keys:
+                raise InputError(f"key file '{args.keys}' has no key for device {args.device_id} (it has "
+                                 f"{sorted(keys)}); add one with 'tinysplit keys create --file {args.keys} --device "
+                                 f"{args.device_id}'")
+            key = keys[args.device_id].key
+        project, sources, _, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model, args.app,
+                                                   device_key=key, **options)
         name = dm.name
     board_name = args.board
     f = project.fit
     print(f"project for '{name}' on {board_name} (app {args.app}) written to {project.dir}")
     print(f"  estimate: RAM {kib(f.ram_needed)} of {kib(f.ram_available)}, "
           f"flash {kib(f.flash_needed)} of {kib(f.flash_available)}")
+    if getattr(args, "keys", None) is not None:
+        print(f"  authenticated frames: device {args.device_id}'s key is in {project.dir}/src/ts_device_key.c "
+              "(mode 0600): keep this project private")
     print(f"  next: tinysplit build {project.dir}")
     return 0
 

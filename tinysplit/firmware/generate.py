@@ -27,10 +27,11 @@ def generate_sources(bundle: Path, manifest: Any, out_dir: Path, model: str | No
 
 
 def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | None = None, app: str = "hil",
-                     **app_options: Any):
+                     device_key: bytes | None = None, **app_options: Any):
     """Code-generate the bundle's device model and render a project for the board:
     (project, sources, manifest, device model). A method app gets its configuration from the bundle
-    (``app_options`` go to the app's ``config_from_manifest``: device_id, transport, ...)."""
+    (``app_options`` go to the app's ``config_from_manifest``: device_id, transport, ...).
+    ``device_key``: an authenticated build embedding this device's key."""
     from tinysplit.boards import get_board
     from tinysplit.firmware.apps import get_app
     from tinysplit.manifest import load_manifest
@@ -48,12 +49,12 @@ def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | 
                              f"'{manifest.name}' is a '{manifest.method}' bundle")
         config = a.config_from_manifest(manifest, model=dm.name, **app_options)
     project, sources = model_project(board_name, (Path(bundle) / dm.file).read_bytes(), dm.name, out_dir, app,
-                                     config)
+                                     config, device_key=device_key)
     return project, sources, manifest, dm
 
 
 def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app: str = "hil",
-                  app_config: Any = None, exit_code: int = 0):
+                  app_config: Any = None, exit_code: int = 0, device_key: bytes | None = None):
     """Code-generate an int8 .tflite (C prefix ``c_identifier(name)``) and render a project for the
     board: (project, sources)."""
     from tinysplit.boards import get_board
@@ -64,7 +65,8 @@ def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app:
     board = get_board(board_name)
     with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
         sources = generate_model_sources(tflite, c_identifier(name), Path(tmp), skippable=get_app(app).skippable)
-        project = render_project(board, sources, out_dir, app=app, exit_code=exit_code, app_config=app_config)
+        project = render_project(board, sources, out_dir, app=app, exit_code=exit_code, app_config=app_config,
+                                 device_key=device_key)
     return project, sources
 
 
