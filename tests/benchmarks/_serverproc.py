@@ -33,7 +33,8 @@ class ServerProc:
         exe = Path(sys.executable).parent / "tinysplit"
         self.proc = subprocess.Popen([str(exe), "serve", "--bundle", str(bundle), "--listen",
                                       f"udp://127.0.0.1:{self.port}", "--out", str(out), "--json",
-                                      "--metrics", f"127.0.0.1:{self.metrics_port}", "--insecure", *extra],
+                                      "--metrics", f"127.0.0.1:{self.metrics_port}",
+                                      *(() if "--keys" in extra else ("--insecure",)), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.ps = psutil.Process(self.proc.pid)
         t_end = time.monotonic() + 120

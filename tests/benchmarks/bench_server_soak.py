@@ -1,7 +1,7 @@
 """Soak benchmark (not a test): mixed legitimate and hostile traffic at the server's measured
 capacity for a bounded time; stops by itself.
 
-    python tests/benchmarks/bench_server_soak.py [--minutes 10] [--bundle DIR] [--report-every 30]
+    python tests/benchmarks/bench_server_soak.py [--minutes 10] [--bundle DIR] [--report-every 30] [--auth]
 
 Starts `tinysplit serve` on loopback with the digits bundle, measures its capacity (samples/s
 predicted while offered more than it can take, 5 s), then for --minutes offers that rate in total:
@@ -13,6 +13,13 @@ table). Every --report-every seconds it prints the server's RSS, fd count, tail 
 counters; at the end it stops the server (SIGTERM) and checks that every legitimate sample was
 either predicted or counted (shed, kernel receive-buffer drop, tail error): none silently lost,
 and that the server's accounting balances (samples received = predicted + dropped by reason).
+
+With --auth the server runs with a key file (`serve --keys`) and the legitimate devices speak
+authenticated frames (HELLO, the server's SESSION, then sealed slices). The hostile half then also
+holds what an attacker of an authenticated server sends: the devices' own sealed frames replayed,
+frames sealed with a wrong key, tampered sealed frames; the rest of the hostile traffic is plain
+(version 1): made-up ids, half samples and the STATS flood are dropped as `unauthenticated` before
+any state is kept.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from pathlib import Path
 from _serverproc import ServerProc, digits_bundle
 from server_support import nair_frames
 from tinysplit.manifest import load_manifest
-from tinysplit.wire import encode_frame
+from tinysplit.wire import decode_frame, encode_frame
+from tinysplit.wire.auth import seal
 from tinysplit.wire.frame import FrameType
 from tinysplit.wire.payloads import KeyValues, make_frame
 
@@ -68,6 +76,7 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, help="a digits bundle (default: export one)")
     ap.add_argument("--report-every", type=float, default=30.0, metavar="S")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--auth", action="store_true", help="authenticated frames (serve --keys)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
@@ -82,10 +91,18 @@ def main() -> None:
         print(f"measured capacity {cap:.0f} samples/s; soaking at {rate:.0f} frames/s for {args.minutes:g} min "
               f"(half legitimate from {len(LEGIT)} devices, half hostile)", flush=True)
         out = tmp / "pred.jsonl"
-        srv = ServerProc(bundle, out, "--deadline-ms", "200", "--session-idle-s", "60")
+        extra = []
+        if args.auth:
+            from tinysplit.keys import create_keys
+
+            create_keys(tmp / "keys.json", LEGIT)
+            extra = ["--keys", str(tmp / "keys.json")]
+        srv = ServerProc(bundle, out, "--deadline-ms", "200", "--session-idle-s", "60", *extra)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         addr = ("127.0.0.1", srv.port)
+        sessions = handshake(sock, addr, tmp / "keys.json", bid) if args.auth else {}
+        captured: list[bytes] = []
         legit_seq = {d: 0 for d in LEGIT}
         legit_sent = 0
         hostile = {"malformed": 0, "made_up_ids": 0, "replayed": 0, "half_samples": 0, "stats_flood": 0}
@@ -102,11 +119,29 @@ def main() -> None:
                 sent += 1
                 if sent % 2:  # legitimate
                     d = LEGIT[sent // 2 % len(LEGIT)]
-                    sock.sendto(with_ids(base[legit_seq[d] % 64], d, legit_seq[d]), addr)
+                    f = with_ids(base[legit_seq[d] % 64], d, legit_seq[d])
+                    if args.auth:
+                        f = sessions[d].seal(decode_frame(f))
+                        if len(captured) < 4096:
+                            captured.append(f)
+                    sock.sendto(f, addr)
                     legit_seq[d] += 1
                     legit_sent += 1
                     continue
                 kind = rng.choice(list(hostile))
+                if args.auth and kind in ("replayed", "made_up_ids") and rng.random() < 0.5:
+                    kind = "sealed_replay" if kind == "replayed" else "forged_or_tampered"
+                    hostile[kind] = hostile.get(kind, 0) + 1
+                    if kind == "sealed_replay" and captured:
+                        sock.sendto(captured[rng.randrange(len(captured))], addr)
+                    elif captured:
+                        f = bytearray(captured[rng.randrange(len(captured))])
+                        f[rng.randrange(20, len(f) - 4)] ^= 0x01  # tampered (CRC fixed below) or...
+                        if rng.random() < 0.5:  # ...sealed with a key that is not the device's
+                            f = bytearray(seal(decode_frame(base[0]), bytes(32), 1, 1, 1, rng.randrange(1, 1 << 32)))
+                        f[-4:] = (zlib.crc32(bytes(f[:-4])) & 0xFFFFFFFF).to_bytes(4, "little")
+                        sock.sendto(bytes(f), addr)
+                    continue
                 hostile[kind] += 1
                 if kind == "malformed":
                     f = bytearray(base[rng.randrange(64)])
@@ -161,6 +196,26 @@ def main() -> None:
         ok = acc["balanced"] and missing <= counted and len(legit_pred) == sum(1 for r in recs if r["device"] in LEGIT)
         print("PASS: every legitimate sample predicted once or counted" if ok else "FAIL: a legitimate sample was lost "
               "without a counter (or predicted twice)")
+
+
+def handshake(sock: socket.socket, addr, keys_file: Path, bid: int) -> dict:
+    """Each legitimate device: HELLO, the server's SESSION, a confirming STATS (sealed)."""
+    from tinysplit.keys import load_keys
+    from tinysplit.wire.auth import DeviceSession, split
+    from tinysplit.wire.payloads import Hello
+
+    keys = load_keys(keys_file)
+    out = {}
+    sock.settimeout(10)
+    for i, d in enumerate(LEGIT):
+        dev = DeviceSession(d, keys[d].key, 0x1000 + i)
+        sock.sendto(dev.hello(make_frame(FrameType.HELLO, Hello("soak", 1, 0, 512, 16, 32), d, bid, 0)), addr)
+        dev.open(split(sock.recv(2048)))
+        sock.sendto(dev.seal(make_frame(FrameType.STATS, KeyValues(((1, 1),)), d, bid, 0)), addr)
+        out[d] = dev
+    sock.settimeout(None)
+    sock.setblocking(True)
+    return out
 
 
 if __name__ == "__main__":
