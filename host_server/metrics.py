@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from typing import Callable
 
 import numpy as np
+
+from tinysplit.errors import InputError
+from tinysplit.host_server.addr import host_port_text, warn_if_all_interfaces
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +19,8 @@ log = logging.getLogger(__name__)
 class Metrics:
     def __init__(self, latency_window: int = 100_000) -> None:
         self.counters: dict[str, int] = {"frames": 0, "samples": 0, "predictions": 0, "deadline_misses": 0,
-                                         "duplicates": 0, "late": 0, "results_sent": 0}
+                                         "duplicates": 0, "late": 0, "results_sent": 0,
+                                         "predictions_lost": 0}
         self.drops: dict[str, int] = {}
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
         # framing-level drops counted by the transports (cobs, oversize, ...), read when rendered
@@ -70,24 +75,85 @@ class Metrics:
         return s
 
 
-async def serve_metrics(metrics: Metrics, host: str, port: int) -> asyncio.AbstractServer:
-    """A minimal HTTP endpoint: GET /metrics -> Prometheus text. Anything else -> 404."""
+METRICS_MAX_CONNECTIONS = 16  # concurrent /metrics connections; more are closed at once (counted)
+METRICS_TIMEOUT_S = 5.0  # a connection's whole request and response; a slower client is cut off (counted)
+METRICS_MAX_HEAD = 8192  # bytes of request line and headers read at most
+
+
+def fd_headroom() -> int | None:
+    """File descriptors this process may still open (soft RLIMIT_NOFILE minus those open), or None
+    where that cannot be told."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = len(os.listdir("/proc/self/fd"))
+    except (ImportError, OSError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(soft - used, 0)
+
+
+async def serve_metrics(metrics: Metrics, host: str, port: int, max_connections: int = METRICS_MAX_CONNECTIONS,
+                        timeout_s: float = METRICS_TIMEOUT_S) -> asyncio.AbstractServer:
+    """A minimal HTTP endpoint: GET /metrics -> Prometheus text. Anything else -> 404.
+
+    Bounded so that scrapers cannot starve the server: at most ``max_connections`` at once (and at
+    most a quarter of the file descriptors still free when it starts), excess connections are closed
+    at once (``metrics_rejected``); each connection gets ``timeout_s`` for its whole request and
+    response, then it is closed (``metrics_timeouts``); request heads over 8 KiB are refused."""
+    headroom = fd_headroom()
+    limit = max_connections if headroom is None else max(1, min(max_connections, headroom // 4))
+    if limit < max_connections:
+        log.warning("/metrics: %d concurrent connections at most (a quarter of the %d free file descriptors)",
+                    limit, headroom)
+    active = 0
+    for name in ("metrics_rejected", "metrics_timeouts"):
+        metrics.counters.setdefault(name, 0)
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = [await reader.readline()]
+        size = len(head[0])
+        while head[-1] not in (b"\r\n", b"\n", b"") and size <= METRICS_MAX_HEAD:
+            head.append(await reader.readline())
+            size += len(head[-1])
+        if size > METRICS_MAX_HEAD:
+            body, status = b"request head too large\n", "431 Request Header Fields Too Large"
+        elif head[0].split()[:2] == [b"GET", b"/metrics"]:
+            body, status = metrics.prometheus().encode(), "200 OK"
+        else:
+            body, status = b"not found\n", "404 Not Found"
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        writer.close()
+        await writer.wait_closed()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active
+        if active >= limit:
+            metrics.inc("metrics_rejected")
+            writer.transport.abort()
+            return
+        active += 1
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            if line.split()[:2] == [b"GET", b"/metrics"]:
-                body, status = metrics.prometheus().encode(), "200 OK"
-            else:
-                body, status = b"not found\n", "404 Not Found"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, IndexError):
+            await asyncio.wait_for(respond(reader, writer), timeout_s)
+        except asyncio.TimeoutError:
+            metrics.inc("metrics_timeouts")
+        except (ConnectionError, ValueError, OSError):  # ValueError: a line over the reader's limit
+            pass
+        except asyncio.CancelledError:  # the event loop is shutting down: just close the connection
             pass
         finally:
-            writer.close()
+            active -= 1
+            writer.transport.abort()
 
-    return await asyncio.start_server(handle, host, port)
+    # backlog: the kernel queues and asyncio accepts at most `limit` connections at a time, so a flood of
+    # clients cannot take every file descriptor between two turns of the event loop
+    try:
+        server = await asyncio.start_server(handle, host, port, limit=METRICS_MAX_HEAD, backlog=limit)
+    except OSError as e:
+        raise InputError(f"cannot serve /metrics on {host_port_text(host, port)}: {e.strerror or e}; pick a free "
+                         "port and an address of this machine") from None
+    warn_if_all_interfaces(host, server.sockets[0].getsockname()[1], "/metrics")
+    return server

@@ -20,7 +20,7 @@ import numpy as np
 from tinysplit.errors import InputError
 from tinysplit.host_server.assemblers import Assembler, Completed, make_assembler
 from tinysplit.host_server.metrics import Metrics, serve_metrics
-from tinysplit.host_server.sinks import Sink
+from tinysplit.host_server.sinks import Sink, SinkError
 from tinysplit.host_server.tail import TailRunner
 from tinysplit.host_server.transports import Transport, open_transport
 from tinysplit.manifest import Manifest, load_manifest
@@ -79,6 +79,9 @@ class TailServer:
         self._tasks: list[asyncio.Task] = []
         self._metrics_server: asyncio.AbstractServer | None = None
         self._closing = False
+        # set when the server cannot go on (the predictions sink failed): ``failure`` says why
+        self.failed = asyncio.Event()
+        self.failure: Exception | None = None
         self._handlers: dict[FrameType, Callable[[Session, Frame], None]] = {
             FrameType.HELLO: self._on_hello,
             FrameType.STATS: self._on_stats,
@@ -180,6 +183,9 @@ class TailServer:
         self.tails[c.tail].submit(c)
 
     def _on_batch(self, items: list[Completed], logits: np.ndarray) -> None:
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():  # written as null scores (valid JSON), counted
+            self.metrics.inc("nonfinite_scores", int((~finite).sum()))
         self._predictions(items, logits.argmax(1).tolist(),
                           np.round(logits.astype(np.float64), 5).tolist())
 
@@ -195,7 +201,17 @@ class TailServer:
                 "path": "device" if c.tail is None else c.tail, "label": label,
                 "class": classes[label] if label < len(classes) else str(label),
                 "scores": sc, "latency_ms": round(latency * 1000, 3)})
-        self.sink.write_many(records)
+        if self.failure is not None:
+            self.metrics.inc("predictions_lost", len(records))
+            return
+        try:
+            self.sink.write_many(records)
+        except SinkError as e:  # counted, once logged, and the server stops (the CLI exits non-zero)
+            self.metrics.inc("predictions_lost", len(records))
+            self.failure = e
+            log.error("%s; %d prediction(s) lost; stopping", e, len(records))
+            self.failed.set()
+            return
         self.metrics.inc("predictions", len(records))
         if self.config.send_results and not self._closing:
             task = asyncio.get_running_loop().create_task(self._send_results(items, labels))

@@ -44,3 +44,9 @@ class ToolchainError(TinysplitError):
     """A required external tool (cross compiler, emulator, Python extra) is missing or failed."""
 
     exit_code = 6
+
+
+class OutputError(TinysplitError):
+    """Writing a result failed while running (disk full, an I/O error): what was lost is counted."""
+
+    exit_code = 74

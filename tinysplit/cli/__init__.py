@@ -5,7 +5,8 @@ each, and in the methods' own command modules (``tinysplit.methods.METHODS[...].
 module imports them; none of them imports it back, and no stage package imports the CLI.
 
 Exit codes: 0 success; 2 bad input or usage; 3 unsupported model; 4 conversion failed;
-5 verification failed; 6 toolchain or install extra missing; 70 internal error; 130 interrupted.
+5 verification failed; 6 toolchain or install extra missing; 70 internal error; 74 writing output
+failed while running (disk full, I/O error); 130 interrupted (SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import sys
 from pathlib import Path
@@ -36,45 +37,57 @@ def add_serve(sub) -> None:
 def _metrics_addr(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InputError(f"--metrics '{text}' must be HOST:PORT, e.g. 127.0.0.1:9100")
-    return host or "127.0.0.1", int(port)
+    from tinysplit.host_server.addr import split_host_port
+
+    return split_host_port(text, "--metrics", "127.0.0.1")
 
 
-async def _serve(args) -> dict:
+def _positive(name: str, value: float | None, unit: str) -> None:
+    """InputError unless ``value`` (when given) is a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a finite number of {unit} greater than 0, got {value}")
+
+
+async def _serve(args) -> tuple[dict, Exception | None]:
+    from tinysplit.host_server.addr import host_port_text
     from tinysplit.host_server.server import ServerConfig, TailServer
     from tinysplit.host_server.sinks import JsonlSink
 
     urls = [*args.listen, *args.serial]
     if not urls:
         raise InputError("nothing to listen on: give --listen udp://HOST:PORT and/or --serial URL")
-    if args.deadline_ms <= 0 or args.max_batch < 1:
-        raise InputError("--deadline-ms must be > 0 and --max-batch >= 1")
+    _positive("--deadline-ms", args.deadline_ms, "milliseconds")
+    _positive("--duration", args.duration, "seconds")
+    if args.max_batch < 1:
+        raise InputError(f"--max-batch must be at least 1, got {args.max_batch}")
     config = ServerConfig(Path(args.bundle), urls, deadline_s=args.deadline_ms / 1000, send_results=args.send_results,
                           max_batch=args.max_batch, metrics_addr=_metrics_addr(args.metrics))
-    server = TailServer(config, JsonlSink(args.out))
+    sink = JsonlSink(args.out)
+    server = TailServer(config, sink)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sink.open()  # an unwritable --out fails here, before any frame is taken
     try:
         await server.start()
         print(f"tinysplit serve: bundle '{server.manifest.name}' ({server.manifest.bundle_id}) on "
               f"{', '.join(urls)}; predictions -> {args.out}"
-              + (f"; metrics on http://{config.metrics_addr[0]}:{server.metrics_port}/metrics"
+              + (f"; metrics on http://{host_port_text(config.metrics_addr[0], server.metrics_port)}/metrics"
                  if config.metrics_addr else ""), file=sys.stderr, flush=True)
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.failed.wait())]
         try:
-            await asyncio.wait_for(stop.wait(), args.duration)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
     finally:
         await server.stop()
-    return server.report()
+    return server.report(), server.failure
 
 
 def run_serve(args) -> int:
-    report = asyncio.run(_serve(args))
+    report, failure = asyncio.run(_serve(args))
     if args.json:
         emit_json(report)
     else:
@@ -85,6 +98,12 @@ def run_serve(args) -> int:
               f"{c['deadline_misses']}, duplicates {c['duplicates']}, late {c['late']}{other}, drops "
               f"{dict(report['drops'])} transport drops {report['transport_drops']}"
               + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else ""), file=sys.stderr)
+    if failure is not None:  # the sink failed: the counters above say how many predictions were lost
+        from tinysplit.errors import OutputError
+
+        raise OutputError(f"{failure}; the server stopped, {report['counters'].get('predictions_lost', 0)} "
+                          "prediction(s) lost (counter predictions_lost); free space or fix the output and "
+                          "restart") from None
     return 0
 
 
