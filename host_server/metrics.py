@@ -25,6 +25,8 @@ class Metrics:
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
         # framing-level drops counted by the transports (cobs, oversize, ...), read when rendered
         self.transport_drops: Callable[[], dict[str, int]] = dict
+        # the links' own counters (reconnects, reconnect_attempts), read when rendered
+        self.link_counters: Callable[[], dict[str, int]] = dict
 
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -56,6 +58,8 @@ class Metrics:
         lines.append("# TYPE tinysplit_transport_dropped_frames_total counter")
         for reason, v in sorted(self.transport_drops().items()):
             lines.append(f'tinysplit_transport_dropped_frames_total{{reason="{reason}"}} {v}')
+        for k, v in sorted(self.link_counters().items()):
+            lines += [f"# TYPE tinysplit_link_{k}_total counter", f"tinysplit_link_{k}_total {v}"]
         lines.append("# TYPE tinysplit_latency_ms summary")
         for k, v in self.latency_percentiles().items():
             if k.startswith("p"):

@@ -63,6 +63,7 @@ class TailServer:
         self.sink = sink
         self.metrics = Metrics()
         self.metrics.transport_drops = self.transport_drops
+        self.metrics.link_counters = self.link_counters
         self.clock = clock
         self.assembler = (assembler or make_assembler)(self.manifest, config.deadline_s, self.metrics)
         specs = {t.name: t for t in self.manifest.host_tails}
@@ -263,9 +264,14 @@ class TailServer:
                 out[k] = out.get(k, 0) + v
         return out
 
+    def link_counters(self) -> dict[str, int]:
+        """Reopened links and failed attempts to reopen them, over all transports."""
+        return {k: sum(getattr(t.stats, k) for t in self.transports) for k in ("reconnects", "reconnect_attempts")}
+
     def report(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
         snap["transport_drops"] = self.transport_drops()
+        snap["links"] = self.link_counters()
         snap["devices"] = len(self.sessions)
         snap["tail_batches"] = sum(t.batches for t in self.tails.values())
         return snap

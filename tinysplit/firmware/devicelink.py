@@ -150,7 +150,8 @@ class DeviceLink:
             raise InputError(f"board '{board.name}' has no emulator; it runs only on hardware")
         check_elf(self.elf, board)
         self.port = free_port()
-        self.serial = DeviceSerialTransport(f"socket://127.0.0.1:{self.port}", connect_timeout=timeout)
+        self.serial = DeviceSerialTransport(f"socket://127.0.0.1:{self.port}", connect_timeout=timeout,
+                                            reconnect=False)  # the UART lives as long as this QEMU
         data: Transport = self.serial
         if config.transport == "udp":
             data = UdpTransport(f"udp://127.0.0.1:{config.udp_port}")
