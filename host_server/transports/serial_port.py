@@ -69,16 +69,25 @@ class SerialTransport(CobsStream):
         deadline = time.monotonic() + self.connect_timeout
         while True:
             try:
-                return self._open_once()
+                port = self._open_once()
             except (OSError, ValueError) as e:  # pyserial's SerialException is an OSError
                 if time.monotonic() > deadline or self._stop.is_set():
                     raise InputError(f"cannot open {self.url}: {e}") from None
                 time.sleep(0.05)
+                continue
+            if self._stop.is_set():  # the start was given up (cancelled) meanwhile
+                port.close()
+                raise InputError(f"{self.url}: closed while it was being opened")
+            return port
 
     async def start(self, on_frame) -> None:
         self._on_frame = on_frame
         self._loop = asyncio.get_running_loop()
-        self._port = await self._loop.run_in_executor(None, self._open)
+        try:
+            self._port = await self._loop.run_in_executor(None, self._open)
+        except BaseException:  # cancelled (or failed): the opening thread gives up too
+            self._stop.set()
+            raise
         self._thread = threading.Thread(target=self._reader, name=f"serial-{self.url}", daemon=True)
         self._thread.start()
 

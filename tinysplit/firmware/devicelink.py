@@ -40,6 +40,7 @@ from typing import IO, Any, Callable, Hashable
 
 import numpy as np
 
+from tinysplit import children
 from tinysplit.boards import Board
 from tinysplit.errors import InputError, TinysplitError, ToolchainError
 from tinysplit.firmware.build import SETUP_HINT, require_tool
@@ -175,7 +176,7 @@ class DeviceLink:
         cmd = qemu_device_command(self.board, self.elf, self.port, self.config, qemu)
         log.debug("starting %s", " ".join(cmd))
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+            self.proc = children.spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         except OSError as e:
             raise ToolchainError(f"could not start {qemu}: {e.strerror}; {SETUP_HINT}") from None
         return self
@@ -200,10 +201,8 @@ class DeviceLink:
             await t.close()
         self._started.clear()
         code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            code = self.proc.wait(timeout=10)
+        if self.proc is not None:  # QEMU's whole process group, unless it exited; reaped either way
+            code = children.stop(self.proc)
             self.proc = None
         return code
 
