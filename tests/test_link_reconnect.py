@@ -34,6 +34,9 @@ class Device(threading.Thread):
     def run(self) -> None:
         conn, _ = self.srv.accept()
         with conn:
+            # pyserial's socket:// discards input already there when it opens: send a moment after the
+            # connection, as QEMU's guest (started once the host is connected) does
+            time.sleep(0.2)
             conn.sendall(b"".join(cobs_encode(f) + b"\0" for f in self.frames) + self.tail)
             conn.settimeout(0.05)
             while not self.hang_up.is_set():

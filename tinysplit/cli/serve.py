@@ -20,15 +20,20 @@ def add_serve(sub) -> None:
                                    "as Prometheus text and printed on exit. Stops cleanly on SIGINT/SIGTERM.")
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory (from tinysplit export)")
     p.add_argument("--listen", action="append", default=[], metavar="URL",
-                   help="udp://HOST:PORT to listen on (repeatable)")
+                   help="udp://HOST:PORT or udp://[IPV6]:PORT to listen on (repeatable; 0.0.0.0 or :: "
+                        "is every interface, said in a WARNING)")
     p.add_argument("--serial", action="append", default=[], metavar="URL",
-                   help="serial:///dev/ttyACM0?baud=115200 or socket://HOST:PORT (QEMU) (repeatable)")
+                   help="serial:///dev/ttyACM0?baud=115200 or socket://HOST:PORT (QEMU) (repeatable; a link that "
+                        "closes is reopened with backoff)")
     p.add_argument("--out", default="predictions.jsonl", metavar="FILE",
-                   help="JSONL predictions file, appended to (default predictions.jsonl)")
+                   help="JSONL predictions file, appended to (default predictions.jsonl); opened at start: if "
+                        "writing fails later the server stops and exits 74, the lost predictions counted")
     p.add_argument("--deadline-ms", type=float, default=500.0,
                    help="a sample completes this long after its first slice at the latest (default 500)")
     p.add_argument("--send-results", action="store_true", help="send each prediction back to its device")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus text at http://HOST:PORT/metrics")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus text at http://HOST:PORT/metrics ([IPV6]:PORT for IPv6; :PORT is "
+                        "127.0.0.1); 16 connections at most, 5 s each")
     p.add_argument("--max-batch", type=int, default=64, help="largest tail micro-batch (default 64)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (for scripts)")
     p.add_argument("--json", action="store_true", help="print the final counters as JSON on stdout")
