@@ -20,8 +20,13 @@ class Metrics:
     def __init__(self, latency_window: int = 100_000) -> None:
         self.counters: dict[str, int] = {"frames": 0, "samples": 0, "predictions": 0, "deadline_misses": 0,
                                          "duplicates": 0, "late": 0, "results_sent": 0,
-                                         "predictions_lost": 0}
-        self.drops: dict[str, int] = {}
+                                         "samples_received": 0}
+        self.drops: dict[str, int] = {}  # frames dropped, by reason
+        # samples received but never predicted, by reason (shed, shed_shutdown, tail_error): with the
+        # predictions and what is still in flight they add up to samples_received
+        self.sample_drops: dict[str, int] = {}
+        # gauges read when rendered: name -> () -> {label value or "": value}
+        self.gauges: dict[str, Callable[[], dict[str, float]]] = {}
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
         # framing-level drops counted by the transports (cobs, oversize, ...), read when rendered
         self.transport_drops: Callable[[], dict[str, int]] = dict
@@ -33,6 +38,14 @@ class Metrics:
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def lost(self, reason: str, n: int = 1) -> None:
+        """``n`` samples received that will never be predicted, under a named reason."""
+        self.sample_drops[reason] = self.sample_drops.get(reason, 0) + n
+
+    @property
+    def samples_dropped(self) -> int:
+        return sum(self.sample_drops.values())
 
     @property
     def dropped(self) -> int:
@@ -46,6 +59,8 @@ class Metrics:
 
     def snapshot(self) -> dict:
         return {"counters": dict(self.counters), "drops": dict(sorted(self.drops.items())),
+                "sample_drops": dict(sorted(self.sample_drops.items())),
+                "gauges": {name: read() for name, read in sorted(self.gauges.items())},
                 "latency_ms": self.latency_percentiles()}
 
     def prometheus(self) -> str:
@@ -55,6 +70,14 @@ class Metrics:
         lines.append("# TYPE tinysplit_dropped_frames_total counter")
         for reason, v in sorted(self.drops.items()):
             lines.append(f'tinysplit_dropped_frames_total{{reason="{reason}"}} {v}')
+        lines.append("# TYPE tinysplit_dropped_samples_total counter")
+        for reason, v in sorted(self.sample_drops.items()):
+            lines.append(f'tinysplit_dropped_samples_total{{reason="{reason}"}} {v}')
+        for name, read in sorted(self.gauges.items()):
+            lines.append(f"# TYPE tinysplit_{name} gauge")
+            for label, v in sorted(read().items()):
+                sel = f'{{tail="{label}"}}' if label else ""
+                lines.append(f"tinysplit_{name}{sel} {v:g}")
         lines.append("# TYPE tinysplit_transport_dropped_frames_total counter")
         for reason, v in sorted(self.transport_drops().items()):
             lines.append(f'tinysplit_transport_dropped_frames_total{{reason="{reason}"}} {v}')
@@ -74,6 +97,8 @@ class Metrics:
              f"dropped {self.dropped}")
         if self.drops:
             s += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items())) + ")"
+        if self.sample_drops:
+            s += ", samples dropped " + ", ".join(f"{k} {v}" for k, v in sorted(self.sample_drops.items()))
         if lat:
             s += f"; latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms"
         return s

@@ -3,13 +3,22 @@
 Completed samples are submitted without blocking the event loop; one batcher takes everything
 waiting (up to ``max_batch``), prepares and runs it in a worker thread (stacking, dequantizing and
 ONNX Runtime all release the event loop), and hands the batch's outputs to ``on_batch`` on the
-event loop. Per-sample work on the loop is a list append.
+event loop. Per-sample work on the loop is a deque append.
+
+The queue before the tail is bounded (``max_queue`` samples). When a sample arrives at a full
+queue, the oldest waiting sample is shed (``on_shed(items, "shed")``): under overload the server
+keeps answering the newest samples within max_queue / capacity seconds instead of answering every
+sample later and later (oldest first rather than by deadline: every sample has the same latency
+budget here, so the oldest is also the one closest to, or past, being useless to its device).
+``close(timeout)`` waits for the queue to drain at most ``timeout`` seconds; what is still queued or
+running then is shed as ``shed_shutdown``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -23,11 +32,17 @@ log = logging.getLogger(__name__)
 Prepare = Callable[[list[Any]], list[np.ndarray]]  # items -> one batched array per tail input
 OnBatch = Callable[[list[Any], np.ndarray], None]  # items, outputs (one row per item)
 OnError = Callable[[list[Any], Exception], None]
+OnShed = Callable[[list[Any], str], None]  # items never run, reason
+
+
+def _no_shed(items: list[Any], reason: str) -> None:
+    log.warning("%d samples shed (%s)", len(items), reason)
 
 
 class TailRunner:
     def __init__(self, onnx_path: str | Path, prepare: Prepare, on_batch: OnBatch, on_error: OnError,
-                 max_batch: int = 64, threads: int = 1) -> None:
+                 max_batch: int = 64, threads: int = 1, max_queue: int = 1024,
+                 on_shed: OnShed = _no_shed) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -40,7 +55,12 @@ class TailRunner:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.prepare, self.on_batch, self.on_error = prepare, on_batch, on_error
         self.max_batch = max_batch
-        self._pending: list[Any] = []
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.max_queue = max_queue
+        self.on_shed = on_shed
+        self._pending: deque[Any] = deque()
+        self._running: list[Any] = []  # the batch in ONNX Runtime now
         self._work: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -60,8 +80,20 @@ class TailRunner:
         self._idle.set()
         self._task = asyncio.create_task(self._batcher(), name="tail-batcher")
 
+    @property
+    def queued(self) -> int:
+        """Samples waiting for the tail."""
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        """Samples submitted and not yet handed to on_batch/on_error/on_shed: queued + running."""
+        return len(self._pending) + len(self._running)
+
     def submit(self, item: Any) -> None:
         self._pending.append(item)
+        if len(self._pending) > self.max_queue:  # shed the oldest: bounded memory and latency
+            self.on_shed([self._pending.popleft() for _ in range(len(self._pending) - self.max_queue)], "shed")
         self._idle.clear()
         self._work.set()
 
@@ -69,9 +101,12 @@ class TailRunner:
         loop = asyncio.get_running_loop()
         while True:
             await self._work.wait()
-            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
             if not self._pending:
                 self._work.clear()
+            if not batch:
+                continue
+            self._running = batch
             try:
                 out = await loop.run_in_executor(self._pool, self._prepare_and_run, batch)
             except Exception as e:  # a tail failure fails these samples, not the server
@@ -85,6 +120,7 @@ class TailRunner:
                 except Exception:
                     log.exception("handling a tail batch failed")
                     self.on_error(batch, RuntimeError("on_batch failed"))
+            self._running = []
             if not self._pending:
                 self._idle.set()
 
@@ -92,13 +128,24 @@ class TailRunner:
         """Wait until everything submitted so far has been handled."""
         await self._idle.wait()
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
+        """Run what is queued, for at most ``timeout`` seconds (None: until done); then what is still
+        queued or running is shed as ``shed_shutdown`` and the batcher stops. A batch already in ONNX
+        Runtime cannot be interrupted: its thread finishes it in the background, its result unused."""
+        timed_out = False
         if self._task is not None:
-            await self.drain()
+            try:
+                await asyncio.wait_for(self.drain(), timeout)
+            except asyncio.TimeoutError:
+                timed_out = True
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
             self._task = None
-        self._pool.shutdown(wait=True)
+            left = [*self._running, *self._pending]
+            self._running, self._pending = [], deque()
+            if left:
+                self.on_shed(left, "shed_shutdown")
+        self._pool.shutdown(wait=not timed_out, cancel_futures=True)

@@ -287,7 +287,8 @@ def devices_file(tmp_path: Path, **sensor) -> Path:
 def test_the_command_plans_and_compares(study_dir, tmp_path, capsys):
     out = tmp_path / "plan.json"
     # at 1 MHz the full head takes 1 s: an 850 ms budget and a 94.5% floor leave mask 0x2 (block 1 skipped):
-    # 800 ms of compute and the output's 10 + 24 bytes at 250 kbit/s
+    # 800 ms of compute and the output's ADAPTIVE_OUTPUT frame (10 data bytes, 8 of mask and instructions, 24 of
+    # header and CRC) at 250 kbit/s
     dev = tmp_path / "one.yaml"
     dev.write_text(yaml.safe_dump({"devices": [dict(good()["devices"][0], clock_mhz=1)]}))
     rc = main(["adaptive-plan", "--study", str(study_dir), "--devices", str(dev), "--floor", "0.945",
@@ -300,7 +301,7 @@ def test_the_command_plans_and_compares(study_dir, tmp_path, capsys):
     assert data["accuracy"] == {"value": 0.955, "source": "measured"}
     assert "plan: mask 0x2 (skips layers.2), accuracy 95.50% (measured)" in text
     assert "layers.1 -> sensor, layers.2 skipped, layers.4 -> sensor" in text
-    assert "latency 801.09 ms = compute 800.00 ms + transfer 1.09 ms + host 0.00 ms" in text
+    assert "latency 801.34 ms = compute 800.00 ms + transfer 1.34 ms + host 0.00 ms" in text
     full = next(line for line in text.splitlines() if line.strip().startswith("always full"))
     assert "0x0" in full and "latency_budget" in full
     fixed = next(line for line in text.splitlines() if line.strip().startswith("best fixed mask"))
@@ -311,7 +312,7 @@ def test_the_command_plans_and_compares(study_dir, tmp_path, capsys):
 def test_a_chain_beats_the_best_fixed_mask(study_dir, tmp_path, capsys):
     # the sensor at 2 MHz, the hub at 168 MHz; floor 93%: the best fixed mask is 0x3 (500k instructions, 93%),
     # 250 ms on the sensor, over a 100 ms budget. The plan keeps the base on the sensor (100k: 50 ms) and
-    # sends block 2's input (144 + 24 bytes: 5.4 ms) to the hub, which runs block 2 (400k: 2.4 ms).
+    # sends block 2's input (144 + 8 + 24 bytes: 5.6 ms) to the hub, which runs block 2 (400k: 2.4 ms).
     dev = devices_file(tmp_path, clock_mhz=2)
     out = tmp_path / "plan.json"
     rc = main(["adaptive-plan", "--study", str(study_dir), "--devices", str(dev), "--floor", "0.93",
@@ -320,14 +321,14 @@ def test_a_chain_beats_the_best_fixed_mask(study_dir, tmp_path, capsys):
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["mask"] == 3 and data["placement"] == [None, None, 1]
-    assert data["latency_s"]["total"] == pytest.approx(0.05 + 168 * 8 / 250e3 + 400e3 / 168e6 + 34 * 8 / 1e6)
-    assert data["devices"][0]["sent_bytes"] == 168 and data["devices"][1]["blocks"] == [2]
+    assert data["latency_s"]["total"] == pytest.approx(0.05 + 176 * 8 / 250e3 + 400e3 / 168e6 + 42 * 8 / 1e6)
+    assert data["devices"][0]["sent_bytes"] == 176 and data["devices"][1]["blocks"] == [2]
     assert "layers.1 skipped, layers.2 skipped, layers.4 -> hub" in text
     rows = {line.split("  ")[1].strip(): line for line in text.splitlines() if line.startswith("  ") and "0x" in line}
     assert rows["plan"].endswith("nothing")
     assert "0x0" in rows["always full (mask 0)"] and rows["always full (mask 0)"].endswith("latency_budget")
     fixed = rows["best fixed mask (fastest measured >= floor)"]
-    assert "0x3" in fixed and "251.09 ms" in fixed and fixed.endswith("latency_budget")
+    assert "0x3" in fixed and "251.34 ms" in fixed and fixed.endswith("latency_budget")
     profile, acc = profile_from(study_dir / "bundle", make_study())
     assert best_fixed_mask(profile, acc, 0.93) == 3 and best_fixed_mask(profile, acc, 0.99) is None
     assert best_fixed_mask(profile, acc, 0.95) == 2  # 0x2 (800k) beats 0x0 (1M)

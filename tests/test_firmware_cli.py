@@ -108,7 +108,7 @@ def test_method_app_for_a_bundle_of_another_method_is_an_input_error(tmp_path: P
     assert not (tmp_path / "p").exists()
     assert cli.main(["hil", "--bundle", bundle, "--board", "qemu-mps2-an386", "--e2e"]) == 2
     assert "method 'plain' has no device application that speaks the wire protocol" in capsys.readouterr().err
-    assert cli.main(["serve", "--bundle", bundle, "--listen", "udp://127.0.0.1:0", "--out",
+    assert cli.main(["serve", "--bundle", bundle, "--listen", "udp://127.0.0.1:0", "--insecure", "--out",
                      str(tmp_path / "p.jsonl")]) == 2
     assert "nothing for a host server to do" in capsys.readouterr().err
     assert not (tmp_path / "p.jsonl").exists()

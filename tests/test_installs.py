@@ -174,7 +174,7 @@ def test_host_install_serves_a_bundle(host_venv, digits_bundle, tmp_path):
     port = _free_udp_port()
     preds = tmp_path / "preds.jsonl"
     proc = host_venv.popen("serve", "--bundle", str(digits_bundle), "--listen", f"udp://127.0.0.1:{port}",
-                           "--duration", "120", "--json", "--out", str(preds))
+                           "--duration", "120", "--json", "--out", str(preds), "--insecure")
     try:
         _wait_until_bound(port, proc)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dev:
@@ -248,7 +248,7 @@ def test_firmware_install_generates_and_builds_a_tflite(firmware_venv, digits_bu
 
 
 def test_firmware_install_names_the_missing_extras(firmware_venv, digits_bundle):
-    r = firmware_venv.run("serve", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--duration", "5")
+    r = firmware_venv.run("serve", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--duration", "5", "--insecure")
     assert exits_6_naming(r, "host"), r.stderr
     assert exits_6_naming(firmware_venv.run("export", "--example", "digits", "--out", "bundle"), "export")
 

@@ -31,7 +31,7 @@ def test_sigterm_writes_pending_samples_as_incomplete(digits_bundle, tmp_path):
     out = tmp_path / "pred.jsonl"
     exe = Path(sys.executable).parent / "tinysplit"
     proc = subprocess.Popen([str(exe), "serve", "--bundle", str(digits_bundle), "--listen", f"udp://127.0.0.1:{port}",
-                             "--out", str(out), "--deadline-ms", "60000", "--json"],
+                             "--out", str(out), "--deadline-ms", "60000", "--json", "--insecure"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -71,9 +71,9 @@ def test_serve_argument_errors(digits_bundle, tmp_path):
     assert r.returncode == 2 and "nothing to listen on" in r.stderr
     r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "tcp://x:1", cwd=tmp_path)
     assert r.returncode == 2 and "unknown transport" in r.stderr
-    r = run_cli("serve", "--bundle", str(tmp_path), "--listen", "udp://127.0.0.1:0", cwd=tmp_path)
+    r = run_cli("serve", "--bundle", str(tmp_path), "--listen", "udp://127.0.0.1:0", "--insecure", cwd=tmp_path)
     assert r.returncode == 2 and "manifest.json" in r.stderr
     assert not (tmp_path / "predictions.jsonl").exists()  # a server that never started writes no file
     r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--out", str(tmp_path),
-                cwd=tmp_path)
+                "--insecure", cwd=tmp_path)
     assert r.returncode == 2 and "is a directory" in r.stderr

@@ -16,7 +16,7 @@ import pytest
 from tinysplit.wire import (MAX_PAYLOAD, CobsDeframer, DecodeError, Frame, FrameType, cobs_encode, decode_frame,
                             encode_frame)
 from tinysplit.wire.payloads import (ADAPTIVE_OUTPUT_CHUNK, AdaptiveOutput, Chunk, EarlyLabel, Hello, KeyValues,
-                                     NairSlice, Result, RocoinPortion, decode_payload, make_frame)
+                                     NairSlice, Result, RocoinPortion, Session, decode_payload, make_frame)
 from tinysplit.wire.vectors import load_vectors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +63,7 @@ static int failures;
 static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
 {
     ts_hello he; ts_nair_slice ns; ts_early_label el; ts_rocoin_portion rp; ts_result re; ts_adaptive_output ao;
+    ts_session se;
     ts_kv items[204];
     const uint8_t *d;
     size_t n, i;
@@ -75,6 +76,7 @@ static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
     case TS_ROCOIN_PORTION:
         return ts_parse_rocoin_portion(v, &rp) == TS_OK ? ts_build_rocoin_portion(&v->h, &rp, out, cap) : 0;
     case TS_RESULT: return ts_parse_result(v, &re) == TS_OK ? ts_build_result(&v->h, &re, out, cap) : 0;
+    case TS_SESSION: return ts_parse_session(v, &se) == TS_OK ? ts_build_session(&v->h, &se, out, cap) : 0;
     case TS_ADAPTIVE_OUTPUT:
         return ts_parse_adaptive_output(v, &ao) == TS_OK ? ts_build_adaptive_output(&v->h, &ao, out, cap) : 0;
     case TS_CONTROL:
@@ -310,6 +312,8 @@ def _random_payload(rng: random.Random, t: FrameType) -> bytes:
         p = AdaptiveOutput(u32(), u32(), data(ADAPTIVE_OUTPUT_CHUNK))
     elif t in (FrameType.CONTROL, FrameType.STATS):
         p = KeyValues(tuple((rng.randrange(256), u32()) for _ in range(rng.randrange(12))))
+    elif t == FrameType.SESSION:
+        p = Session(u32(), u32())
     else:
         p = Result(u16(), u16(), rng.randrange(256))
     return make_frame(t, p, 0, 0, 0).payload

@@ -101,7 +101,7 @@ uint32_t ts_crc32(const uint8_t *data, size_t len)
 
 static int type_known(uint8_t t)
 {
-    return t >= (uint8_t)TS_HELLO && t <= (uint8_t)TS_ADAPTIVE_OUTPUT;
+    return t >= (uint8_t)TS_HELLO && t <= (uint8_t)TS_SESSION;
 }
 
 size_t ts_frame_encode(const ts_frame_header *h, const uint8_t *payload, size_t payload_len,
@@ -435,6 +435,17 @@ size_t ts_build_result(const ts_frame_header *h, const ts_result *p, uint8_t *ou
     return finish(h, (uint8_t)TS_RESULT, 5u, out, out_cap);
 }
 
+size_t ts_build_session(const ts_frame_header *h, const ts_session *p, uint8_t *out, size_t out_cap)
+{
+    uint8_t *q = payload_area(out, out_cap, 8u);
+    if (h == NULL || p == NULL || q == NULL) {
+        return 0;
+    }
+    wr32(q, p->device_nonce);
+    wr32(q + 4, p->host_nonce);
+    return finish(h, (uint8_t)TS_SESSION, 8u, out, out_cap);
+}
+
 size_t ts_build_kv(const ts_frame_header *h, const ts_kv *items, size_t n, uint8_t *out, size_t out_cap)
 {
     size_t i;
@@ -615,6 +626,22 @@ ts_drop_reason ts_parse_adaptive_output(const ts_frame_view *v, ts_adaptive_outp
     return TS_OK;
 }
 
+ts_drop_reason ts_parse_session(const ts_frame_view *v, ts_session *out)
+{
+    ts_drop_reason r = expect(v, (uint8_t)TS_SESSION);
+    if (r != TS_OK) {
+        return r;
+    }
+    if (v->payload_len != 8u) {
+        return TS_DROP_PAYLOAD;
+    }
+    if (out != NULL) {
+        out->device_nonce = rd32(v->payload);
+        out->host_nonce = rd32(v->payload + 4);
+    }
+    return TS_OK;
+}
+
 ts_drop_reason ts_parse_result(const ts_frame_view *v, ts_result *out)
 {
     ts_drop_reason r = expect(v, (uint8_t)TS_RESULT);
@@ -716,6 +743,7 @@ ts_drop_reason ts_payload_check(const ts_frame_view *v)
     case TS_STATS: return ts_parse_kv(v, NULL);
     case TS_RESULT: return ts_parse_result(v, NULL);
     case TS_ADAPTIVE_OUTPUT: return ts_parse_adaptive_output(v, NULL);
+    case TS_SESSION: return ts_parse_session(v, NULL);
     default: return TS_DROP_TYPE;
     }
 }

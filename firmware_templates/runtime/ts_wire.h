@@ -47,7 +47,8 @@ enum {
     TS_CONTROL = 0x07,
     TS_RESULT = 0x08,
     TS_STATS = 0x09,
-    TS_ADAPTIVE_OUTPUT = 0x0A
+    TS_ADAPTIVE_OUTPUT = 0x0A,
+    TS_SESSION = 0x0B /* authenticated frames only (docs/wire-protocol.md) */
 };
 
 /* HELLO capability bits. */
@@ -237,6 +238,11 @@ typedef struct {
 } ts_result;
 
 typedef struct {
+    uint32_t device_nonce; /* the boot nonce of the HELLO this SESSION answers */
+    uint32_t host_nonce;   /* the host's fresh nonce; 0 is never valid */
+} ts_session;
+
+typedef struct {
     uint8_t key;
     uint32_t value;
 } ts_kv;
@@ -264,6 +270,7 @@ size_t ts_build_adaptive_output(const ts_frame_header *h, const ts_adaptive_outp
 size_t ts_build_kv(const ts_frame_header *h, const ts_kv *items, size_t n, uint8_t *out, size_t out_cap);
 size_t ts_build_stats(const ts_frame_header *h, const ts_kv *items, size_t n, uint8_t *out, size_t out_cap);
 size_t ts_build_result(const ts_frame_header *h, const ts_result *p, uint8_t *out, size_t out_cap);
+size_t ts_build_session(const ts_frame_header *h, const ts_session *p, uint8_t *out, size_t out_cap);
 
 ts_drop_reason ts_parse_hello(const ts_frame_view *v, ts_hello *out);
 ts_drop_reason ts_parse_nair_slice(const ts_frame_view *v, ts_nair_slice *out);
@@ -274,6 +281,7 @@ ts_drop_reason ts_parse_rocoin_portion(const ts_frame_view *v, ts_rocoin_portion
 /* Any payload of at least TS_ADAPTIVE_OUTPUT_HEADER bytes is valid (any mask, any data length). */
 ts_drop_reason ts_parse_adaptive_output(const ts_frame_view *v, ts_adaptive_output *out);
 ts_drop_reason ts_parse_result(const ts_frame_view *v, ts_result *out);
+ts_drop_reason ts_parse_session(const ts_frame_view *v, ts_session *out);
 ts_drop_reason ts_parse_control(const ts_frame_view *v, ts_control *out);
 /* CONTROL or STATS list: validates (length a multiple of 5) and gives the number of pairs. */
 ts_drop_reason ts_parse_kv(const ts_frame_view *v, size_t *n_items);

@@ -6,6 +6,10 @@ to it and handles HELLO and STATS itself. It turns frames into ``Completed`` sam
 inputs of a host tail (which the server micro-batches through ONNX Runtime) or a final prediction
 made on the device (no tail). A method that has nothing for the host (``plain``) maps to None.
 A test asserts that this table names exactly the methods of ``tinysplit.methods.METHODS``.
+
+Every sample an assembler starts is counted (``samples_received``) and leaves it only as a
+``Completed`` (at its last part, its deadline, an eviction, a flush or ``forget``), so the server
+can check that samples received = predicted + dropped under a named reason (+ still in flight).
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ class Assembler(Protocol):
 
     def flush(self, now: float) -> list[Completed]:
         """Everything pending, completed now (shutdown)."""
+
+    def forget(self, device: int, now: float) -> list[Completed]:
+        """The device's session expired or was reclaimed (or it said HELLO again, so its seqs restart):
+        its pending samples, completed now, and none of its state kept. Optional (the server skips
+        an assembler without it)."""
 
     def tail_inputs(self, tail: str, items: list[Completed]) -> list[np.ndarray]:
         """Worker thread: one batched float32 array per input of ``tail`` for these samples."""

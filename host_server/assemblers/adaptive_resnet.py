@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinysplit.host_server.assemblers import Completed
+from tinysplit.host_server.seqwindow import SEQ_WINDOW, Seen, SeqWindow
 from tinysplit.manifest import Manifest
 from tinysplit.methods.adaptive_resnet.bundle import AdaptiveLayout, layout_for
 from tinysplit.quant import dequantize
@@ -43,16 +44,16 @@ class AdaptiveAssembler:
     frame_types = (FrameType.ADAPTIVE_OUTPUT,)
 
     def __init__(self, manifest: Manifest, deadline_s: float, metrics: "Metrics", max_pending: int = 256,
-                 remember_done: int = 4096) -> None:
+                 window: int = SEQ_WINDOW) -> None:
         self.layout: AdaptiveLayout = layout_for(manifest)
         self.tails = (self.layout.tail,)
         self.deadline_s = deadline_s
         self.metrics = metrics
         self.max_pending = max_pending
-        self.remember_done = remember_done
+        self.window = window
         self.parts = max(1, -(-self.layout.output_bytes // ADAPTIVE_OUTPUT_CHUNK))
         self._pending: OrderedDict[tuple[int, int], _Sample] = OrderedDict()
-        self._done: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._done: dict[int, SeqWindow] = {}  # per device: the seqs of its completed samples
         for name in ("incomplete_samples", "late_parts", "duplicates", "evicted_samples"):
             metrics.inc(name, 0)
 
@@ -72,13 +73,19 @@ class AdaptiveAssembler:
         if p.skip_mask >> lay.blocks:
             raise DecodeError("payload", f"skip mask 0x{p.skip_mask:x} has bits at or above bit {lay.blocks}")
         key = (frame.device_id, frame.seq)
-        if key in self._done:
-            self.metrics.inc("late_parts")
-            return []
         s = self._pending.get(key)
         if s is None:
+            done = self._done.get(frame.device_id)
+            seen = done.check(frame.seq) if done is not None else Seen.NEW
+            if seen is Seen.USED:
+                self.metrics.inc("late_parts")
+                return []
+            if seen is Seen.STALE:
+                raise DecodeError("stale", f"sample {frame.seq} is {self.window} or more behind device "
+                                           f"{frame.device_id}'s newest")
             s = _Sample(now, now + self.deadline_s, p.skip_mask, p.instructions)
             self._pending[key] = s
+            self.metrics.inc("samples_received")
         elif (p.skip_mask, p.instructions) != (s.skip_mask, s.instructions):
             raise DecodeError("payload", f"sample {frame.seq}: part {frame.part_index} says mask 0x{p.skip_mask:x} and "
                                          f"{p.instructions} instructions, its first part 0x{s.skip_mask:x} and "
@@ -97,9 +104,10 @@ class AdaptiveAssembler:
 
     def _complete(self, key: tuple[int, int], now: float, by_deadline: bool) -> Completed:
         s = self._pending.pop(key)
-        self._done[key] = None
-        while len(self._done) > self.remember_done:
-            self._done.popitem(last=False)
+        done = self._done.get(key[0])
+        if done is None:
+            done = self._done[key[0]] = SeqWindow(self.window)
+        done.mark(key[1])
         lay = self.layout
         buf = np.full(lay.output_bytes, lay.zero_point, dtype=np.int8)
         for part, data in s.chunks.items():
@@ -117,6 +125,16 @@ class AdaptiveAssembler:
 
     def flush(self, now: float) -> list[Completed]:
         return [self._complete(k, now, by_deadline=True) for k in list(self._pending)]
+
+    def forget(self, device: int, now: float) -> list[Completed]:
+        """The device's session expired: its pending samples complete as they are, its state goes."""
+        out = [self._complete(k, now, by_deadline=True) for k in list(self._pending) if k[0] == device]
+        self._done.pop(device, None)
+        return out
+
+    @property
+    def devices(self) -> int:
+        return len(self._done)
 
     # --- samples -> tail inputs (worker thread) -----------------------------------------------------
     def tail_inputs(self, tail: str, items: list[Completed]) -> list[np.ndarray]:

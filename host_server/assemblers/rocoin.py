@@ -10,6 +10,8 @@ Counters (per frame, so that they add up to the valid ROCOIN_PORTION frames):
 - ``replica_portions``: frames for a partition already filled (a replica that lost: not a drop);
 - ``late_portions``: frames for a sample already completed (every partition in, or its deadline passed);
 - ``duplicates``: a frame part a device already sent for the same sample and partition.
+Which seqs were used is one sliding window for the bundle (``SeqWindow``; a sample's seq is the
+broadcast input's, shared by every device): a seq far behind the newest is dropped as ``stale``.
 A bad partition index, a partitions_total other than K, a part count or chunk size that does not
 match partition k's n_k: DecodeError("payload") (the server counts and drops it).
 
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinysplit.host_server.assemblers import Completed
+from tinysplit.host_server.seqwindow import SEQ_WINDOW, Seen, SeqWindow
 from tinysplit.manifest import Manifest
 from tinysplit.methods.rocoin.bundle import RocoinPlan, plan_for
 from tinysplit.wire import DecodeError, Frame, FrameType
@@ -54,15 +57,15 @@ class RocoinAssembler:
     frame_types = (FrameType.ROCOIN_PORTION,)
 
     def __init__(self, manifest: Manifest, deadline_s: float, metrics: "Metrics", max_pending: int = 256,
-                 remember_done: int = 4096) -> None:
+                 window: int = 4 * SEQ_WINDOW) -> None:
         self.plan: RocoinPlan = plan_for(manifest)
         self.tails = (self.plan.tail,)
         self.deadline_s = deadline_s
         self.metrics = metrics
         self.max_pending = max_pending
-        self.remember_done = remember_done
+        self.window = window
         self._pending: OrderedDict[int, _Sample] = OrderedDict()
-        self._done: OrderedDict[int, None] = OrderedDict()
+        self._done = SeqWindow(window)
         for name in ("portions", "replica_portions", "late_portions"):
             metrics.inc(name, 0)
 
@@ -87,17 +90,21 @@ class RocoinAssembler:
         p: RocoinPortion = decode_payload(frame)
         self._check(frame, p)
         seq, k, dev = frame.seq, p.partition, frame.device_id
-        if seq in self._done:
-            self.metrics.inc("late_portions")
-            return []
         out: list[Completed] = []
         sample = self._pending.get(seq)
         if sample is None:
+            seen = self._done.check(seq)
+            if seen is Seen.USED:
+                self.metrics.inc("late_portions")
+                return []
+            if seen is Seen.STALE:
+                raise DecodeError("stale", f"sample {seq} is {self.window} or more behind the newest")
             if len(self._pending) >= self.max_pending:  # samples that never finish: bounded memory
                 self.metrics.inc("evicted")
                 out.append(self._finish(self._pending.popitem(last=False)[1], True))
             sample = _Sample(seq, now, now + self.deadline_s, dev, [None] * self.plan.partitions_total)
             self._pending[seq] = sample
+            self.metrics.inc("samples_received")
         if sample.portions[k] is not None:
             self.metrics.inc("replica_portions")
             return out
@@ -121,9 +128,7 @@ class RocoinAssembler:
         return out
 
     def _finish(self, s: _Sample, by_deadline: bool) -> Completed:
-        self._done[s.seq] = None
-        while len(self._done) > self.remember_done:
-            self._done.popitem(last=False)
+        self._done.mark(s.seq)
         plan = self.plan
         inputs = []
         for k, st in enumerate(plan.students):
@@ -147,6 +152,13 @@ class RocoinAssembler:
         out = [self._finish(s, True) for s in self._pending.values()]
         self._pending.clear()
         return out
+
+    def forget(self, device: int, now: float) -> list[Completed]:
+        return []  # samples belong to no one device (keyed by seq), bounded and completed by their deadline
+
+    @property
+    def devices(self) -> int:
+        return 0
 
     # --- samples -> tail inputs (worker thread) -----------------------------------------------------
     def tail_inputs(self, tail: str, items: list[Completed]) -> list[np.ndarray]:

@@ -37,6 +37,9 @@ class Transport(abc.ABC):
     async def start(self, on_frame: OnFrame) -> None:
         """Open the port/socket and begin delivering frames."""
 
+    def refresh_stats(self) -> None:
+        """Bring ``stats`` up to date with counts kept outside the process (UDP: the kernel's drops)."""
+
     @abc.abstractmethod
     async def send(self, frame: bytes, peer: Hashable) -> None:
         """Send one encoded frame to ``peer`` (framing is the transport's business)."""

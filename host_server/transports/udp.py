@@ -1,8 +1,16 @@
-"""``udp://HOST:PORT``: listen for datagrams, one frame per datagram; reply to the sender's address."""
+"""``udp://HOST:PORT``: listen for datagrams, one frame per datagram; reply to the sender's address.
+
+Nothing is lost without a count: datagrams the kernel dropped because the socket's receive buffer
+was full (the server fell behind) are read from the kernel's per-socket counter (Linux:
+/proc/net/udp) as the drop reason ``rcvbuf``, and ``close()`` first reads every datagram the
+kernel already holds for the socket, so a shutdown does not throw away frames that had arrived."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+from pathlib import Path
 from typing import Hashable
 
 from tinysplit.errors import InputError
@@ -33,6 +41,7 @@ class UdpTransport(Transport):
         self.host, self.port = parse_host_port(url, "udp")
         self._tr: asyncio.DatagramTransport | None = None
         self._on_frame: OnFrame | None = None
+        self._inode: int | None = None
 
     @property
     def bound_port(self) -> int:
@@ -49,11 +58,13 @@ class UdpTransport(Transport):
         warn_if_all_interfaces(self.host, self.bound_port, f"the frame listener {self.url}")
         sock = self._tr.get_extra_info("socket")
         try:  # room for bursts from many devices
-            import socket
-
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         except OSError:
             pass
+        try:
+            self._inode = os.fstat(sock.fileno()).st_ino
+        except OSError:
+            self._inode = None
 
     def _datagram(self, data: bytes, addr) -> None:
         self.stats.bytes_in += len(data)
@@ -70,7 +81,48 @@ class UdpTransport(Transport):
             self.stats.bytes_out += len(frame)
             self.stats.frames_out += 1
 
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped for this socket (receive buffer full); None where unknown."""
+        if self._inode is None:
+            return None
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                if len(f) >= 13 and f[9] == str(self._inode):
+                    return int(f[-1])
+        return None
+
+    def refresh_stats(self) -> None:
+        n = self.kernel_drops() if self._tr is not None else None
+        if n:
+            self.stats.drops["rcvbuf"] = n
+
+    def _drain(self) -> None:
+        """Read every datagram the kernel holds for the socket now (shutdown)."""
+        sock = self._tr.get_extra_info("socket")
+        try:
+            dup = sock.dup()
+        except OSError:
+            return
+        with dup:
+            dup.setblocking(False)
+            while True:
+                try:
+                    data, addr = dup.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    self.stats.drop("socket_error")
+                    return
+                self._datagram(data, addr)
+
     async def close(self) -> None:
         if self._tr is not None:
+            self.refresh_stats()
+            self._drain()
             self._tr.close()
             self._tr = None

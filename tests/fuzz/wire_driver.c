@@ -56,6 +56,7 @@ static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
     ts_rocoin_portion rp;
     ts_result re;
     ts_adaptive_output ao;
+    ts_session se;
     const uint8_t *d;
     size_t n, i;
     switch (v->h.type) {
@@ -67,6 +68,7 @@ static size_t rebuild(const ts_frame_view *v, uint8_t *out, size_t cap)
     case TS_ROCOIN_PORTION:
         return ts_parse_rocoin_portion(v, &rp) == TS_OK ? ts_build_rocoin_portion(&v->h, &rp, out, cap) : 0;
     case TS_RESULT: return ts_parse_result(v, &re) == TS_OK ? ts_build_result(&v->h, &re, out, cap) : 0;
+    case TS_SESSION: return ts_parse_session(v, &se) == TS_OK ? ts_build_session(&v->h, &se, out, cap) : 0;
     case TS_ADAPTIVE_OUTPUT:
         return ts_parse_adaptive_output(v, &ao) == TS_OK ? ts_build_adaptive_output(&v->h, &ao, out, cap) : 0;
     case TS_CONTROL:

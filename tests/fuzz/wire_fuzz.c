@@ -111,7 +111,7 @@ static ts_drop_reason ref_decode(const uint8_t *b, size_t n)
 #ifndef WIRE_FUZZ_INJECT_BLIND_REFERENCE /* the broken variant: a reference that ignores the CRC */
     if (le32(b + 20 + plen) != ref_crc32(b, 20 + plen)) return TS_DROP_CRC;
 #endif
-    if (b[3] < 1 || b[3] > 10) return TS_DROP_TYPE;
+    if (b[3] < 1 || b[3] > 11) return TS_DROP_TYPE;
     if (le16(b + 16) == 0 || le16(b + 14) >= le16(b + 16)) return TS_DROP_PART;
     return TS_OK;
 }
@@ -200,7 +200,7 @@ static void fill(uint8_t *p, size_t n)
 static size_t build_random(uint8_t *out, size_t cap)
 {
     static uint8_t data[TS_MAX_PAYLOAD];
-    uint8_t t = (uint8_t)(1 + below(10));
+    uint8_t t = (uint8_t)(1 + below(11));
     ts_frame_header h = random_header(t);
     size_t n = below(TS_MAX_PAYLOAD + 1);
     fill(data, sizeof data);
@@ -256,6 +256,12 @@ static size_t build_random(uint8_t *out, size_t cap)
         p.data = data;
         p.data_len = below(TS_ADAPTIVE_OUTPUT_CHUNK + 1);
         return ts_build_adaptive_output(&h, &p, out, cap);
+    }
+    case TS_SESSION: {
+        ts_session p;
+        p.device_nonce = (uint32_t)rnd();
+        p.host_nonce = (uint32_t)rnd();
+        return ts_build_session(&h, &p, out, cap);
     }
     case TS_CONTROL:
     case TS_STATS: {
@@ -340,7 +346,7 @@ static size_t mutate(uint8_t *b, size_t n)
             }
             break;
         case 8: /* type byte */
-            if (n >= 4) b[3] = (uint8_t)(rnd() & 1 ? 1 + below(10) : rnd());
+            if (n >= 4) b[3] = (uint8_t)(rnd() & 1 ? 1 + below(11) : rnd());
             break;
         default: /* payload byte inside a valid frame's payload */
             if (n > 24) b[20 + below(n - 24)] = (uint8_t)rnd();
@@ -373,6 +379,7 @@ static void check_parsers(const ts_frame_view *v)
     ts_rocoin_portion rp;
     ts_result re;
     ts_adaptive_output ao;
+    ts_session se;
     ts_control co;
     const uint8_t *d;
     size_t n = 0, m = 0, i;
@@ -418,6 +425,9 @@ static void check_parsers(const ts_frame_view *v)
             REQUIRE(ao.data == v->payload + 8 && ao.data_len + 8 == v->payload_len, "adaptive output fields");
             m = ts_build_adaptive_output(&v->h, &ao, out, sizeof out);
         }
+        break;
+    case TS_SESSION:
+        if ((r = ts_parse_session(v, &se)) == TS_OK) m = ts_build_session(&v->h, &se, out, sizeof out);
         break;
     case TS_CONTROL:
         r = ts_parse_control(v, &co);
@@ -607,8 +617,8 @@ static void check_encode_roundtrip(void)
     cur_input = exact;
     cur_len = m;
     REQUIRE(m == n + 24, "encoded length");
-    REQUIRE(ts_frame_decode(exact, m, &v) == (h.type >= 1 && h.type <= 10 ? TS_OK : TS_DROP_TYPE), "decode(encode)");
-    if (h.type >= 1 && h.type <= 10) {
+    REQUIRE(ts_frame_decode(exact, m, &v) == (h.type >= 1 && h.type <= 11 ? TS_OK : TS_DROP_TYPE), "decode(encode)");
+    if (h.type >= 1 && h.type <= 11) {
         REQUIRE(v.h.type == h.type && v.h.device_id == h.device_id && v.h.bundle_id == h.bundle_id &&
                 v.h.seq == h.seq && v.h.part_index == h.part_index && v.h.part_count == h.part_count,
                 "decode(encode) header");

@@ -34,7 +34,8 @@ CommandTable = dict[str, tuple[Callable, Callable]]
 
 # The CLI's own command modules, in the order `tinysplit --help` lists them (the methods' verbs come
 # from METHODS; a verb defined twice is refused).
-COMMAND_MODULES = ("tinysplit.cli.demo", "tinysplit.cli.export", "tinysplit.cli.firmware", "tinysplit.cli.serve")
+COMMAND_MODULES = ("tinysplit.cli.demo", "tinysplit.cli.export", "tinysplit.cli.firmware", "tinysplit.cli.serve",
+                   "tinysplit.cli.keys")
 
 
 def _collect() -> CommandTable:

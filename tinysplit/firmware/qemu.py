@@ -67,12 +67,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+BOOT_ENTROPY_SYMBOL = "ts_boot_entropy"  # firmware_templates/common/board_io.c.j2 (authenticated builds)
+
+
+def boot_entropy_args(elf: Path, value: int | None = None) -> list[str]:
+    """For an authenticated build (its ELF has the boot entropy cell): QEMU's generic loader puts a
+    fresh random non-zero u32 (or ``value``) there at launch, the device nonce of that boot. Else []."""
+    import secrets
+
+    from tinysplit.firmware.elfsym import symbol_address
+
+    addr = symbol_address(elf, BOOT_ENTROPY_SYMBOL) if elf.is_file() else None
+    if addr is None:
+        return []
+    v = secrets.randbelow(0xFFFFFFFF) + 1 if value is None else value
+    return ["-device", f"loader,addr=0x{addr:08x},data=0x{v:08x},data-len=4"]
+
+
 def qemu_command(board: Board, elf: Path, port: int, qemu: str | None = None) -> list[str]:
-    """The QEMU command line for ``elf`` on ``board`` with its UART on 127.0.0.1:``port``."""
+    """The QEMU command line for ``elf`` on ``board`` with its UART on 127.0.0.1:``port`` (and, for an
+    authenticated build, a fresh boot nonce: ``boot_entropy_args``)."""
     if board.emulator is None:
         raise InputError(f"board '{board.name}' has no emulator; it runs only on hardware")
     em = board.emulator
-    return [qemu or em.qemu_binary, "-M", em.qemu_machine, *em.extra_args,
+    return [qemu or em.qemu_binary, "-M", em.qemu_machine, *em.extra_args, *boot_entropy_args(Path(elf)),
             "-kernel", str(elf), "-nographic", "-monitor", "none",
             "-icount", f"shift={ICOUNT_SHIFT},sleep=off",
             "-semihosting-config", "enable=on,target=native",

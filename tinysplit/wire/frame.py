@@ -31,6 +31,7 @@ class FrameType(enum.IntEnum):
     RESULT = 0x08
     STATS = 0x09
     ADAPTIVE_OUTPUT = 0x0A
+    SESSION = 0x0B
 
 
 _TYPES = frozenset(int(t) for t in FrameType)

@@ -60,6 +60,15 @@ class RocoinPortion:
 
 
 @dataclass(frozen=True)
+class Session:
+    """SESSION (host -> device, authenticated frames only): the device nonce of the HELLO it answers
+    and the host's fresh nonce; together they bind every later frame to this session."""
+
+    device_nonce: int
+    host_nonce: int
+
+
+@dataclass(frozen=True)
 class AdaptiveOutput:
     """Adaptive ResNet: one chunk of the device model's int8 output of a sample (the frame's
     part_index/part_count place it, as for LATENT), with the skip mask that inference ran with
@@ -155,6 +164,12 @@ def _dec_kv(b: bytes) -> KeyValues:
     return KeyValues(tuple(struct.unpack_from("<BI", b, i) for i in range(0, len(b), 5)))
 
 
+def _dec_session(b: bytes) -> Session:
+    if len(b) != 8:
+        raise DecodeError("payload", f"session: {len(b)} bytes, need 8")
+    return Session(*struct.unpack("<II", b))
+
+
 def _dec_result(b: bytes) -> Result:
     if len(b) != 5:
         raise DecodeError("payload", f"result: {len(b)} bytes, need 5")
@@ -175,6 +190,7 @@ _CODECS: dict[FrameType, tuple[type, Callable[[Payload], bytes], Callable[[bytes
     FrameType.STATS: (KeyValues, lambda p: b"".join(struct.pack("<BI", k, v) for k, v in p.items), _dec_kv),
     FrameType.ADAPTIVE_OUTPUT: (AdaptiveOutput, lambda p: struct.pack("<II", p.skip_mask, p.instructions) + p.data,
                                 _dec_adaptive),
+    FrameType.SESSION: (Session, lambda p: struct.pack("<II", p.device_nonce, p.host_nonce), _dec_session),
 }
 
 
