@@ -69,7 +69,7 @@ def test_sigterm_writes_pending_samples_as_incomplete(digits_bundle, tmp_path):
 def test_serve_argument_errors(digits_bundle, tmp_path):
     r = run_cli("serve", "--bundle", str(digits_bundle), cwd=tmp_path)
     assert r.returncode == 2 and "nothing to listen on" in r.stderr
-    r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "tcp://x:1", cwd=tmp_path)
+    r = run_cli("serve", "--bundle", str(digits_bundle), "--listen", "tcp://x:1", "--insecure", cwd=tmp_path)
     assert r.returncode == 2 and "unknown transport" in r.stderr
     r = run_cli("serve", "--bundle", str(tmp_path), "--listen", "udp://127.0.0.1:0", "--insecure", cwd=tmp_path)
     assert r.returncode == 2 and "manifest.json" in r.stderr

@@ -260,7 +260,8 @@ def test_sigterm_under_overload_stops_within_its_bound_and_counts_the_rest(slow_
     out = tmp_path / "pred.jsonl"
     exe = Path(sys.executable).parent / "tinysplit"
     proc = subprocess.Popen([str(exe), "serve", "--bundle", str(slow_bundle), "--listen", f"udp://127.0.0.1:{port}",
-                             "--out", str(out), "--max-queue", "100000", "--shutdown-timeout", "1", "--json"],
+                             "--out", str(out), "--max-queue", "100000", "--shutdown-timeout", "1", "--json",
+                             "--insecure"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -5,7 +5,8 @@
  * project's LICENSE.
  *
  * Plain C99, static buffers only: a COBS receive buffer, one frame and one COBS transmit buffer
- * (about 3.2 KiB in all). Frames it builds are byte-identical to the Python codec's.
+ * (about 3.2 KiB in all; 60 bytes more and the session's 260 in an authenticated build). Frames it
+ * builds are byte-identical to the Python codec's (tinysplit.wire.auth's when TS_AUTH is defined).
  */
 #include "ts_device.h"
 
@@ -17,15 +18,28 @@
 /* The codec's reasons come before the receiver's (C99 has no _Static_assert). */
 typedef char ts_device_reasons_follow_the_codec[(TS_DROP_REASONS <= TS_DEVICE_DROP_BUNDLE) ? 1 : -1];
 
+#ifdef TS_AUTH
+/* A version 2 frame is 20 bytes longer: the buffers are sized for 1068-byte frames. */
+#define TS_DEVICE_MAX_FRAME TS_AUTH_MAX_FRAME
+#define TS_DEVICE_MAX_ENCODED TS_AUTH_MAX_ENCODED
+#define TS_DEVICE_NONCE_TRIES 8u /* draws of board_boot_nonce() before a board without entropy gives up */
+#else
+#define TS_DEVICE_MAX_FRAME TS_MAX_FRAME
+#define TS_DEVICE_MAX_ENCODED TS_MAX_ENCODED
+#endif
+
 static const ts_device_config *cfg;
 static const ts_device_app *app;
 
-static uint8_t rx_buf[TS_MAX_ENCODED];
-static uint8_t tx_frame[TS_MAX_FRAME];
-static uint8_t tx_cobs[TS_MAX_ENCODED];
+static uint8_t rx_buf[TS_DEVICE_MAX_ENCODED];
+static uint8_t tx_frame[TS_DEVICE_MAX_FRAME];
+static uint8_t tx_cobs[TS_DEVICE_MAX_ENCODED];
+#ifdef TS_AUTH
+static ts_auth_device auth; /* key, nonces, counters, receive window */
+#endif
 static ts_cobs_rx rx;
 static ts_drop_counters codec_drops; /* reasons 1..10, from the codec and the COBS receiver */
-static uint32_t receiver_drops[TS_DEVICE_DROP_REASONS]; /* reasons 11, 12 */
+static uint32_t receiver_drops[TS_DEVICE_DROP_REASONS]; /* reasons 11, 12 (and 13..16 authenticated) */
 
 static uint32_t frames_sent;
 static uint32_t frames_received;
@@ -102,6 +116,26 @@ static int send_built(size_t n)
     return 0;
 }
 
+#ifdef TS_AUTH
+static void send_hello(void);
+
+/* Seal the plain frame in tx_frame[0..n) under the session; 0 when it cannot be sent (an invalid
+ * frame, no session yet, or the counter spent: then the device says HELLO again for a new session). */
+static size_t seal_built(size_t n)
+{
+    size_t sealed;
+    if (n == 0u) {
+        return 0;
+    }
+    sealed = ts_auth_device_seal(&auth, tx_frame, n, sizeof tx_frame);
+    if (sealed == 0u && ts_auth_device_exhausted(&auth)) {
+        auth.host_nonce = 0u; /* the session is over: nothing is sent or accepted until the next SESSION */
+        send_hello();
+    }
+    return sealed;
+}
+#endif
+
 static ts_frame_header header(uint8_t type, uint32_t seq, uint16_t part_index, uint16_t part_count)
 {
     ts_frame_header h;
@@ -119,7 +153,11 @@ int ts_device_send(uint8_t type, uint32_t seq, uint16_t part_index, uint16_t par
     ts_frame_header h = header(type, seq, part_index, part_count);
     /* the payload already lies at tx_frame + TS_HEADER_SIZE: the encoder's memmove is a no-op */
     size_t n = ts_frame_encode(&h, ts_device_payload(), payload_len, tx_frame, sizeof tx_frame);
-    int err = send_built(n);
+    int err;
+#ifdef TS_AUTH
+    n = seal_built(n);
+#endif
+    err = send_built(n);
     if (err == 0) {
         app_bytes_sent += (uint32_t)n;
     }
@@ -143,6 +181,9 @@ static void send_hello(void)
     p.units_total = cfg->units_total;
     p.unit_bytes = cfg->unit_bytes;
     n = ts_build_hello(&h, &p, tx_frame, sizeof tx_frame); /* 0 (nothing sent) for a non-ASCII name */
+#ifdef TS_AUTH
+    n = n != 0u ? ts_auth_device_hello(&auth, tx_frame, n, sizeof tx_frame) : 0u;
+#endif
     if (n == 0u) {
         return;
     }
@@ -184,7 +225,11 @@ static void send_stats(uint32_t seq)
         items[n++].value = drops_of(r);
     }
     ts_frame_header h = header(TS_STATS, seq, 0u, 1u);
-    (void)send_built(ts_build_stats(&h, items, n, tx_frame, sizeof tx_frame));
+    size_t len = ts_build_stats(&h, items, n, tx_frame, sizeof tx_frame);
+#ifdef TS_AUTH
+    len = seal_built(len);
+#endif
+    (void)send_built(len);
 }
 
 static void on_input(const ts_frame_view *v)
@@ -255,9 +300,54 @@ static void on_control(const ts_frame_view *v)
     }
 }
 
+#ifdef TS_AUTH
+/* A version 2 frame: structure and CRC, bundle, device id, then session, window and tag, then the
+ * payload. Returns 1 with *v filled when the frame goes on to the dispatch; a SESSION that opened a
+ * session is answered here, by the STATS that confirms it. */
+static int open_sealed(const uint8_t *f, size_t n, ts_frame_view *v)
+{
+    ts_auth_frame af;
+    const ts_frame_header *h = &af.v.h;
+    unsigned r = ts_auth_split(f, n, &af);
+    if (r != TS_OK) {
+        drop(r);
+        return 0;
+    }
+    if (h->bundle_id != cfg->bundle_id) {
+        drop(TS_DEVICE_DROP_BUNDLE);
+        return 0;
+    }
+    if (h->device_id != cfg->device_id && h->device_id != TS_BROADCAST) {
+        return 0; /* another device's (under its key): not ours, not an error */
+    }
+    r = ts_auth_device_open(&auth, &af);
+    if (r != TS_OK) {
+        drop(r);
+        return 0;
+    }
+    if (h->type == (uint8_t)TS_SESSION) {
+        frames_received++;
+        send_stats(h->seq);
+        return 0;
+    }
+    r = (unsigned)ts_payload_check(&af.v);
+    if (r != TS_OK) {
+        drop(r);
+        return 0;
+    }
+    *v = af.v;
+    return 1;
+}
+#endif
+
 static void on_frame(const uint8_t *f, size_t n)
 {
     ts_frame_view v;
+#ifdef TS_AUTH
+    if (!open_sealed(f, n, &v)) {
+        return;
+    }
+#else
     ts_drop_reason r = ts_frame_decode(f, n, &v);
     if (r == TS_OK) {
         r = ts_payload_check(&v);
@@ -273,6 +363,7 @@ static void on_frame(const uint8_t *f, size_t n)
     if (v.h.device_id != cfg->device_id && v.h.device_id != TS_BROADCAST) {
         return; /* addressed to another device on a shared line: not ours, not an error */
     }
+#endif
     switch (v.h.type) {
     case TS_INPUT:
         if (cfg->input_bytes == 0u) {
@@ -304,6 +395,18 @@ void ts_device_run(const ts_device_config *config, const ts_device_app *hooks)
     cfg = config;
     app = hooks;
     board_uart_init();
+#ifdef TS_AUTH
+    {
+        uint32_t nonce = 0u;
+        unsigned tries;
+        for (tries = 0u; tries < TS_DEVICE_NONCE_TRIES && nonce == 0u; tries++) {
+            nonce = board_boot_nonce();
+        }
+        if (ts_auth_device_init(&auth, ts_device_key, nonce) != 0) {
+            board_exit(BOARD_EXIT_FAULT); /* no entropy, no session: a fixed nonce would let old sessions replay */
+        }
+    }
+#endif
     ts_drops_reset(&codec_drops);
     ts_cobs_rx_init(&rx, rx_buf, sizeof rx_buf, &codec_drops);
     if (cfg->udp) {

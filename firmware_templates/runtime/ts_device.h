@@ -39,13 +39,28 @@
  *            (ts_device_instructions), 6 and 7 the low and high 32 bits of the instructions of every
  *            inference since boot (the sum of ts_device_instructions), 8 the bytes of the frames the
  *            app sent since boot (ts_device_send: header, payload and CRC, before COBS; modulo 2^32),
- *            16+r drops of reason r, r = 1..12. Keys 6 to 8 are the device's own energy accounts:
- *            the host turns them into joules with the device's energy per instruction and per byte.
+ *            16+r drops of reason r, r = 1..12 (1..16 in an authenticated build). Keys 6 to 8 are the
+ *            device's own energy accounts: the host turns them into joules with the device's energy per
+ *            instruction and per byte.
  *   RESULT   counted as received.
  *   Others   dropped as `unexpected_type` (12); a wrong bundle id as `bundle` (11); frames for
  *            another device id are ignored without counting.
  *
- * STATS last error: the last drop reason r (1..12), TS_DEVICE_ERROR_NET | e when net_init() or
+ * Authenticated build (TS_AUTH defined for every file of the project; docs/wire-protocol.md,
+ * "Authenticated frames"): at boot the runtime draws a non-zero device nonce from board_boot_nonce()
+ * (board.h; a board whose source gives 0 eight times in a row ends the run with BOARD_EXIT_FAULT) and
+ * sends HELLO sealed with it. It accepts only version 2 frames: a version 1 frame is dropped as
+ * `unauthenticated` (13). Before the host's SESSION (0x0B) every other frame is dropped as `session`
+ * (16); a SESSION that verifies under the device nonce opens a session (send counter and receive
+ * window reset) and is answered at once with a sealed STATS reply that confirms it. Every frame is
+ * checked in this order: structure and CRC (ts_auth_split), bundle, device id, then the session, the
+ * replay window (`replay`, 15) and the tag under ts_device_key (`auth`, 14), then the payload rules.
+ * Every frame the runtime sends (HELLO, STATS, ts_device_send) is sealed; "bytes sent" (key 8) then
+ * counts the sealed frames (20 bytes more each). When the send counter is spent the device says
+ * HELLO again. STATS gains keys 29..32, the drops of reasons 13..16. The build must provide
+ * `const uint8_t ts_device_key[32]`, the device's own key. Unauthenticated builds are unchanged.
+ *
+ * STATS last error: the last drop reason r (1..12; 1..16 authenticated), TS_DEVICE_ERROR_NET | e when net_init() or
  * net_send() failed with e, or whatever the app set with ts_device_error(): TS_DEVICE_ERROR_INVOKE |
  * status when the model's invoke failed, TS_DEVICE_ERROR_CONTROL | key when on_control rejected a
  * CONTROL value (e.g. 0x304: a skip mask with bits at or above the model's skippable blocks).
@@ -61,6 +76,9 @@
 #include <stdint.h>
 
 #include "ts_wire.h"
+#ifdef TS_AUTH
+#include "ts_auth.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,7 +95,16 @@ extern "C" {
 /* Receiver-level drop reasons after the codec's 1..10 (STATS keys 16+r). */
 #define TS_DEVICE_DROP_BUNDLE 11u
 #define TS_DEVICE_DROP_UNEXPECTED_TYPE 12u
+#ifdef TS_AUTH
+/* Authenticated builds (ts_auth.h): 13 unauthenticated, 14 auth, 15 replay, 16 session. */
+#define TS_DEVICE_DROP_UNAUTHENTICATED TS_AUTH_DROP_UNAUTHENTICATED
+#define TS_DEVICE_DROP_AUTH TS_AUTH_DROP_AUTH
+#define TS_DEVICE_DROP_REPLAY TS_AUTH_DROP_REPLAY
+#define TS_DEVICE_DROP_SESSION TS_AUTH_DROP_SESSION
+#define TS_DEVICE_DROP_REASONS 17u /* number of reasons, 0 included */
+#else
 #define TS_DEVICE_DROP_REASONS 13u /* number of reasons, 0 included */
+#endif
 #define TS_STATS_PER_REASON 16u /* STATS key of drop reason r: 16 + r */
 /* STATS last error codes besides the drop reasons. */
 #define TS_DEVICE_ERROR_INVOKE 0x100u /* | (status & 0xFF) of a failed model invoke */
@@ -108,6 +135,11 @@ typedef struct {
     void (*on_control)(uint8_t key, uint32_t value);
 } ts_device_app;
 
+#ifdef TS_AUTH
+/* The device's own 32-byte key, provided by the project (never in a bundle). */
+extern const uint8_t ts_device_key[TS_AUTH_KEY_SIZE];
+#endif
+
 /* Initializes the UART (and the NIC when cfg->udp), sends HELLO, then receives and dispatches frames
  * forever. Ends only by CONTROL exit (board_exit). */
 void ts_device_run(const ts_device_config *cfg, const ts_device_app *app) TS_DEVICE_NORETURN;
@@ -117,8 +149,9 @@ uint8_t *ts_device_payload(void);
 
 /* Sends one frame of `type` whose payload_len bytes were written at ts_device_payload(), with this
  * device's id and bundle id, to the host by the build's transport. Returns 0 when it was sent;
- * nonzero when the frame is invalid (payload_len > TS_MAX_PAYLOAD, part_index >= part_count) or
- * net_send() failed (then STATS last error is TS_DEVICE_ERROR_NET | error). */
+ * nonzero when the frame is invalid (payload_len > TS_MAX_PAYLOAD, part_index >= part_count), cannot
+ * be sealed (authenticated build: no session yet, or the counter spent) or net_send() failed (then
+ * STATS last error is TS_DEVICE_ERROR_NET | error). */
 int ts_device_send(uint8_t type, uint32_t seq, uint16_t part_index, uint16_t part_count, size_t payload_len);
 
 /* Sets STATS key 4, last error (e.g. TS_DEVICE_ERROR_INVOKE | status, TS_DEVICE_ERROR_CONTROL | key). */

@@ -1,6 +1,8 @@
 /* A host "board" for the device runtime's tests (tests/test_device_runtime.py): stdin is the UART's
  * receive line, stdout its transmit line, exit() is board_exit, and a stub counter. The board.h it
- * implements is rendered from firmware_templates/common/board.h.j2 by the test. */
+ * implements is rendered from firmware_templates/common/board.h.j2 by the test. Built with TS_AUTH
+ * (tests/test_device_runtime_auth.py), its boot nonce comes from $DEVRT_BOOT_NONCE: one number, or a
+ * comma-separated list that successive draws take in turn (the last one repeats; unset: 0). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -49,3 +51,23 @@ uint32_t counter_instructions(void)
 {
     return 1000u + starts;
 }
+
+#ifdef TS_AUTH
+uint32_t board_boot_nonce(void)
+{
+    static const char *next;
+    static unsigned long last;
+    char *end;
+    if (next == NULL) {
+        next = getenv("DEVRT_BOOT_NONCE");
+        if (next == NULL) {
+            next = "0";
+        }
+    }
+    if (*next != '\0') {
+        last = strtoul(next, &end, 0);
+        next = *end == ',' ? end + 1 : end;
+    }
+    return (uint32_t)last;
+}
+#endif

@@ -10,7 +10,8 @@
  *                           bits at or above APP_SKIP_BLOCKS is rejected (the mask stays, STATS last
  *                           error TS_DEVICE_ERROR_CONTROL | 4); key 202 reports v instructions
  *                           (ts_device_instructions(v)), as if an inference had run.
- * Arguments: "udp" (frames by net_send), "nohooks" (both hooks NULL), "noinput" (input_bytes 0). */
+ * Arguments: "udp" (frames by net_send), "nohooks" (both hooks NULL), "noinput" (input_bytes 0).
+ * Built with TS_AUTH, the device key is the test key of tinysplit/wire/auth_vectors.json (bytes 0..31). */
 #include <string.h>
 
 #include "board.h"
@@ -24,6 +25,13 @@
 #define APP_SKIP_BLOCKS 8u
 
 static uint32_t skip_mask;
+
+#ifdef TS_AUTH
+const uint8_t ts_device_key[TS_AUTH_KEY_SIZE] = {
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+};
+#endif
 
 static uint8_t input[APP_INPUT_BYTES];
 

@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 
 CONTROL_EXIT = 5  # CONTROL key: the device exits with status (value & 0xFF)
 STATS_REASONS = ("short", "magic", "version", "length", "crc", "type", "part", "payload", "cobs", "oversize",
-                 "bundle", "unexpected_type")  # STATS key 16 + r, r = 1..12
+                 "bundle", "unexpected_type",  # STATS key 16 + r, r = 1..12
+                 "unauthenticated", "auth", "replay", "session")  # r = 13..16: authenticated builds only
 STATS_NAMES = {1: "sent", 2: "received", 3: "drops", 4: "last_error", 5: "instructions",
                6: "instructions_total_low", 7: "instructions_total_high", 8: "app_bytes_sent",
                **{16 + r: f"drops_{name}" for r, name in enumerate(STATS_REASONS, start=1)}}
