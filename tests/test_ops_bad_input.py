@@ -40,14 +40,16 @@ def test_manifest_scale_out_of_range_names_the_field(digits_bundle, tmp_path, va
 
 def test_manifest_that_is_not_utf8(digits_bundle, tmp_path):
     b = bundle_with(digits_bundle, tmp_path, lambda data: data.replace(b'"digits"', b'"dig\xffits"', 1))
-    r = run_cli("serve", "--insecure", "--bundle", str(b), "--listen", "udp://127.0.0.1:0", "--duration", "2", cwd=tmp_path)
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(b), "--listen", "udp://127.0.0.1:0", "--duration", "2", cwd=tmp_path)
     assert r.returncode == 2 and "not UTF-8" in r.stderr and "manifest.json" in r.stderr, r.stderr
 
 
 def test_manifest_unit_channels_not_a_number(digits_bundle, tmp_path):
     b = bundle_with(digits_bundle, tmp_path, lambda data: re.sub(rb'"unit_channels": \d+', b'"unit_channels": "two"',
                                                                  data))
-    r = run_cli("serve", "--insecure", "--bundle", str(b), "--listen", "udp://127.0.0.1:0", "--duration", "2", cwd=tmp_path)
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(b), "--listen", "udp://127.0.0.1:0", "--duration", "2", cwd=tmp_path)
     assert r.returncode == 2 and "method_data.nair.unit_channels" in r.stderr, r.stderr
 
 

@@ -49,7 +49,8 @@ def whole_sample_frames(bundle: Path, n: int, device: int = 3) -> list[bytes]:
 
 def start_serve(bundle: Path, port: int, *args: str, preexec=None) -> subprocess.Popen:
     """``tinysplit serve`` on udp://127.0.0.1:PORT, returned once it holds the port (or has exited)."""
-    proc = subprocess.Popen([str(EXE), "serve", "--insecure", "--bundle", str(bundle), "--listen", f"udp://127.0.0.1:{port}",
+    proc = subprocess.Popen([str(EXE), "serve", "--insecure",
+                             "--bundle", str(bundle), "--listen", f"udp://127.0.0.1:{port}",
                              "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=preexec)
     deadline = time.monotonic() + 60
@@ -95,7 +96,8 @@ def test_unwritable_out_fails_at_start(digits_bundle, tmp_path, where):
 
 def test_a_server_that_predicted_nothing_leaves_no_file(digits_bundle, tmp_path):
     out = tmp_path / "sub" / "pred.jsonl"
-    r = run_cli("serve", "--insecure", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--out", str(out),
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--out", str(out),
                 "--duration", "0.5", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not out.exists()
@@ -229,7 +231,8 @@ def test_metrics_clients_cannot_starve_predictions_of_file_descriptors(digits_bu
     predictions (no tail_error, no tracebacks): every sample is predicted and written."""
     port, mport = free_udp_port(), free_tcp_port()
     out = tmp_path / "p.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", _LOW_FD_SCRIPT, "serve", "--insecure", "--bundle", str(digits_bundle),
+    proc = subprocess.Popen([sys.executable, "-c", _LOW_FD_SCRIPT, "serve", "--insecure",
+                             "--bundle", str(digits_bundle),
                              "--listen", f"udp://127.0.0.1:{port}", "--out", str(out), "--metrics",
                              f"127.0.0.1:{mport}", "--json", "--deadline-ms", "60000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -273,7 +276,8 @@ def test_metrics_clients_cannot_starve_predictions_of_file_descriptors(digits_bu
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
 def test_deadline_must_be_finite_and_positive(digits_bundle, tmp_path, value):
-    r = run_cli("serve", "--insecure", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", f"--deadline-ms={value}",
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", f"--deadline-ms={value}",
                 "--duration", "1", cwd=tmp_path)
     assert r.returncode == 2 and "--deadline-ms must be a finite number" in r.stderr, r.stderr
 
@@ -312,18 +316,21 @@ def test_metrics_on_ipv6_loopback(digits_bundle, tmp_path):
                                          ("[nothost]:9100", "not a bracketed IPv6"),
                                          ("127.0.0.1:99999", "port must be a number")])
 def test_bad_metrics_addresses(digits_bundle, tmp_path, value, says):
-    r = run_cli("serve", "--insecure", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--metrics", value,
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--metrics", value,
                 "--duration", "1", cwd=tmp_path)
     assert r.returncode == 2 and says in r.stderr, r.stderr
 
 
 def test_binding_all_interfaces_is_said_in_the_log(digits_bundle, tmp_path):
-    r = run_cli("serve", "--insecure", "--bundle", str(digits_bundle), "--listen", "udp://0.0.0.0:0", "--metrics", "0.0.0.0:0",
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(digits_bundle), "--listen", "udp://0.0.0.0:0", "--metrics", "0.0.0.0:0",
                 "--duration", "0.5", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("WARNING") and "ALL interfaces" in line]
     assert len(warnings) == 2 and any("udp://0.0.0.0:0" in w for w in warnings) and \
         any("/metrics" in w for w in warnings)
-    r = run_cli("serve", "--insecure", "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--metrics", "127.0.0.1:0",
+    r = run_cli("serve", "--insecure",
+                "--bundle", str(digits_bundle), "--listen", "udp://127.0.0.1:0", "--metrics", "127.0.0.1:0",
                 "--duration", "0.5", cwd=tmp_path)
     assert r.returncode == 0 and "ALL interfaces" not in r.stderr, r.stderr
