@@ -25,7 +25,7 @@ import numpy as np
 from tinysplit.errors import InputError
 from tinysplit.host_server.assemblers import Assembler, Completed, make_assembler
 from tinysplit.host_server.auth import AuthGate
-from tinysplit.host_server.metrics import Metrics, serve_metrics
+from tinysplit.host_server.metrics import Metrics, MetricsServer, serve_metrics
 from tinysplit.host_server.sinks import Sink, SinkError
 from tinysplit.host_server.tail import TailRunner
 from tinysplit.host_server.transports import Transport, open_transport
@@ -95,7 +95,7 @@ class TailServer:
         self._sends: set[asyncio.Task] = set()
         self._control_seq = 0
         self._tasks: list[asyncio.Task] = []
-        self._metrics_server: asyncio.AbstractServer | None = None
+        self._metrics_server: MetricsServer | None = None
         self._closing = False
         # set when the server cannot go on (the predictions sink failed): ``failure`` says why
         self.failed = asyncio.Event()
