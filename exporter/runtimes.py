@@ -14,7 +14,9 @@ from typing import Iterator
 
 import numpy as np
 
-from tinysplit.errors import VerificationError
+from tinysplit.errors import UnsupportedModelError, VerificationError
+
+TFLM_ARENA_BYTES = 1 << 20  # the arena the TFLite Micro reference runs with: more than a microcontroller has
 
 
 @contextmanager
@@ -52,13 +54,33 @@ class ReferenceRunner:
         return [self._it.get_tensor(d["index"]).copy() for d in self._out]
 
 
+def _allocation_error(e: RuntimeError, lines: list[str], arena_size: int) -> Exception:
+    """What TFLite Micro's failure to load a model means for the user."""
+    said = " ".join(line.strip() for line in lines if line.strip())
+    if "allocate" not in str(e).lower() and "resize buffer" not in said.lower():
+        return UnsupportedModelError(f"TFLite Micro cannot load this model: {e}" + (f" ({said})" if said else ""))
+    m = re.search(r"Requested: (\d+), available (\d+)", said)
+    need = f" (it asked for {int(m.group(1)):,} bytes with {int(m.group(2)):,} left)" if m else ""
+    return UnsupportedModelError(
+        f"TFLite Micro could not allocate the model's tensors in a {arena_size:,}-byte arena{need}: the device "
+        "model's activations are too large for a microcontroller. Make the device piece smaller: a smaller input "
+        "(downsample it), fewer channels, or an earlier stride or pooling before the wide layers")
+
+
 class TflmRunner:
     """The TFLite Micro interpreter (reference kernels, x86 build of the real runtime)."""
 
-    def __init__(self, model_bytes: bytes, num_outputs: int, arena_size: int = 1 << 20) -> None:
+    def __init__(self, model_bytes: bytes, num_outputs: int, arena_size: int = TFLM_ARENA_BYTES) -> None:
         from tflite_micro.python.tflite_micro import runtime
 
-        self._it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+        with capture_c_stderr() as lines:
+            try:
+                self._it = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+                failed = None
+            except RuntimeError as e:
+                failed = e
+        if failed is not None:
+            raise _allocation_error(failed, lines, arena_size) from None
         self.num_outputs = num_outputs
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:

@@ -25,8 +25,8 @@ import numpy as np
 from tinysplit.errors import InputError
 from tinysplit.host_server.assemblers import Assembler, Completed, make_assembler
 from tinysplit.host_server.auth import AuthGate
-from tinysplit.host_server.metrics import Metrics, serve_metrics
-from tinysplit.host_server.sinks import Sink
+from tinysplit.host_server.metrics import Metrics, MetricsServer, serve_metrics
+from tinysplit.host_server.sinks import Sink, SinkError
 from tinysplit.host_server.tail import TailRunner
 from tinysplit.host_server.transports import Transport, open_transport
 from tinysplit.manifest import Manifest, load_manifest
@@ -73,6 +73,7 @@ class TailServer:
         self.sink = sink
         self.metrics = Metrics()
         self.metrics.transport_drops = self.transport_drops
+        self.metrics.link_counters = self.link_counters
         self.clock = clock
         self.assembler = (assembler or make_assembler)(self.manifest, config.deadline_s, self.metrics)
         specs = {t.name: t for t in self.manifest.host_tails}
@@ -94,8 +95,11 @@ class TailServer:
         self._sends: set[asyncio.Task] = set()
         self._control_seq = 0
         self._tasks: list[asyncio.Task] = []
-        self._metrics_server: asyncio.AbstractServer | None = None
+        self._metrics_server: MetricsServer | None = None
         self._closing = False
+        # set when the server cannot go on (the predictions sink failed): ``failure`` says why
+        self.failed = asyncio.Event()
+        self.failure: Exception | None = None
         self._handlers: dict[FrameType, Callable[[Session, Frame], None]] = {
             FrameType.HELLO: self._on_hello,
             FrameType.STATS: self._on_stats,
@@ -245,6 +249,9 @@ class TailServer:
         self.tails[c.tail].submit(c)
 
     def _on_batch(self, items: list[Completed], logits: np.ndarray) -> None:
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():  # written as null scores (valid JSON), counted
+            self.metrics.inc("nonfinite_scores", int((~finite).sum()))
         self._predictions(items, logits.argmax(1).tolist(),
                           np.round(logits.astype(np.float64), 5).tolist())
 
@@ -260,7 +267,17 @@ class TailServer:
                 "path": "device" if c.tail is None else c.tail, "label": label,
                 "class": classes[label] if label < len(classes) else str(label),
                 "scores": sc, "latency_ms": round(latency * 1000, 3)})
-        self.sink.write_many(records)
+        if self.failure is not None:
+            self.metrics.lost("output_error", len(records))
+            return
+        try:
+            self.sink.write_many(records)
+        except SinkError as e:  # counted, once logged, and the server stops (the CLI exits non-zero)
+            self.metrics.lost("output_error", len(records))
+            self.failure = e
+            log.error("%s; %d prediction(s) lost; stopping", e, len(records))
+            self.failed.set()
+            return
         self.metrics.inc("predictions", len(records))
         if self.config.send_results and not self._closing:
             task = asyncio.get_running_loop().create_task(self._send_results(items, labels))
@@ -335,6 +352,10 @@ class TailServer:
                 out[k] = out.get(k, 0) + v
         return out
 
+    def link_counters(self) -> dict[str, int]:
+        """Reopened links and failed attempts to reopen them, over all transports."""
+        return {k: sum(getattr(t.stats, k) for t in self.transports) for k in ("reconnects", "reconnect_attempts")}
+
     def accounting(self) -> dict[str, Any]:
         """Where every sample received went: ``received == predicted + sum(dropped) + pending +
         in_flight`` (``balanced``). At rest (after stop) pending and in_flight are 0, so every sample
@@ -351,6 +372,7 @@ class TailServer:
     def report(self) -> dict[str, Any]:
         snap = self.metrics.snapshot()
         snap["transport_drops"] = self.transport_drops()
+        snap["links"] = self.link_counters()
         snap["devices"] = len(self.sessions)
         snap["tail_batches"] = sum(t.batches for t in self.tails.values())
         snap["accounting"] = self.accounting()

@@ -44,3 +44,15 @@ class ToolchainError(TinysplitError):
     """A required external tool (cross compiler, emulator, Python extra) is missing or failed."""
 
     exit_code = 6
+
+
+class OutputError(TinysplitError):
+    """Writing a result failed while running (disk full, an I/O error): what was lost is counted."""
+
+    exit_code = 74
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived. Raised in the main thread (like KeyboardInterrupt, not an Exception,
+    so no handler swallows it) so that every ``finally`` and ``with`` cleans up on the way out; the
+    CLI exits 143."""

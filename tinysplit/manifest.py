@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -170,12 +171,14 @@ def validate_manifest_dict(data: Any, source: str = MANIFEST_NAME) -> None:
         raise ManifestError(
             f"{source}: field 'version' is {ver}, this tinysplit {__version__} reads version {VERSION}; "
             "re-export the bundle with this tinysplit or install the matching release")
+    _check_finite(data, source)
     validator = jsonschema.Draft202012Validator(manifest_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.path), list(map(str, e.path))))
     if errors:
         e = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ManifestError(f"{source}: field '{_field_path(e.path)}': {e.message}{more}")
+    _check_scales(data, source)
     validate_method_data(data["method"], data["method_data"], source)
     names = [m["name"] for m in data["device_models"]]
     if len(set(names)) != len(names):
@@ -185,6 +188,56 @@ def validate_manifest_dict(data: Any, source: str = MANIFEST_NAME) -> None:
             if c not in names:
                 raise ManifestError(f"{source}: field 'host_tails[{i}].consumes': '{c}' is not a device model "
                                     f"(device models: {', '.join(names)})")
+
+
+# An int8 scale the host dequantizes with in float32 and quantizes inputs with: a positive, normal float32
+# whose 255-fold (the widest int8 range) is still a finite float32.
+SCALE_MIN = 1.1754944e-38  # float32's smallest normal number
+SCALE_MAX = 1e36
+
+
+def _first_non_finite(x: Any, path: list[Any]) -> list[Any] | None:
+    """The path of the first NaN or infinite number in parsed JSON, or None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return path
+    if isinstance(x, dict):
+        items = x.items()
+    elif isinstance(x, list):
+        items = enumerate(x)
+    else:
+        return None
+    for k, v in items:
+        found = _first_non_finite(v, [*path, k])
+        if found is not None:
+            return found
+    return None
+
+
+def _check_finite(data: Any, source: str) -> None:
+    """ManifestError naming the field of a NaN or infinite number anywhere in the manifest (Python's
+    json reads the non-standard NaN/Infinity literals; the schema's bounds do not catch NaN)."""
+    bad = _first_non_finite(data, [])
+    if bad is not None:
+        raise ManifestError(f"{source}: field '{_field_path(bad)}' is {_value_at(data, bad)}: numbers must be "
+                            "finite (NaN and Infinity are not JSON); re-export the bundle or fix the value")
+
+
+def _check_scales(data: dict[str, Any], source: str) -> None:
+    """ManifestError naming the field of an int8 scale float32 cannot use (after the schema passed)."""
+    for i, m in enumerate(data["device_models"]):
+        for side in ("inputs", "outputs"):
+            for j, t in enumerate(m[side]):
+                if not SCALE_MIN <= t["scale"] <= SCALE_MAX:
+                    raise ManifestError(
+                        f"{source}: field 'device_models[{i}].{side}[{j}].scale' is {t['scale']!r}: an int8 scale "
+                        f"must lie in [{SCALE_MIN:.4g}, {SCALE_MAX:.0g}] (outside it float32 overflows or "
+                        "underflows); the model's quantization is broken: re-export the bundle")
+
+
+def _value_at(data: Any, path: list[Any]) -> Any:
+    for p in path:
+        data = data[p]
+    return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(repr(data), repr(data))
 
 
 def manifest_from_dict(data: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
@@ -222,7 +275,15 @@ def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
         raise ManifestError(f"'{bundle}' has no {MANIFEST_NAME}: is it a tinysplit bundle? "
                             "(create one with 'tinysplit export')")
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start} is "
+                            "invalid); a manifest is UTF-8 JSON as 'tinysplit export' writes it: re-export the "
+                            "bundle") from None
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     m = manifest_from_dict(data, str(path))

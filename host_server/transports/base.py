@@ -17,6 +17,8 @@ class TransportStats:
     frames_in: int = 0
     frames_out: int = 0
     drops: dict[str, int] = field(default_factory=dict)  # framing-level drops (cobs, oversize, datagram)
+    reconnects: int = 0  # a lost link opened again (serial, socket)
+    reconnect_attempts: int = 0  # attempts to reopen it that failed
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n

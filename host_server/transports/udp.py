@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Hashable
 
 from tinysplit.errors import InputError
+from tinysplit.host_server.addr import split_host_port, warn_if_all_interfaces
 from tinysplit.host_server.transports.base import OnFrame, Transport
 from tinysplit.wire.frame import MAX_FRAME
 
 
 def parse_host_port(url: str, scheme: str) -> tuple[str, int]:
-    rest = url[len(scheme) + 3:]
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InputError(f"'{url}' is not {scheme}://HOST:PORT (e.g. {scheme}://127.0.0.1:5600)")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """``udp://HOST:PORT`` or ``udp://[IPV6]:PORT`` -> (host, port); an empty host is 0.0.0.0 (every interface)."""
+    return split_host_port(url[len(scheme) + 3:], f"the {scheme}:// URL", "0.0.0.0")
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -57,6 +55,7 @@ class UdpTransport(Transport):
                                                               local_addr=(self.host, self.port))
         except OSError as e:
             raise InputError(f"cannot listen on {self.url}: {e.strerror or e}; pick a free port") from None
+        warn_if_all_interfaces(self.host, self.bound_port, f"the frame listener {self.url}")
         sock = self._tr.get_extra_info("socket")
         try:  # room for bursts from many devices
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -5,23 +5,30 @@ each, and in the methods' own command modules (``tinysplit.methods.METHODS[...].
 module imports them; none of them imports it back, and no stage package imports the CLI.
 
 Exit codes: 0 success; 2 bad input or usage; 3 unsupported model; 4 conversion failed;
-5 verification failed; 6 toolchain or install extra missing; 70 internal error; 130 interrupted.
+5 verification failed; 6 toolchain or install extra missing; 70 internal error; 74 writing output
+failed while running (disk full, I/O error); 130 interrupted (SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
+import signal
 import sys
+import threading
 from typing import Callable
 
 from tinysplit import __version__
-from tinysplit.errors import TinysplitError
+from tinysplit import children
+from tinysplit.errors import Terminated, TinysplitError
 from tinysplit.extras import missing_extra_error
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 CommandTable = dict[str, tuple[Callable, Callable]]
 
@@ -65,16 +72,63 @@ def _fail(e: TinysplitError, verbose: bool) -> int:
     return e.exit_code
 
 
+_terminated_by: str | None = None
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP: stop the child processes (emulators, build tools) at once, then unwind so that
+    temporary folders and open files are cleaned up on the way out: raise Terminated, or, inside
+    ``asyncio.run``, take its Ctrl-C path (cancel the main task, whose ``finally`` blocks run, then
+    KeyboardInterrupt), since asyncio would swallow an exception raised inside one of its callbacks.
+    Further signals are ignored meanwhile: the cleanup is not cut short."""
+    global _terminated_by
+    for sig in TERMINATING_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    _terminated_by = signal.Signals(signum).name
+    children.stop_all()
+    try:
+        asyncio.get_running_loop()
+        on_sigint = signal.getsignal(signal.SIGINT)
+    except RuntimeError:
+        on_sigint = None
+    if callable(on_sigint) and on_sigint is not signal.default_int_handler:  # asyncio.run's own handler
+        on_sigint(signal.SIGINT, frame)
+        return
+    raise Terminated(_terminated_by)
+
+
+def _install_terminate_handlers() -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _on_terminate) for sig in TERMINATING_SIGNALS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    global _terminated_by
+    _terminated_by = None
+    previous = _install_terminate_handlers()
+    try:
+        return _run(args)
+    finally:
+        children.stop_all()  # a child a failed command left behind does not outlive it
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command][1](args)
     except TinysplitError as e:
         return _fail(e, args.verbose)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
+        if _terminated_by is not None:
+            print(f"tinysplit: terminated ({_terminated_by}); its child processes were stopped and its temporary "
+                  "folders removed", file=sys.stderr)
+            return EXIT_TERMINATED
         print("tinysplit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:

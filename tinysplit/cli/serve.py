@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import sys
 from pathlib import Path
@@ -19,15 +20,20 @@ def add_serve(sub) -> None:
                                    "as Prometheus text and printed on exit. Stops cleanly on SIGINT/SIGTERM.")
     p.add_argument("--bundle", required=True, metavar="DIR", help="bundle directory (from tinysplit export)")
     p.add_argument("--listen", action="append", default=[], metavar="URL",
-                   help="udp://HOST:PORT to listen on (repeatable)")
+                   help="udp://HOST:PORT or udp://[IPV6]:PORT to listen on (repeatable; 0.0.0.0 or :: "
+                        "is every interface, said in a WARNING)")
     p.add_argument("--serial", action="append", default=[], metavar="URL",
-                   help="serial:///dev/ttyACM0?baud=115200 or socket://HOST:PORT (QEMU) (repeatable)")
+                   help="serial:///dev/ttyACM0?baud=115200 or socket://HOST:PORT (QEMU) (repeatable; a link that "
+                        "closes is reopened with backoff)")
     p.add_argument("--out", default="predictions.jsonl", metavar="FILE",
-                   help="JSONL predictions file, appended to (default predictions.jsonl)")
+                   help="JSONL predictions file, appended to (default predictions.jsonl); opened at start: if "
+                        "writing fails later the server stops and exits 74, the lost predictions counted")
     p.add_argument("--deadline-ms", type=float, default=500.0,
                    help="a sample completes this long after its first slice at the latest (default 500)")
     p.add_argument("--send-results", action="store_true", help="send each prediction back to its device")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus text at http://HOST:PORT/metrics")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus text at http://HOST:PORT/metrics ([IPV6]:PORT for IPv6; :PORT is "
+                        "127.0.0.1); 16 connections at most, 5 s each")
     p.add_argument("--max-batch", type=int, default=64, help="largest tail micro-batch (default 64)")
     p.add_argument("--session-idle-s", type=float, default=300.0, metavar="S",
                    help="forget a device silent this long: its session, its sequence window, its pending samples "
@@ -52,21 +58,29 @@ def add_serve(sub) -> None:
 def _metrics_addr(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InputError(f"--metrics '{text}' must be HOST:PORT, e.g. 127.0.0.1:9100")
-    return host or "127.0.0.1", int(port)
+    from tinysplit.host_server.addr import split_host_port
+
+    return split_host_port(text, "--metrics", "127.0.0.1")
 
 
-async def _serve(args) -> dict:
+def _positive(name: str, value: float | None, unit: str) -> None:
+    """InputError unless ``value`` (when given) is a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a finite number of {unit} greater than 0, got {value}")
+
+
+async def _serve(args) -> tuple[dict, Exception | None]:
+    from tinysplit.host_server.addr import host_port_text
     from tinysplit.host_server.server import ServerConfig, TailServer
     from tinysplit.host_server.sinks import JsonlSink
 
     urls = [*args.listen, *args.serial]
     if not urls:
         raise InputError("nothing to listen on: give --listen udp://HOST:PORT and/or --serial URL")
-    if args.deadline_ms <= 0 or args.max_batch < 1:
-        raise InputError("--deadline-ms must be > 0 and --max-batch >= 1")
+    _positive("--deadline-ms", args.deadline_ms, "milliseconds")
+    _positive("--duration", args.duration, "seconds")
+    if args.max_batch < 1:
+        raise InputError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not 0 < args.session_idle_s < float("inf"):
         raise InputError(f"--session-idle-s {args.session_idle_s}: give a number of seconds > 0, e.g. 300")
     if args.max_queue < 1:
@@ -87,30 +101,34 @@ async def _serve(args) -> dict:
                           max_batch=args.max_batch, metrics_addr=_metrics_addr(args.metrics),
                           session_idle_s=args.session_idle_s, max_queue=args.max_queue,
                           shutdown_timeout_s=args.shutdown_timeout, keys=keys)
-    server = TailServer(config, JsonlSink(args.out))
+    sink = JsonlSink(args.out)
+    server = TailServer(config, sink)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sink.open()  # an unwritable --out fails here, before any frame is taken
     try:
         await server.start()
         print(f"tinysplit serve: bundle '{server.manifest.name}' ({server.manifest.bundle_id}) on "
               f"{', '.join(urls)}; predictions -> {args.out}; "
               + (f"authenticated frames from {len(keys)} device(s)" if keys else
                  "UNAUTHENTICATED frames (--insecure, lab only)")
-              + (f"; metrics on http://{config.metrics_addr[0]}:{server.metrics_port}/metrics"
+              + (f"; metrics on http://{host_port_text(config.metrics_addr[0], server.metrics_port)}/metrics"
                  if config.metrics_addr else ""), file=sys.stderr, flush=True)
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.failed.wait())]
         try:
-            await asyncio.wait_for(stop.wait(), args.duration)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
     finally:
         await server.stop()
-    return server.report()
+    return server.report(), server.failure
 
 
 def run_serve(args) -> int:
-    report = asyncio.run(_serve(args))
+    report, failure = asyncio.run(_serve(args))
     if args.json:
         emit_json(report)
     else:
@@ -122,6 +140,12 @@ def run_serve(args) -> int:
               f"{dict(report['drops'])} transport drops {report['transport_drops']}, samples dropped "
               f"{dict(report['sample_drops'])}"
               + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else ""), file=sys.stderr)
+    if failure is not None:  # the sink failed: the counters above say how many predictions were lost
+        from tinysplit.errors import OutputError
+
+        lost = report["sample_drops"].get("output_error", 0)
+        raise OutputError(f"{failure}; the server stopped, {lost} prediction(s) lost (counted as dropped samples, "
+                          "reason output_error); free space or fix the output and restart") from None
     return 0
 
 

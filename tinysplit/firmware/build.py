@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinysplit import children
 from tinysplit.boards import Board, get_board
 from tinysplit.errors import InputError, ToolchainError
 from tinysplit.firmware.project import load_project_meta
@@ -99,7 +100,7 @@ def measure(elf: Path, board: Board) -> tuple[int, int, int]:
 def _run(cmd: list[str], cwd: Path, what: str) -> str:
     log.debug("running %s", " ".join(cmd))
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        proc = children.run(cmd, timeout=BUILD_TIMEOUT_S, cwd=cwd)  # the tools' whole group dies on errors
     except subprocess.TimeoutExpired:
         raise ToolchainError(f"{what} took longer than {BUILD_TIMEOUT_S} s and was stopped") from None
     except OSError as e:

@@ -40,6 +40,7 @@ from typing import IO, Any, Callable, Hashable
 
 import numpy as np
 
+from tinysplit import children
 from tinysplit.boards import Board
 from tinysplit.errors import InputError, TinysplitError, ToolchainError
 from tinysplit.firmware.build import SETUP_HINT, require_tool
@@ -165,7 +166,8 @@ class DeviceLink:
             raise InputError(f"board '{board.name}' has no emulator; it runs only on hardware")
         check_elf(self.elf, board)
         self.port = free_port()
-        self.serial = DeviceSerialTransport(f"socket://127.0.0.1:{self.port}", connect_timeout=timeout)
+        self.serial = DeviceSerialTransport(f"socket://127.0.0.1:{self.port}", connect_timeout=timeout,
+                                            reconnect=False)  # the UART lives as long as this QEMU
         data: Transport = self.serial
         if config.transport == "udp":
             data = UdpTransport(f"udp://127.0.0.1:{config.udp_port}")
@@ -190,7 +192,7 @@ class DeviceLink:
         cmd = qemu_device_command(self.board, self.elf, self.port, self.config, qemu)
         log.debug("starting %s", " ".join(cmd))
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+            self.proc = children.spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         except OSError as e:
             raise ToolchainError(f"could not start {qemu}: {e.strerror}; {SETUP_HINT}") from None
         return self
@@ -219,10 +221,8 @@ class DeviceLink:
             await t.close()
         self._started.clear()
         code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            code = self.proc.wait(timeout=10)
+        if self.proc is not None:  # QEMU's whole process group, unless it exited; reaped either way
+            code = children.stop(self.proc)
             self.proc = None
         return code
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from tinysplit import children
 from tinysplit.boards import Board
 from tinysplit.errors import InputError, TinysplitError, ToolchainError
 from tinysplit.firmware.build import SETUP_HINT, require_tool
@@ -143,8 +144,8 @@ class QemuInstance:
             self._log.seek(0)
             self._log.truncate()
             try:
-                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                             stderr=subprocess.STDOUT)
+                self.proc = children.spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                           stderr=subprocess.STDOUT)
             except OSError as e:
                 raise ToolchainError(f"could not start {qemu}: {e.strerror}; {SETUP_HINT}") from None
             deadline = time.monotonic() + connect_timeout
@@ -194,9 +195,8 @@ class QemuInstance:
                 self.serial.close()
             except Exception:  # noqa: BLE001 -- closing a dead socket must not mask the real error
                 pass
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:  # QEMU's whole process group, unless it exited; reaped either way
+            children.stop(self.proc)
 
     def close(self) -> None:
         self.kill()

@@ -71,6 +71,16 @@ class CobsDeframer:
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
+    @property
+    def pending(self) -> bool:
+        """True while part of a frame is buffered (no delimiter yet)."""
+        return bool(self._buf) or self._overflow
+
+    def reset(self) -> None:
+        """Forget a partly received frame (the stream broke off; what comes next starts afresh)."""
+        self._buf.clear()
+        self._overflow = False
+
     def feed(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
         start = 0

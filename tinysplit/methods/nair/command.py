@@ -56,13 +56,9 @@ def run_nair_eval(args: Any) -> int:
         progress(f"training the digits example ({args.train_epochs} epochs)")
         spec = digits_nair_spec(args.train_epochs)
     else:
-        from tinysplit.specfile import load_spec_factory
+        from tinysplit.specfile import call_spec_factory, load_spec_factory
 
-        fn = load_spec_factory(args.spec)
-        try:
-            spec = fn()
-        except Exception as e:
-            raise InputError(f"'{args.spec}' raised {type(e).__name__}: {e}") from None
+        spec = call_spec_factory(load_spec_factory(args.spec), args.spec)
         if not isinstance(spec, NairSpec):
             raise InputError(f"'{args.spec}' returned {type(spec).__name__}; it must return "
                              "tinysplit.methods.nair.evaluate.NairSpec")
