@@ -85,10 +85,10 @@ class TailServer:
             for name in self.assembler.tails}
         self.transports = transports if transports is not None else [open_transport(u) for u in config.listen]
         self.auth = AuthGate(config.keys, self.bundle_id) if config.keys is not None else None
-        if self.auth is None:
-            log.warning("frames are NOT authenticated (lab mode): anyone who can reach %s can forge, replay "
-                        "and spoof devices; give device keys for authenticated frames",
-                        ", ".join(config.listen) or "this server's links")
+        if self.auth is None:  # loudly for a server that listens on the network; in-process harnesses say it once
+            log.log(logging.WARNING if config.listen else logging.INFO,
+                    "frames are NOT authenticated (lab mode): anyone who can reach %s can forge, replay and spoof "
+                    "devices; give device keys for authenticated frames", ", ".join(config.listen) or "its links")
         # least recently seen first: expiry and reclaiming take from the front
         self.sessions: OrderedDict[tuple[str, int], Session] = OrderedDict()
         self._device_sessions: dict[int, Session] = {}

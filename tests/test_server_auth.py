@@ -160,9 +160,13 @@ def test_frames_before_a_session_and_unauthenticated_servers(digits_bundle, capl
 
     server = asyncio.run(main({DEVICE: KEY7}))
     assert server.metrics.drops == {"session": 1} and len(server.sessions) == 0
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         asyncio.run(main(None))
     assert any("NOT authenticated" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        TailServer(ServerConfig(digits_bundle, ["udp://127.0.0.1:0"]), MemorySink(), transports=[])
+    assert any("NOT authenticated" in r.message and r.levelno == logging.WARNING for r in caplog.records)
 
 
 def test_serve_needs_keys_or_insecure(digits_bundle, tmp_path):
