@@ -24,7 +24,7 @@ import pytest
 from codegen_support import have
 from tinysplit.wire import encode_frame
 from tinysplit.wire.auth import HOST_TO_DEVICE, seal, split
-from tinysplit.wire.auth_vectors import _recrc
+from test_server_auth import tampered
 from tinysplit.wire.frame import FrameType
 from tinysplit.wire.payloads import Chunk, KeyValues, decode_payload, make_frame
 
@@ -32,15 +32,6 @@ from tinysplit.wire.payloads import Chunk, KeyValues, decode_payload, make_frame
 N = 12
 KEY, OTHER_KEY = bytes(range(7, 39)), bytes(range(200, 232))
 DEVICE = 1
-
-
-def tampered(b: bytes, counter: int) -> bytes:
-    """A captured frame with a payload bit flipped and a fresh counter (else it is a replay)."""
-    plen = int.from_bytes(b[18:20], "little")
-    x = bytearray(b)
-    x[21] ^= 1
-    x[20 + plen:24 + plen] = counter.to_bytes(4, "little")
-    return _recrc(bytes(x))
 
 
 @pytest.mark.emulator

@@ -48,7 +48,7 @@ def tampered(b: bytes, counter: int) -> bytes:
     """A captured frame with a payload bit flipped and a fresh counter (else it is a replay)."""
     plen = int.from_bytes(b[18:20], "little")
     x = bytearray(b)
-    x[25] ^= 1
+    x[21] ^= 1
     x[20 + plen:24 + plen] = counter.to_bytes(4, "little")
     return _recrc(bytes(x))
 
