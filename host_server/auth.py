@@ -11,10 +11,16 @@ frames to a device are sealed in its session and go to the peer of its last auth
 from __future__ import annotations
 
 import secrets
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from tinysplit.wire import DecodeError, Frame, FrameType
 from tinysplit.wire.auth import HostSession, split
+
+
+class Admitted(NamedTuple):
+    frame: Frame
+    reply: bytes | None  # a HELLO's SESSION frame, to send to the HELLO's sender
+    started: Frame | None  # the HELLO of the session this frame confirmed (the device (re)started), or None
 
 
 class AuthGate:
@@ -24,6 +30,7 @@ class AuthGate:
         self.bundle_id = bundle_id
         self.new_nonce = new_nonce
         self.sessions: dict[int, HostSession] = {}
+        self.hellos: dict[int, Frame] = {}  # the last HELLO per device, until a session confirms it
 
     def session(self, device: int) -> HostSession:
         hs = self.sessions.get(device)
@@ -33,15 +40,24 @@ class AuthGate:
             hs = self.sessions[device] = HostSession(device, self.keys[device])
         return hs
 
-    def admit(self, data: bytes) -> tuple[Frame, bytes | None]:
-        """The verified frame and, for a HELLO, the SESSION frame to send back; DecodeError otherwise."""
+    def admit(self, data: bytes) -> Admitted:
+        """The verified frame; for a HELLO, the SESSION frame to send back; DecodeError otherwise.
+
+        A HELLO only gets its SESSION: a recorded HELLO verifies as well as a fresh one, so it changes
+        nothing else. The frame that confirms a new session (the device's first under it) carries
+        ``started``: the HELLO it answers, for the server to treat as the device's (re)start."""
         s = split(data)
         if s.frame.bundle_id != self.bundle_id:
             raise DecodeError("bundle", f"bundle {s.frame.bundle_id:08x}")
         hs = self.session(s.frame.device_id)
         if s.frame.type == FrameType.HELLO:
-            return s.frame, hs.on_hello(s, self.bundle_id, self.new_nonce)
-        return hs.open(s), None
+            reply = hs.on_hello(s, self.bundle_id, self.new_nonce)
+            self.hellos[s.frame.device_id] = s.frame
+            return Admitted(s.frame, reply, None)
+        had_pending = hs.pending
+        frame = hs.open(s)
+        started = self.hellos.pop(frame.device_id, None) if had_pending is not None and hs.pending is None else None
+        return Admitted(frame, None, started)
 
     def seal(self, frame: Frame) -> bytes:
         """A host -> device frame in the device's session; DecodeError('session') before its HELLO."""

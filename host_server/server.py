@@ -158,9 +158,15 @@ class TailServer:
         """Entry for every de-framed frame. Never raises: a bad frame is counted and dropped."""
         self.metrics.inc("frames")
         try:
-            reply = None
             if self.auth is not None:  # verified before any state is kept for the device
-                frame, reply = self.auth.admit(data)
+                a = self.auth.admit(data)
+                if a.reply is not None:  # a HELLO (perhaps recorded): its SESSION, to whoever said it
+                    self._send_later(transport, a.reply, peer, "sessions_sent")
+                    self.metrics.inc("hellos_answered")
+                    return
+                frame = a.frame
+                if a.started is not None:  # the device confirmed a new session: it (re)started
+                    self._on_hello(self._session(transport, frame.device_id, peer), a.started)
             else:
                 frame = decode_frame(data)
             if frame.bundle_id != self.bundle_id:
@@ -169,8 +175,6 @@ class TailServer:
             if handler is None:
                 raise DecodeError("unexpected_type", frame.type.name)
             session = self._session(transport, frame.device_id, peer)
-            if reply is not None:  # a HELLO's SESSION, to the peer that said it
-                self._send_later(transport, reply, peer, "sessions_sent")
             handler(session, frame)
         except DecodeError as e:
             self.metrics.drop(e.reason)

@@ -107,6 +107,7 @@ def test_an_attack_in_every_form_is_dropped_and_the_device_is_served(digits_bund
                         sent[reason] = len(frames)
                         for b in frames:
                             evil.sendto(b, to)
+                    evil.sendto(hello, to)  # the device's own HELLO, replayed: it may only earn a SESSION
                 await asyncio.sleep(0.002)
             results = []
             while len(results) < N:
@@ -133,11 +134,14 @@ def test_an_attack_in_every_form_is_dropped_and_the_device_is_served(digits_bund
     for reason, n in sent.items():
         assert drops.get(reason, 0) == n, (reason, drops)
     # RESULT frames: only to the device, sealed in its session, one per sample with the right label
-    assert evil_got == []
+    # the attacker got only the SESSION answering its replayed HELLO: bound to the device's nonce, which
+    # the device would refuse (a SESSION counter already passed) and which changed nothing at the server
+    assert [split(b).frame.type for b in evil_got] == [FrameType.SESSION]
+    assert server.metrics.counters["hellos_answered"] == 2 and server.metrics.counters["hellos"] == 1
     back = {f.seq: decode_payload(f) for f in (me.open(split(r)) for r in results)}
     assert sorted(back) == list(range(N)) and [back[i].label for i in range(N)] == ref.tolist()
     assert len(server.sessions) == 1  # nothing kept for device 8 (it never verified) or 9 (no key)
-    assert server.metrics.counters["sessions_sent"] == 1
+    assert server.metrics.counters["sessions_sent"] == 2
 
 
 def test_frames_before_a_session_and_unauthenticated_servers(digits_bundle, caplog):
