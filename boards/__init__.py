@@ -54,7 +54,13 @@ class MemoryRegion:
     name: str
     origin: int
     length: int
-    kind: str  # "flash" | "ram"
+    kind: str  # "flash" | "ram" | "iram"
+    reserved: int = 0  # bytes the vendor SDK itself takes (ESP-IDF); the fit check subtracts them
+
+    @property
+    def available(self) -> int:
+        """Bytes left to tinysplit's image: the length less what the SDK reserves."""
+        return self.length - self.reserved
 
     def contains(self, addr: int) -> bool:
         return self.origin <= addr < self.origin + self.length
@@ -62,13 +68,15 @@ class MemoryRegion:
 
 @dataclass(frozen=True)
 class Uart:
-    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550"
-    base: int
+    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550" | "esp_idf"
+    base: int = 0  # MMIO base (none for esp_idf: the ESP-IDF driver owns the UART)
+    port: int | None = None  # esp_idf: default UART number
+    baud: int | None = None  # esp_idf: default baud rate
 
 
 @dataclass(frozen=True)
 class Nic:
-    kind: str  # "none" | "lan9118"
+    kind: str  # "none" | "lan9118" | "esp_wifi"
     base: int | None = None
 
 
@@ -81,10 +89,19 @@ class Emulator:
 
 
 @dataclass(frozen=True)
+class Idf:
+    """An ESP-IDF board's chip: its IDF_TARGET, UART count and the data RAM a Wi-Fi build adds."""
+
+    target: str  # "esp32" | "esp32s3" | "esp32c3"
+    uarts: int
+    wifi_reserved: int
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     description: str
-    family: str  # "cortex_m" | "riscv"
+    family: str  # "cortex_m" | "riscv" | "esp_idf"
     core: Core
     toolchain: Toolchain
     memory: tuple[MemoryRegion, ...]
@@ -96,9 +113,10 @@ class Board:
     nic: Nic
     emulator: Emulator | None
     transports: tuple[str, ...]
-    exit: str  # "semihosting" | "riscv_virt_test" | "none"
-    counter: str  # "systick" | "minstret"
+    exit: str  # "semihosting" | "riscv_virt_test" | "none" | "esp_idf"
+    counter: str  # "systick" | "minstret" | "esp_cpu_cycles"
     source: Path | None = None
+    idf: Idf | None = None  # esp_idf boards only
 
     def region(self, name: str) -> MemoryRegion:
         for r in self.memory:
@@ -150,10 +168,15 @@ def board_from_dict(data: Any, source: str) -> Board:
         if e.validator == "required" and isinstance(e.instance, dict):  # name the missing field itself
             path += [next(r for r in e.validator_value if r not in e.instance)]
         raise InputError(f"{source}: field '{_field_path(path)}': {e.message}{more}")
-    regions = tuple(MemoryRegion(r["name"], r["origin"], r["length"], r["kind"]) for r in data["memory"])
+    regions = tuple(MemoryRegion(r["name"], r["origin"], r["length"], r["kind"], r.get("reserved", 0))
+                    for r in data["memory"])
     names = [r.name for r in regions]
     if len(set(names)) != len(names):
         raise InputError(f"{source}: field 'memory': region names must be unique, got {names}")
+    for i, r in enumerate(regions):
+        if r.reserved >= r.length:
+            raise InputError(f"{source}: field 'memory[{i}].reserved': {r.reserved:,} bytes reserved leaves nothing "
+                             f"of region '{r.name}' ({r.length:,} bytes)")
     for key, kind in (("code", "flash"), ("data", "ram")):
         want = data["placement"][key]
         match = [r for r in regions if r.name == want]
@@ -169,15 +192,21 @@ def board_from_dict(data: Any, source: str) -> Board:
     if emulator is not None and data["exit"] == "none":
         raise InputError(f"{source}: field 'exit': an emulated board needs an exit mechanism, got 'none'")
     nic = data["nic"]
+    uart = data["uart"]
+    idf = data.get("idf")
+    if idf is not None and uart.get("port", 0) >= idf["uarts"]:
+        raise InputError(f"{source}: field 'uart.port': UART {uart['port']} does not exist on {idf['target']} "
+                         f"(UARTs 0..{idf['uarts'] - 1})")
     return Board(
         name=data["name"], description=data["description"], family=data["family"],
         core=Core(data["core"]["cpu"], data["core"]["fpu"], tuple(data["core"]["cflags"])),
         toolchain=Toolchain(data["toolchain"]["prefix"], tuple(data["toolchain"]["specs"])),
         memory=regions, code_region=data["placement"]["code"], data_region=data["placement"]["data"],
         clock_hz=data["clock_hz"], stack_bytes=data["stack_bytes"],
-        uart=Uart(data["uart"]["kind"], data["uart"]["base"]),
+        uart=Uart(uart["kind"], uart.get("base", 0), uart.get("port"), uart.get("baud")),
         nic=Nic(nic["kind"], nic.get("base")),
         emulator=emulator, transports=tuple(data["transports"]), exit=data["exit"], counter=data["counter"],
+        idf=None if idf is None else Idf(idf["target"], idf["uarts"], idf["wifi_reserved"]),
     )
 
 

@@ -17,7 +17,7 @@ from tinysplit.firmware.build import build_project, read_elf_sections
 from tinysplit.firmware.project import (APP_RAM_BYTES, BANNER, build_context, render_project,
                                         templates_for)
 
-BOARDS = [b.name for b in list_boards()]
+BOARDS = [b.name for b in list_boards() if b.family != "esp_idf"]  # ESP-IDF projects: test_firmware_esp_idf.py
 C_FILE = re.compile(r"\.(c|h|S)$")
 
 

@@ -103,26 +103,66 @@ def add_firmware(sub: Any) -> None:
                    help="a method app with authenticated frames: embed the key of --device-id from this key file "
                         "('tinysplit keys create'); the project then holds a secret: keep it private")
     p.add_argument("--device-id", type=int, default=1, metavar="ID", help="a method app's device id (default 1)")
+    p.add_argument("--transport", choices=["uart", "udp"], default=None,
+                   help="a method app's device -> host link (default uart); udp: the board's NIC (LAN9118 in QEMU, "
+                        "Wi-Fi on ESP32 boards)")
+    p.add_argument("--udp-port", type=int, default=None, metavar="PORT",
+                   help="host UDP port the device sends to with --transport udp (default 5600)")
+    esp = p.add_argument_group("ESP-IDF boards (esp32-devkitc, esp32s3-devkitc, esp32c3-devkitm): the defaults of "
+                               "the project's Kconfig menu 'tinysplit'")
+    esp.add_argument("--wifi-ssid", default="", metavar="SSID", help="Wi-Fi network to join (--transport udp)")
+    esp.add_argument("--wifi-password-env", default=None, metavar="NAME",
+                     help="environment variable holding the Wi-Fi password (none: an open network); it is written "
+                          "to sdkconfig.defaults with mode 0600")
+    esp.add_argument("--host", default="", metavar="IPV4",
+                     help="IPv4 address of the machine running 'tinysplit serve' (--transport udp)")
+    esp.add_argument("--uart", type=int, default=None, metavar="N", help="UART number of the wire protocol "
+                     "(default: the board file's, 0: the USB-to-UART port)")
+    esp.add_argument("--baud", type=int, default=None, metavar="BAUD", help="UART baud rate (default: the board "
+                     "file's)")
+
+
+def link_settings(args: Any) -> Any:
+    """The ESP-IDF link options as LinkSettings (the password read from the named variable)."""
+    import os
+
+    from tinysplit.firmware.project import LinkSettings
+
+    password = ""
+    name = getattr(args, "wifi_password_env", None)
+    if name is not None:
+        if name not in os.environ:
+            raise InputError(f"--wifi-password-env {name}: the environment variable {name} is not set; export it "
+                             "with the Wi-Fi password, or leave the option out for an open network")
+        password = os.environ[name]
+    return LinkSettings(getattr(args, "wifi_ssid", ""), password, getattr(args, "host", ""),
+                        getattr(args, "uart", None), getattr(args, "baud", None))
 
 
 def run_firmware(args: Any) -> int:
     from tinysplit.firmware.generate import generate_project, generate_tflite_project
 
-    check_model_source(args)
+    check_model_source(args, bundle_only=("transport", "udp_port"))
+    link = link_settings(args)
     if args.tflite is not None:
         if getattr(args, "keys", None) is not None:
             raise InputError("--keys is for method apps, which need a --bundle; a --tflite project speaks no wire "
                              "protocol")
-        project, sources, name = generate_tflite_project(Path(args.tflite), args.board, Path(args.out), args.app)
+        project, sources, name = generate_tflite_project(Path(args.tflite), args.board, Path(args.out), args.app,
+                                                         link=link)
     else:
         key, options = None, {}
-        if args.keys is not None or args.device_id != 1:
+        if args.keys is not None or args.device_id != 1 or args.transport is not None or args.udp_port is not None:
             from tinysplit.firmware.apps import get_app
 
             if get_app(args.app).method is None:
-                raise InputError(f"--keys and --device-id are for method apps (the device side of a split); app "
-                                 f"'{args.app}' takes neither")
+                raise InputError(f"--keys, --device-id, --transport and --udp-port are for method apps (the device "
+                                 f"side of a split); app '{args.app}' takes none of them")
             options["device_id"] = args.device_id
+            if args.transport is not None:
+                options["transport"] = args.transport
+            if args.udp_port is not None:
+                options["udp_port"] = args.udp_port
         if args.keys is not None:
             from tinysplit.keys import load_keys
 
@@ -133,7 +173,7 @@ def run_firmware(args: Any) -> int:
                                  f"{args.device_id}'")
             key = keys[args.device_id].key
         project, sources, _, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model, args.app,
-                                                   device_key=key, **options)
+                                                   device_key=key, link=link, **options)
         name = dm.name
     board_name = args.board
     f = project.fit
@@ -143,6 +183,16 @@ def run_firmware(args: Any) -> int:
     if getattr(args, "keys", None) is not None:
         print(f"  authenticated frames: device {args.device_id}'s key is in {project.dir}/src/ts_device_key.c "
               "(mode 0600): keep this project private")
+    from tinysplit.boards import get_board
+    from tinysplit.firmware.project import project_builder
+
+    board = get_board(board_name)
+    if project_builder(board) == "idf.py":
+        print(f"  ESP-IDF project: cd {project.dir} && idf.py set-target {board.idf.target if board.idf else '?'} "
+              "&& idf.py build flash (ESP-IDF v5.x; docs/esp32.md)")
+        if link.wifi_password:
+            print(f"  the Wi-Fi password is in {project.dir}/sdkconfig.defaults (mode 0600): keep this project private")
+        return 0
     print(f"  next: tinysplit build {project.dir}")
     return 0
 

@@ -126,6 +126,10 @@ def build_project(project_dir: str | Path, jobs: int | None = None) -> BuildResu
     proj = Path(project_dir).resolve()
     meta = load_project_meta(proj)
     board = get_board(meta["board"])
+    if board.family == "esp_idf":
+        raise InputError(f"'{proj}' is an ESP-IDF project for {board.name}: build it with ESP-IDF v5.x, "
+                         f"'idf.py set-target {board.idf.target if board.idf else '?'} && idf.py build' in that "
+                         "folder (docs/esp32.md); 'tinysplit build' builds the CMake projects of the other boards")
     cmake = require_tool("cmake", "CMake")
     require_tool("make", "make")
     require_tool(board.toolchain.cc, f"the {board.family} cross compiler for {board.name}")

@@ -14,6 +14,13 @@ Project layout::
     CMakeLists.txt  toolchain.cmake  linker.ld  project.json
     src/  startup.c|startup.S  board.h  board_config.h  board_io.c  uart.c  exit.c  counter.c  main.c
     src/model/  the model's sources and headers (from ModelSources)
+
+An ESP-IDF board (family ``esp_idf``) gets an ESP-IDF project instead, rendered through the same
+tables (``LAYOUTS`` moves the ``src/`` files into the component)::
+
+    CMakeLists.txt  sdkconfig.defaults  project.json
+    main/  CMakeLists.txt  Kconfig.projbuild  main.c (app_main)
+    components/tinysplit/  CMakeLists.txt (idf_component_register)  idf_component.yml  src/ ...
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import logging
 import re
 import shutil
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -56,32 +64,127 @@ FAMILY_TEMPLATES: dict[str, dict[str, str]] = {
                  "src/startup.c": "cortex_m/startup.c.j2"},
     "riscv": {"toolchain.cmake": "riscv/toolchain.cmake.j2", "linker.ld": "riscv/linker.ld.j2",
               "src/startup.S": "riscv/startup.S.j2"},
+    "esp_idf": {"CMakeLists.txt": "esp_idf/CMakeLists.txt.j2", "sdkconfig.defaults": "esp_idf/sdkconfig.defaults.j2",
+                "main/CMakeLists.txt": "esp_idf/main/CMakeLists.txt.j2", "main/main.c": "esp_idf/main/main.c.j2",
+                "main/Kconfig.projbuild": "esp_idf/main/Kconfig.projbuild.j2",
+                "components/tinysplit/CMakeLists.txt": "esp_idf/component/CMakeLists.txt.j2",
+                "components/tinysplit/idf_component.yml": "esp_idf/component/idf_component.yml.j2",
+                "src/board_io.c": "esp_idf/board_io.c.j2"},
 }
+# Where a family's "src/..." files go: the CMake projects keep src/, an ESP-IDF project puts them in
+# its component. ``builder``: what builds the project ("cmake": 'tinysplit build'; "idf.py": ESP-IDF).
+LAYOUTS: dict[str, tuple[str, str]] = {
+    "cortex_m": ("src", "cmake"),
+    "riscv": ("src", "cmake"),
+    "esp_idf": ("components/tinysplit/src", "idf.py"),
+}
+IDF_COMPONENT = "tinysplit"
 UART_TEMPLATES: dict[str, str] = {
     "cmsdk": "uart/cmsdk/uart.c.j2",
     "pl011": "uart/pl011/uart.c.j2",
     "stm32_usart": "uart/stm32_usart/uart.c.j2",
     "ns16550": "uart/ns16550/uart.c.j2",
+    "esp_idf": "uart/esp_idf/uart.c.j2",
 }
 EXIT_TEMPLATES: dict[str, str] = {
     "semihosting": "exit/semihosting/exit.c.j2",
     "riscv_virt_test": "exit/riscv_virt_test/exit.c.j2",
     "none": "exit/none/exit.c.j2",
+    "esp_idf": "exit/esp_idf/exit.c.j2",
 }
 COUNTER_TEMPLATES: dict[str, str] = {
     "systick": "counter/systick/counter.c.j2",
     "minstret": "counter/minstret/counter.c.j2",
+    "esp_cpu_cycles": "counter/esp_cpu_cycles/counter.c.j2",
 }
 # A method app's device->host transport -> the src/net.c template, per board NIC kind.
 NET_TEMPLATES: dict[str, dict[str, str]] = {
-    "uart": {"lan9118": "net/none/net.c.j2", "none": "net/none/net.c.j2"},
-    "udp": {"lan9118": "net/lan9118/net.c.j2"},
+    "uart": {"lan9118": "net/none/net.c.j2", "none": "net/none/net.c.j2", "esp_wifi": "net/none/net.c.j2"},
+    "udp": {"lan9118": "net/lan9118/net.c.j2", "esp_wifi": "net/esp_wifi/net.c.j2"},
+}
+# ESP-IDF components the tinysplit component needs (PRIV_REQUIRES), per transport; "driver" holds the
+# UART driver in ESP-IDF 5.x, bootloader_support the entropy switch of authenticated builds.
+IDF_REQUIRES: dict[str, tuple[str, ...]] = {
+    "uart": ("driver", "esp_hw_support", "freertos", "bootloader_support"),
+    "udp": ("driver", "esp_hw_support", "freertos", "bootloader_support", "esp_wifi", "esp_netif", "esp_event",
+            "nvs_flash", "lwip"),
 }
 TRANSPORTS = tuple(NET_TEMPLATES)
 
 COMPILE_FLAGS = ("-Os", "-g", "-ffunction-sections", "-fdata-sections", "-ffreestanding",
                  "-Wall", "-Wextra", "-Werror")
 LINK_FLAGS = ("-nostartfiles", "-Wl,--gc-sections")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """How a real board reaches the host, for ESP-IDF boards: the defaults of the project's Kconfig
+    menu (its sdkconfig.defaults). UDP needs the Wi-Fi network and the host's IPv4 address; the UART
+    number and baud rate default to the board file's."""
+
+    wifi_ssid: str = ""
+    wifi_password: str = ""
+    host: str = ""
+    uart_port: int | None = None
+    uart_baud: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return bool(self.wifi_ssid or self.wifi_password or self.host) or self.uart_port is not None \
+            or self.uart_baud is not None
+
+
+def _kconfig_string(value: str) -> str:
+    """A value inside a Kconfig/sdkconfig string literal ("..."): backslash and quote escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def check_link(board: Board, link: LinkSettings | None, transport: str) -> LinkSettings:
+    """InputError unless ``link`` suits the board and the transport; returns the settings with the
+    board's defaults filled in."""
+    link = link or LinkSettings()
+    if board.family != "esp_idf":
+        if link.given:
+            raise InputError(f"board '{board.name}' takes no Wi-Fi, host or UART settings (only ESP-IDF boards do: "
+                             f"{', '.join(n for n, f in ((b.name, b.family) for b in _boards()) if f == 'esp_idf')})")
+        return link
+    assert board.idf is not None and board.uart.port is not None and board.uart.baud is not None
+    port = board.uart.port if link.uart_port is None else link.uart_port
+    baud = board.uart.baud if link.uart_baud is None else link.uart_baud
+    if not 0 <= port < board.idf.uarts:
+        raise InputError(f"UART {port} does not exist on {board.idf.target} (board '{board.name}': UARTs "
+                         f"0..{board.idf.uarts - 1})")
+    if not 1200 <= baud <= 5_000_000:
+        raise InputError(f"UART baud rate {baud} is not in 1200..5000000")
+    ssid, password, host = link.wifi_ssid, link.wifi_password, link.host
+    if transport == "udp":
+        missing = [n for n, v in (("the Wi-Fi network (--wifi-ssid)", ssid), ("the host's IPv4 address (--host)", host))
+                   if not v]
+        if missing:
+            raise InputError(f"UDP on '{board.name}' goes over Wi-Fi: give {' and '.join(missing)}; the Wi-Fi "
+                             "password comes from an environment variable (--wifi-password-env NAME; none for an "
+                             "open network), or use --transport uart")
+    elif ssid or password or host:
+        raise InputError("--wifi-ssid, --wifi-password-env and --host are for --transport udp; a UART build "
+                         "has no Wi-Fi")
+    if ssid and (not ssid.isprintable() or not 1 <= len(ssid.encode()) <= 32):
+        raise InputError(f"Wi-Fi network name {ssid!r}: 1..32 bytes of printable characters")
+    if password and (not password.isascii() or not password.isprintable() or not 8 <= len(password) <= 63):
+        raise InputError("the Wi-Fi password must be 8..63 printable ASCII characters (WPA2), or empty for an "
+                         "open network")
+    if host:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InputError(f"--host {host!r} is not an IPv4 address (e.g. 192.168.1.20, the machine that runs "
+                             "tinysplit serve)") from None
+    return LinkSettings(ssid, password, host, port, baud)
+
+
+def _boards():
+    from tinysplit.boards import list_boards
+
+    return list_boards()
 
 
 @dataclass(frozen=True)
@@ -134,6 +237,19 @@ class ProjectContext:
     nic_base: str = "0x00000000"
     udp_port: int = 0  # a method app's host UDP port (src/net.c of a UDP build), whatever the app
     app_context: Any = None  # a method app's values (its AppConfig.context), read as {{ <app>.field }}
+    # ESP-IDF projects (family esp_idf): the Kconfig/sdkconfig defaults and the component's requirements
+    idf_target: str = ""
+    cpu_mhz: int = 0
+    uart_port: int = 0
+    uart_baud: int = 0
+    uart_count: int = 0
+    wifi_ssid: str = ""  # escaped for a Kconfig string
+    wifi_password: str = ""  # escaped for a Kconfig string; only in sdkconfig.defaults (mode 0600)
+    host_addr: str = ""
+    host_port: int = 0
+    udp: int = 0
+    auth: int = 0
+    idf_requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,22 +265,34 @@ class Project:
         return self.dir / "build" / "firmware.elf"
 
 
-def check_fit(board: Board, model: ModelSources, app: str = "hil") -> FitReport:
+def _sdk_note(reserved: int, wifi: int = 0) -> str:
+    if not reserved and not wifi:
+        return ""
+    return (f" (after ESP-IDF's own {reserved:,}" + (f" and Wi-Fi/lwIP's {wifi:,}" if wifi else "") + ")")
+
+
+def check_fit(board: Board, model: ModelSources, app: str = "hil", transport: str = "uart") -> FitReport:
     """Raise InputError (bytes needed and available) unless arena + app + stack fit the board's
-    data RAM and weights + code estimate fit its code flash."""
+    data RAM and weights + code estimate fit its code flash. Available is a region's length less what
+    the vendor SDK reserves in it (ESP-IDF boards; on them a UDP build also leaves Wi-Fi and lwIP
+    their share of the data RAM)."""
     app_ram = get_app(app).ram_bytes
     ram_needed = model.arena_bytes + app_ram + board.stack_bytes
     flash_needed = model.const_bytes + CODE_ESTIMATE_BYTES
-    fit = FitReport(ram_needed, board.ram.length, flash_needed, board.flash.length)
+    wifi = board.idf.wifi_reserved if board.idf is not None and transport == "udp" else 0
+    ram_available = max(0, board.ram.available - wifi)
+    fit = FitReport(ram_needed, ram_available, flash_needed, board.flash.available)
     problems = []
-    if ram_needed > board.ram.length:
+    if ram_needed > ram_available:
         problems.append(f"RAM: needs {ram_needed:,} bytes (arena {model.arena_bytes:,} + app {app_ram:,} "
-                        f"+ stack {board.stack_bytes:,}) but region '{board.ram.name}' has {board.ram.length:,} "
-                        f"bytes available ({ram_needed - board.ram.length:,} too many)")
-    if flash_needed > board.flash.length:
+                        f"+ stack {board.stack_bytes:,}) but region '{board.ram.name}' has {ram_available:,} "
+                        f"bytes available{_sdk_note(board.ram.reserved, wifi)} ({ram_needed - ram_available:,} "
+                        "too many)")
+    if flash_needed > board.flash.available:
         problems.append(f"flash: needs {flash_needed:,} bytes (weights {model.const_bytes:,} + code estimate "
-                        f"{CODE_ESTIMATE_BYTES:,}) but region '{board.flash.name}' has {board.flash.length:,} "
-                        f"bytes available ({flash_needed - board.flash.length:,} too many)")
+                        f"{CODE_ESTIMATE_BYTES:,}) but region '{board.flash.name}' has {board.flash.available:,} "
+                        f"bytes available{_sdk_note(board.flash.reserved)} "
+                        f"({flash_needed - board.flash.available:,} too many)")
     if problems:
         raise InputError(f"model '{model.prefix}' does not fit board '{board.name}': " + "; ".join(problems)
                          + "; choose a board with more memory or a smaller model")
@@ -240,13 +368,18 @@ def runtime_files(app: str, auth: bool = False) -> tuple[str, ...]:
 
 
 def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code: int = 0,
-                  app_config: AppConfig | None = None, auth: bool = False) -> ProjectContext:
+                  app_config: AppConfig | None = None, auth: bool = False,
+                  link: LinkSettings | None = None) -> ProjectContext:
     """The one context object of a render (pure: reads only its arguments). ``auth``: an
-    authenticated build (-DTS_AUTH, the authentication runtime and the device's key file)."""
+    authenticated build (-DTS_AUTH, the authentication runtime and the device's key file).
+    ``link``: an ESP-IDF board's Wi-Fi, host and UART settings (already checked by ``check_link``)."""
     files = templates_for(board, app, app_config)
     runtime = runtime_files(app, auth)
-    own = sorted([p for p in files if p.endswith((".c", ".S"))] + [f"src/{f}" for f in runtime if f.endswith(".c")]
-                 + ([DEVICE_KEY_FILE] if auth else []))
+    own = sorted([p for p in files if p.startswith("src/") and p.endswith((".c", ".S"))]
+                 + [f"src/{f}" for f in runtime if f.endswith(".c")] + ([DEVICE_KEY_FILE] if auth else []))
+    transport = app_config.transport if app_config is not None else "uart"
+    link = link or LinkSettings()
+    idf = board.idf
     model_srcs = sorted(f"src/model/{Path(p).name}" for p in model.sources)
     return ProjectContext(
         banner=BANNER,
@@ -281,6 +414,18 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         nic_base=f"0x{board.nic.base or 0:08X}",
         udp_port=int(getattr(app_config, "udp_port", 0)) if app_config is not None else 0,
         app_context=app_config.context(board) if app_config is not None else None,
+        idf_target=idf.target if idf else "",
+        cpu_mhz=board.clock_hz // 1_000_000,
+        uart_port=link.uart_port if link.uart_port is not None else (board.uart.port or 0),
+        uart_baud=link.uart_baud if link.uart_baud is not None else (board.uart.baud or 0),
+        uart_count=idf.uarts if idf else 0,
+        wifi_ssid=_kconfig_string(link.wifi_ssid),
+        wifi_password=_kconfig_string(link.wifi_password),
+        host_addr=link.host,
+        host_port=int(getattr(app_config, "udp_port", 0) or 5600) if app_config is not None else 5600,
+        udp=int(transport == "udp"),
+        auth=int(auth),
+        idf_requires=IDF_REQUIRES[transport] if idf else (),
     )
 
 
@@ -303,51 +448,70 @@ def device_key_source(key: bytes) -> str:
             f"#include \"ts_device.h\"\n\nconst uint8_t ts_device_key[32] = {{\n    {rows}\n}};\n")
 
 
+def project_path(board: Board, rel: str) -> str:
+    """Where a template's output path lies in this board's project layout (``LAYOUTS``)."""
+    src = LAYOUTS[board.family][0]
+    return f"{src}/{rel[4:]}" if rel.startswith("src/") else rel
+
+
+def project_builder(board: Board) -> str:
+    """What builds this board's projects: "cmake" ('tinysplit build') or "idf.py" (ESP-IDF)."""
+    return LAYOUTS[board.family][1]
+
+
 def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: str = "hil",
-                   exit_code: int = 0, app_config: AppConfig | None = None, device_key: bytes | None = None) -> Project:
+                   exit_code: int = 0, app_config: AppConfig | None = None, device_key: bytes | None = None,
+                   link: LinkSettings | None = None) -> Project:
     """Render a buildable project for ``board`` running ``model`` with ``app`` into ``out_dir``.
 
     ``out_dir`` must not exist, be empty, or be a project rendered before (then it is replaced).
-    Raises InputError if the model does not fit the board (bytes needed and available) or the
-    inputs are malformed."""
+    ``link``: an ESP-IDF board's Wi-Fi network, host address and UART (``LinkSettings``; UDP needs
+    the network and the host). Raises InputError if the model does not fit the board (bytes needed
+    and available) or the inputs are malformed."""
     get_app(app)
     if not 0 <= exit_code <= 255:
         raise InputError(f"exit code must be in 0..255, got {exit_code}")
     _validate_model(model)
     check_app_config(board, model, app, app_config)
-    fit = check_fit(board, model, app)
+    transport = app_config.transport if app_config is not None else "uart"
+    link = check_link(board, link, transport)
+    fit = check_fit(board, model, app, transport)
     out = Path(out_dir)
     if out.exists():
         if not out.is_dir():
             raise InputError(f"'{out}' exists and is not a directory")
         if any(out.iterdir()) and not (out / PROJECT_FILE).is_file():
             raise InputError(f"'{out}' is not empty and not a tinysplit project; choose a new directory")
-        for stale in ("src", "build"):
+        for stale in ("src", "build", "main", "components"):
             shutil.rmtree(out / stale, ignore_errors=True)
+        (out / "sdkconfig").unlink(missing_ok=True)  # idf.py applies sdkconfig.defaults only to a new sdkconfig
     auth = device_key is not None
     if auth and "ts_device.c" not in get_app(app).runtime_files:
         raise InputError(f"app '{app}' does not speak the wire protocol: only method apps (nair, rebel, rocoin, "
                          "adaptive_resnet) take a device key")
     if auth:
         device_key_source(device_key)  # checks the key before anything is written
-    ctx = build_context(board, model, app, exit_code, app_config, auth)
+    ctx = build_context(board, model, app, exit_code, app_config, auth, link)
     values = _context_dict(ctx)
     written: list[Path] = []
+    from tinysplit.files import write_atomic  # a temporary file of mode 0600, then a rename
+
     for rel, template in ctx.files.items():
-        dest = out / rel
+        dest = out / project_path(board, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if rel == "sdkconfig.defaults" and link.wifi_password:
+            written.append(write_atomic(dest, render(template, **values)))  # holds the Wi-Fi password
+            continue
         dest.write_text(render(template, **values))
         written.append(dest)
     runtime = templates_root() / "runtime"
     for name in runtime_files(app, auth):
-        dest = out / "src" / name
+        dest = out / project_path(board, f"src/{name}")
         shutil.copyfile(runtime / name, dest)
         written.append(dest)
     if auth:
-        from tinysplit.files import write_atomic  # a temporary file of mode 0600, then a rename
-
-        written.append(write_atomic(out / DEVICE_KEY_FILE, device_key_source(device_key)))
-    model_dir = out / "src" / "model"
+        written.append(write_atomic(out / project_path(board, DEVICE_KEY_FILE), device_key_source(device_key)))
+    model_dir = out / project_path(board, "src/model")
     model_dir.mkdir(parents=True, exist_ok=True)
     for p in (*model.sources, *model.headers):
         dest = model_dir / Path(p).name
@@ -357,6 +521,7 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
         "generator": f"tinysplit {__version__}",
         "board": board.name,
         "app": app,
+        "builder": project_builder(board),
         "exit_code": exit_code,
         "icount_shift": ICOUNT_SHIFT,
         "model": {"prefix": model.prefix, "header": model.header, "arena_bytes": model.arena_bytes,
@@ -365,6 +530,9 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
                   "output_shape": list(model.output.shape)},
         "app_config": None if app_config is None else app_config.meta(),
         "authenticated": auth,
+        **({"idf": {"target": ctx.idf_target, "uart": ctx.uart_port, "baud": ctx.uart_baud, "transport": transport,
+                    **({"wifi_ssid": link.wifi_ssid, "host": f"{link.host}:{ctx.host_port}"} if ctx.udp else {})}}
+           if board.idf else {}),
         **({"key_fingerprint": key_fingerprint(device_key)} if auth else {}),
         "fit_estimate": {"ram_needed": fit.ram_needed, "ram_available": fit.ram_available,
                          "flash_needed": fit.flash_needed, "flash_available": fit.flash_available},
