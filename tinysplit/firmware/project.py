@@ -58,6 +58,11 @@ CLOCK_TEMPLATES: dict[str, str] = {
     "stm32f4_pll": "clock/stm32f4_pll/clock.c.j2",
     "nrf52_hfclk": "clock/nrf52_hfclk/clock.c.j2",
 }
+# A board Renode models gets a Renode script and a Robot Framework test of the HIL check.
+RENODE_TEMPLATES: dict[str, str] = {
+    "renode/board.resc": "renode/board.resc.j2",
+    "renode/hil.robot": "renode/hil.robot.j2",
+}
 FAMILY_TEMPLATES: dict[str, dict[str, str]] = {
     "cortex_m": {"toolchain.cmake": "cortex_m/toolchain.cmake.j2", "linker.ld": "cortex_m/linker.ld.j2",
                  "src/startup.c": "cortex_m/startup.c.j2"},
@@ -190,6 +195,8 @@ class ProjectContext:
     clock: ClockContext
     emulated: int  # 1 in an emulator, 0 on a real chip
     exit_clock: int
+    renode_platform: str
+    renode_uart: str
     fpu: int
     icount_shift: int
     minstret_shift: int  # QEMU's minstret counts 2^shift per instruction under -icount; 0 on chips
@@ -274,6 +281,7 @@ def templates_for(board: Board, app: str, config: AppConfig | None = None) -> di
         "src/exit.c": EXIT_TEMPLATES[board.exit],
         "src/counter.c": COUNTER_TEMPLATES[board.counter],
         "src/main.c": a.main_template,
+        **(RENODE_TEMPLATES if board.renode is not None else {}),
     }
 
 
@@ -344,6 +352,8 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         clock=clock_context(board),
         emulated=int(board.emulated),
         exit_clock=EXIT_CLOCK,
+        renode_platform=board.renode.platform if board.renode else "",
+        renode_uart=board.renode.uart if board.renode else "",
         fpu=int(board.core.fpu),
         icount_shift=ICOUNT_SHIFT,
         minstret_shift=ICOUNT_SHIFT if board.emulated else 0,
