@@ -66,12 +66,93 @@ class MemoryRegion:
         return self.origin <= addr < self.origin + self.length
 
 
+DEFAULT_BAUD = 115200
+NRF52_UARTE_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000)  # uart/nrf52_uarte
+MAX_BAUD_ERROR = 0.02  # a UART line tolerates about 2% between the two ends' rates
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A GPIO pin: STM32 'PA2' is port 0 (A), pin 2; nRF 'P0.06' is port 0, pin 6."""
+
+    name: str
+    port: int
+    pin: int
+
+
 @dataclass(frozen=True)
 class Uart:
-    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550" | "esp_idf"
+    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550" | "nrf52_uarte" | "esp_idf"
     base: int = 0  # MMIO base (none for esp_idf: the ESP-IDF driver owns the UART)
+    baud: int = DEFAULT_BAUD  # esp_idf: the default baud rate
+    clock_hz: int | None = None  # the UART's kernel clock (STM32: its APB clock); None: the core clock
+    tx: Pin | None = None  # pins a real chip routes the UART to (None: the emulator needs no pin setup)
+    rx: Pin | None = None
+    af: int | None = None  # STM32 alternate function of tx and rx
+    enable: tuple[int, int] | None = None  # STM32: (RCC enable register, bit) of the USART's clock
     port: int | None = None  # esp_idf: default UART number
-    baud: int | None = None  # esp_idf: default baud rate
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How startup brings up the core clock (``kind`` "none": the reset or emulator clock as it is).
+    For "stm32f4_pll": SYSCLK = source_hz / pll_m * pll_n / pll_p; AHB and APB clocks divide it."""
+
+    kind: str  # "none" | "stm32f4_pll" | "nrf52_hfclk"
+    source: str | None = None  # "hsi" | "hse" | "hse_bypass"
+    source_hz: int = 0
+    pll_m: int = 0
+    pll_n: int = 0
+    pll_p: int = 0
+    pll_q: int = 0
+    pll_r: int = 0
+    ahb_div: int = 1
+    apb1_div: int = 1
+    apb2_div: int = 1
+    flash_latency: int = 0
+    overdrive: bool = False
+
+    @property
+    def vco_in_hz(self) -> float:
+        return self.source_hz / self.pll_m
+
+    @property
+    def vco_out_hz(self) -> float:
+        return self.vco_in_hz * self.pll_n
+
+    @property
+    def sysclk_hz(self) -> float:
+        return self.vco_out_hz / self.pll_p
+
+    @property
+    def hclk_hz(self) -> float:
+        return self.sysclk_hz / self.ahb_div
+
+    @property
+    def apb1_hz(self) -> float:
+        return self.hclk_hz / self.apb1_div
+
+    @property
+    def apb2_hz(self) -> float:
+        return self.hclk_hz / self.apb2_div
+
+
+NO_CLOCK = Clock("none")
+
+
+@dataclass(frozen=True)
+class Flasher:
+    """How a real board is flashed: ``tool`` (a key of tinysplit.firmware.flash.FLASHERS: "pyocd",
+    "esptool", "idf.py") and its ``target`` (pyOCD's target type, or the ESP chip)."""
+
+    tool: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Renode:
+    platform: str  # "platforms/boards/stm32f4_discovery-kit.repl" (inside Renode's installation)
+    uart: str  # "sysbus.usart2": the peripheral the HIL check's socket terminal connects to
 
 
 @dataclass(frozen=True)
@@ -115,6 +196,9 @@ class Board:
     transports: tuple[str, ...]
     exit: str  # "semihosting" | "riscv_virt_test" | "none" | "esp_idf"
     counter: str  # "systick" | "minstret" | "esp_cpu_cycles"
+    clock: Clock = NO_CLOCK
+    flasher: Flasher | None = None  # None: an emulator-only board
+    renode: Renode | None = None  # None: Renode does not model this board
     source: Path | None = None
     idf: Idf | None = None  # esp_idf boards only
 
@@ -137,6 +221,10 @@ class Board:
     @property
     def emulated(self) -> bool:
         return self.emulator is not None
+
+    @property
+    def uart_clock_hz(self) -> int:
+        return self.uart.clock_hz if self.uart.clock_hz is not None else self.clock_hz
 
 
 def boards_dir() -> Path:
@@ -192,22 +280,94 @@ def board_from_dict(data: Any, source: str) -> Board:
     if emulator is not None and data["exit"] == "none":
         raise InputError(f"{source}: field 'exit': an emulated board needs an exit mechanism, got 'none'")
     nic = data["nic"]
-    uart = data["uart"]
     idf = data.get("idf")
-    if idf is not None and uart.get("port", 0) >= idf["uarts"]:
-        raise InputError(f"{source}: field 'uart.port': UART {uart['port']} does not exist on {idf['target']} "
+    if idf is not None and data["uart"].get("port", 0) >= idf["uarts"]:
+        raise InputError(f"{source}: field 'uart.port': UART {data['uart']['port']} does not exist on {idf['target']} "
                          f"(UARTs 0..{idf['uarts'] - 1})")
+    clock = _clock(data.get("clock"), data["clock_hz"], source)
+    uart = _uart(data["uart"], data["clock_hz"], clock, source)
+    fl, rn = data.get("flash"), data.get("renode")
     return Board(
         name=data["name"], description=data["description"], family=data["family"],
         core=Core(data["core"]["cpu"], data["core"]["fpu"], tuple(data["core"]["cflags"])),
         toolchain=Toolchain(data["toolchain"]["prefix"], tuple(data["toolchain"]["specs"])),
         memory=regions, code_region=data["placement"]["code"], data_region=data["placement"]["data"],
         clock_hz=data["clock_hz"], stack_bytes=data["stack_bytes"],
-        uart=Uart(uart["kind"], uart.get("base", 0), uart.get("port"), uart.get("baud")),
+        uart=uart,
         nic=Nic(nic["kind"], nic.get("base")),
         emulator=emulator, transports=tuple(data["transports"]), exit=data["exit"], counter=data["counter"],
         idf=None if idf is None else Idf(idf["target"], idf["uarts"], idf["wifi_reserved"]),
+        clock=clock, flasher=None if fl is None else Flasher(fl["tool"], fl["target"]),
+        renode=None if rn is None else Renode(rn["platform"], rn["uart"]),
     )
+
+
+def _pin(name: str | None, kind: str, source: str, field: str) -> Pin | None:
+    if name is None:
+        return None
+    if kind == "stm32_usart" and name[1] != "0" and "." not in name:
+        return Pin(name, ord(name[1]) - ord("A"), int(name[2:]))
+    if kind == "nrf52_uarte" and "." in name and int(name.split(".")[1]) <= 31:
+        return Pin(name, int(name[1]), int(name.split(".")[1]))
+    want = "'PA2' (port letter, pin 0..15)" if kind == "stm32_usart" else "'P0.06' (port 0 or 1, pin 0..31)"
+    raise InputError(f"{source}: field 'uart.{field}': pin '{name}' does not fit a {kind} UART; write it as {want}")
+
+
+def _uart(u: dict, core_hz: int, clock: Clock, source: str) -> Uart:
+    kind = u["kind"]
+    tx, rx = _pin(u.get("tx"), kind, source, "tx"), _pin(u.get("rx"), kind, source, "rx")
+    if kind == "stm32_usart" and tx is not None and ("af" not in u or "enable" not in u):
+        raise InputError(f"{source}: field 'uart': an STM32 USART with pins needs 'af' (the GPIO alternate function) "
+                         "and 'enable' (the RCC register and bit of its clock)")
+    if kind == "nrf52_uarte" and tx is None:
+        raise InputError(f"{source}: field 'uart.tx': a UARTE has no fixed pins; name tx and rx (e.g. P0.06, P0.08)")
+    baud = u.get("baud", DEFAULT_BAUD)
+    if kind == "nrf52_uarte" and baud not in NRF52_UARTE_BAUDS:
+        raise InputError(f"{source}: field 'uart.baud': a UARTE runs at one of {', '.join(map(str, NRF52_UARTE_BAUDS))} "
+                         f"baud here, got {baud}")
+    clk = u.get("clock_hz")
+    if clock.kind == "stm32f4_pll" and clk is not None and clk not in (clock.apb1_hz, clock.apb2_hz):
+        raise InputError(f"{source}: field 'uart.clock_hz': {clk:,} Hz is neither APB1 ({clock.apb1_hz:,.0f} Hz) nor "
+                         f"APB2 ({clock.apb2_hz:,.0f} Hz) of the clock tree the board file sets up")
+    if kind in ("stm32_usart", "pl011"):  # divisor UARTs: the rate they reach must be within a UART's tolerance
+        f = clk if clk is not None else core_hz
+        div = round(f / baud)
+        if div < 16 or abs(f / div - baud) / baud > MAX_BAUD_ERROR:
+            raise InputError(f"{source}: field 'uart.baud': {baud} baud cannot be made from a {f:,} Hz UART clock "
+                             f"within {MAX_BAUD_ERROR:.0%}")
+    en = u.get("enable")
+    return Uart(kind, u.get("base", 0), baud, clk, tx, rx, u.get("af"), None if en is None else (en["register"], en["bit"]),
+                u.get("port"))
+
+
+def _clock(c: dict | None, clock_hz: int, source: str) -> Clock:
+    if c is None or c["kind"] == "none":
+        return NO_CLOCK
+    clock = Clock(**c)
+    if clock.kind == "nrf52_hfclk" and clock_hz != 64_000_000:
+        raise InputError(f"{source}: field 'clock_hz': an nRF52 core runs at 64,000,000 Hz, got {clock_hz:,}")
+    if clock.kind == "stm32f4_pll":
+        problems = []
+        if not 1e6 <= clock.vco_in_hz <= 2e6:
+            problems.append(f"PLL input source_hz/pll_m = {clock.vco_in_hz:,.0f} Hz is outside 1..2 MHz")
+        if not 100e6 <= clock.vco_out_hz <= 432e6:
+            problems.append(f"VCO output {clock.vco_out_hz:,.0f} Hz is outside 100..432 MHz")
+        if clock.sysclk_hz != clock_hz:
+            problems.append(f"the PLL makes {clock.sysclk_hz:,.0f} Hz, but clock_hz says {clock_hz:,}")
+        if clock.hclk_hz != clock_hz:
+            problems.append("ahb_div must be 1: clock_hz is the core (AHB) clock")
+        if clock.apb1_hz > 45e6 or clock.apb2_hz > 90e6:
+            problems.append(f"APB1 {clock.apb1_hz:,.0f} Hz (max 45 MHz) or APB2 {clock.apb2_hz:,.0f} Hz "
+                            "(max 90 MHz) is too fast")
+        min_ws = -(-int(clock.hclk_hz) // 30_000_000) - 1  # RM0390: one wait state per 30 MHz of HCLK at 2.7-3.6 V
+        if clock.flash_latency < min_ws:
+            problems.append(f"flash_latency {clock.flash_latency} is too low for {clock.hclk_hz:,.0f} Hz "
+                            f"(at least {min_ws} wait states at 2.7-3.6 V)")
+        if clock_hz > 168e6 and not clock.overdrive:
+            problems.append("above 168 MHz the PWR over-drive must be on (overdrive: true)")
+        if problems:
+            raise InputError(f"{source}: field 'clock': " + "; ".join(problems))
+    return clock
 
 
 def load_board_file(path: str | Path) -> Board:

@@ -44,7 +44,7 @@ def test_get_board_returns_frozen_dataclass_with_the_files_values():
 def test_netduinoplus2_declares_the_real_chips_ram():
     b = get_board("qemu-netduinoplus2")
     assert b.ram.length == 128 * 1024 and b.region("ccm").length == 64 * 1024
-    assert b.uart == type(b.uart)("stm32_usart", 0x40011000)
+    assert (b.uart.kind, b.uart.base, b.uart_clock_hz) == ("stm32_usart", 0x40011000, 84_000_000)  # USART1 on APB2
 
 
 def test_nic_only_on_mps_boards():

@@ -3,6 +3,7 @@ what to install (exit 6) instead of failing with an import error.
 
     tinysplit[host]      the tail server: ONNX Runtime, pyserial (no TensorFlow, no PyTorch)
     tinysplit[firmware]  firmware from any int8 .tflite: Jinja2 templates, the TFLite Micro runtime
+    tinysplit[flash]     flashing real boards: pyOCD (Cortex-M), esptool (ESP32 family)
     tinysplit[export]    PyTorch -> int8 TFLite export and the methods' training (includes firmware)
 
 A test checks this table against pyproject.toml's extras.
@@ -28,6 +29,8 @@ MODULE_EXTRAS: dict[str, tuple[str, str]] = {
     "sklearn": ("scikit-learn", "export"),
     "scipy": ("scipy", "export"),
     "matplotlib": ("matplotlib", "export"),
+    "pyocd": ("pyocd", "flash"),
+    "esptool": ("esptool", "flash"),
 }
 
 

@@ -1,4 +1,4 @@
-"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``, ``hil``.
+"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``, ``flash``, ``hil``.
 
 Each command is an (add_parser, run) pair; ``run`` returns the process exit status and raises
 tinysplit errors (``tinysplit.cli.main`` maps them to exit codes). ``firmware`` and ``hil`` take a
@@ -32,12 +32,18 @@ def run_boards(args: Any) -> int:
         emit_json([{"name": b.name, "description": b.description, "family": b.family, "cpu": b.core.cpu,
                      "flash_bytes": b.flash.length, "ram_bytes": b.ram.length, "clock_hz": b.clock_hz,
                      "uart": b.uart.kind, "nic": b.nic.kind, "transports": list(b.transports),
-                     "emulator": None if b.emulator is None else b.emulator.qemu_machine} for b in boards])
+                     "emulator": None if b.emulator is None else b.emulator.qemu_machine,
+                     "flash_tool": None if b.flasher is None else b.flasher.tool,
+                     "flash_target": None if b.flasher is None else b.flasher.target,
+                     "renode_platform": None if b.renode is None else b.renode.platform} for b in boards])
         return 0
+    print(f"{'board':22} {'cpu':11} {'flash':>9}  {'RAM':>9}  {'uart':11} {'transports':10} {'emulator':14} flashing")
     for b in boards:
-        em = b.emulator.qemu_machine if b.emulator else "hardware only"
-        print(f"{b.name:22} {b.core.cpu:11} flash {b.flash.length // 1024:5} KiB  RAM {b.ram.length // 1024:5} KiB  "
-              f"{b.uart.kind:11} {'+'.join(b.transports):9} {em}")
+        em = f"qemu {b.emulator.qemu_machine}" if b.emulator else "hardware only"
+        fl = f"{b.flasher.tool} ({b.flasher.target})" if b.flasher else "-"
+        rn = ", renode" if b.renode else ""
+        print(f"{b.name:22} {b.core.cpu:11} {b.flash.length // 1024:5} KiB  {b.ram.length // 1024:5} KiB  "
+              f"{b.uart.kind:11} {'+'.join(b.transports):10} {em + rn:14} {fl}")
     return 0
 
 
@@ -258,6 +264,44 @@ def run_run(args: Any) -> int:
     return result.exit_code
 
 
+# --- flash ----------------------------------------------------------------------------------------
+
+def add_flash(sub: Any) -> None:
+    p = sub.add_parser("flash", help="flash a built project onto its real board (pyOCD, esptool or idf.py)",
+                       description="Flash PROJECT onto its board with the tool its board file names: pyOCD with "
+                                   "the board's pyOCD target type for Cortex-M boards, esptool or idf.py for the "
+                                   "ESP32 family. pyocd and esptool come with pip install 'tinysplit[flash]'.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--dry-run", action="store_true", help="print the exact command and run nothing")
+    p.add_argument("--probe", metavar="ID",
+                   help="pyOCD: the probe's unique id ('pyocd list'); esptool/idf.py: the serial port "
+                        "(default: the tool picks the only one attached)")
+
+
+def run_flash(args: Any) -> int:
+    import subprocess
+
+    from tinysplit import children
+    from tinysplit.firmware.flash import flash_plan, require_flasher
+
+    plan = flash_plan(args.project, args.probe)
+    if args.dry_run:
+        print(f"cd {plan.cwd} && {plan.command_line()}" if plan.cwd != Path(args.project) else plan.command_line())
+        return 0
+    require_flasher(plan)
+    print(f"flashing {args.project} with {plan.tool} (target {plan.target})", file=sys.stderr)
+    proc = children.spawn(list(plan.argv), cwd=plan.cwd, stdin=subprocess.DEVNULL)
+    try:
+        code = proc.wait()
+    finally:
+        children.stop(proc)
+    if code != 0:
+        print(f"tinysplit: error: {plan.tool} exited with status {code} (command: {plan.command_line()})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- hil ------------------------------------------------------------------------------------------
 
 def add_hil(sub: Any) -> None:
@@ -277,6 +321,9 @@ def add_hil(sub: Any) -> None:
     p.add_argument("--seed", type=int, metavar="S",
                    help="with --tflite and no --inputs: seed of the random int8 inputs (default 0)")
     p.add_argument("--keep", metavar="DIR", help="keep the generated project under DIR")
+    p.add_argument("--emulator", choices=["qemu", "renode"], default="qemu",
+                   help="qemu (default), or renode for a board Renode models: runs the project's renode/hil.robot "
+                        "with renode-test (Renode must be installed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     from tinysplit.firmware.e2e import add_e2e_arguments
@@ -294,6 +341,10 @@ def run_hil(args: Any) -> int:
     if args.inputs is not None and args.seed is not None:
         raise InputError("--seed draws random inputs; with --inputs FILE there is nothing to draw: give one of them")
     keep = Path(args.keep) if args.keep else None
+    if getattr(args, "emulator", "qemu") == "renode":
+        from tinysplit.firmware.renode import run_renode_hil
+
+        return run_renode_hil(args, keep)
     if args.e2e:
         from tinysplit.firmware.e2e import format_e2e, run_e2e_for_bundle
 
@@ -324,5 +375,6 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "firmware": (add_firmware, run_firmware),
     "build": (add_build, run_build),
     "run": (add_run, run_run),
+    "flash": (add_flash, run_flash),
     "hil": (add_hil, run_hil),
 }

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 PROJECT_FILE = "project.json"
 ICOUNT_SHIFT = 7  # QEMU -icount shift=7: one instruction = 128 ns of virtual time
 EXIT_FAULT = 120  # exit status of a firmware that took a fault / unexpected trap
+EXIT_CLOCK = 121  # exit status of a firmware whose clock setup timed out (a ready flag never rose)
 # What the firmware needs besides the model: startup, UART, counter, app and the few libc/libgcc
 # routines they pull in. Measured: 1.5-2.5 KiB of code and < 64 B of data on every board; the
 # estimate keeps a wide margin because it is checked before anything is compiled.
@@ -58,6 +59,19 @@ COMMON_TEMPLATES: dict[str, str] = {
     "src/board_config.h": "common/board_config.h.j2",
     "src/board.h": "common/board.h.j2",
     "src/board_io.c": "common/board_io.c.j2",
+}
+# Clock setup run by startup before main, per board ``clock.kind``, for the families whose startup is
+# ours (an ESP-IDF project's clocks are ESP-IDF's).
+CLOCKED_FAMILIES = ("cortex_m", "riscv")
+CLOCK_TEMPLATES: dict[str, str] = {
+    "none": "clock/none/clock.c.j2",
+    "stm32f4_pll": "clock/stm32f4_pll/clock.c.j2",
+    "nrf52_hfclk": "clock/nrf52_hfclk/clock.c.j2",
+}
+# A board Renode models gets a Renode script and a Robot Framework test of the HIL check.
+RENODE_TEMPLATES: dict[str, str] = {
+    "renode/board.resc": "renode/board.resc.j2",
+    "renode/hil.robot": "renode/hil.robot.j2",
 }
 FAMILY_TEMPLATES: dict[str, dict[str, str]] = {
     "cortex_m": {"toolchain.cmake": "cortex_m/toolchain.cmake.j2", "linker.ld": "cortex_m/linker.ld.j2",
@@ -85,6 +99,7 @@ UART_TEMPLATES: dict[str, str] = {
     "stm32_usart": "uart/stm32_usart/uart.c.j2",
     "ns16550": "uart/ns16550/uart.c.j2",
     "esp_idf": "uart/esp_idf/uart.c.j2",
+    "nrf52_uarte": "uart/nrf52_uarte/uart.c.j2",
 }
 EXIT_TEMPLATES: dict[str, str] = {
     "semihosting": "exit/semihosting/exit.c.j2",
@@ -196,6 +211,62 @@ class LinkerRegion:
 
 
 @dataclass(frozen=True)
+class UartPins:
+    """A real chip's UART routing, as the UART templates write it (None in the context: no pin setup)."""
+
+    tx: str  # "PA2", "P0.06"
+    rx: str
+    tx_port: int
+    tx_pin: int
+    rx_port: int
+    rx_pin: int
+    af: int = 0  # STM32 alternate function
+    enable_register: str = "0x00000000"  # STM32: RCC register that clocks the USART
+    enable_bit: int = 0
+
+
+@dataclass(frozen=True)
+class ClockContext:
+    """The board's clock setup with the register codes its template writes (STM32: HPRE/PPRE)."""
+
+    kind: str
+    source: str | None
+    source_hz: int
+    pll_m: int
+    pll_n: int
+    pll_p: int
+    pll_q: int
+    pll_r: int
+    ahb_div: int
+    apb1_div: int
+    apb2_div: int
+    flash_latency: int
+    overdrive: bool
+    hpre: int
+    ppre1: int
+    ppre2: int
+
+
+HPRE_CODES = {1: 0, 2: 8, 4: 9, 8: 10, 16: 11, 64: 12, 128: 13, 256: 14, 512: 15}  # RCC_CFGR.HPRE
+PPRE_CODES = {1: 0, 2: 4, 4: 5, 8: 6, 16: 7}  # RCC_CFGR.PPRE1/PPRE2
+
+
+def clock_context(board: Board) -> ClockContext:
+    c = board.clock
+    return ClockContext(c.kind, c.source, c.source_hz, c.pll_m, c.pll_n, c.pll_p, c.pll_q, c.pll_r, c.ahb_div,
+                        c.apb1_div, c.apb2_div, c.flash_latency, c.overdrive, HPRE_CODES[c.ahb_div],
+                        PPRE_CODES[c.apb1_div], PPRE_CODES[c.apb2_div])
+
+
+def uart_pins(board: Board) -> UartPins | None:
+    u = board.uart
+    if u.tx is None or u.rx is None:
+        return None
+    reg, bit = u.enable if u.enable is not None else (0, 0)
+    return UartPins(u.tx.name, u.rx.name, u.tx.port, u.tx.pin, u.rx.port, u.rx.pin, u.af or 0, f"0x{reg:08X}", bit)
+
+
+@dataclass(frozen=True)
 class FitReport:
     ram_needed: int
     ram_available: int
@@ -223,6 +294,14 @@ class ProjectContext:
     stack_bytes: int
     clock_hz: int
     uart_base: str
+    uart_baud: int
+    uart_clock_hz: int
+    uart_pins: UartPins | None  # None: the emulator needs no pin setup
+    clock: ClockContext
+    emulated: int  # 1 in an emulator, 0 on a real chip
+    exit_clock: int
+    renode_platform: str
+    renode_uart: str
     fpu: int
     icount_shift: int
     minstret_shift: int  # QEMU's minstret counts 2^shift per instruction under -icount; 0 on chips
@@ -241,7 +320,6 @@ class ProjectContext:
     idf_target: str = ""
     cpu_mhz: int = 0
     uart_port: int = 0
-    uart_baud: int = 0
     uart_count: int = 0
     wifi_ssid: str = ""  # escaped for a Kconfig string
     wifi_password: str = ""  # escaped for a Kconfig string; only in sdkconfig.defaults (mode 0600)
@@ -328,9 +406,11 @@ def templates_for(board: Board, app: str, config: AppConfig | None = None) -> di
         **COMMON_TEMPLATES,
         **FAMILY_TEMPLATES[board.family],
         "src/uart.c": UART_TEMPLATES[board.uart.kind],
+        **({"src/clock.c": CLOCK_TEMPLATES[board.clock.kind]} if board.family in CLOCKED_FAMILIES else {}),
         "src/exit.c": EXIT_TEMPLATES[board.exit],
         "src/counter.c": COUNTER_TEMPLATES[board.counter],
         "src/main.c": a.main_template,
+        **(RENODE_TEMPLATES if board.renode is not None else {}),
     }
 
 
@@ -400,6 +480,13 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         stack_bytes=board.stack_bytes,
         clock_hz=board.clock_hz,
         uart_base=f"0x{board.uart.base:08X}",
+        uart_clock_hz=board.uart_clock_hz,
+        uart_pins=uart_pins(board),
+        clock=clock_context(board),
+        emulated=int(board.emulated),
+        exit_clock=EXIT_CLOCK,
+        renode_platform=board.renode.platform if board.renode else "",
+        renode_uart=board.renode.uart if board.renode else "",
         fpu=int(board.core.fpu),
         icount_shift=ICOUNT_SHIFT,
         minstret_shift=ICOUNT_SHIFT if board.emulated else 0,
