@@ -37,6 +37,7 @@ class Core:
     cpu: str
     fpu: bool
     cflags: tuple[str, ...]
+    reset_vector: int | None = None  # where the core starts when that is not the ELF entry (Xtensa sim)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class MemoryRegion:
 
 @dataclass(frozen=True)
 class Uart:
-    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550"
+    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550" | "xtensa_simcall" (semihosting console, base 0)
     base: int
 
 
@@ -84,7 +85,7 @@ class Emulator:
 class Board:
     name: str
     description: str
-    family: str  # "cortex_m" | "riscv"
+    family: str  # "cortex_m" | "riscv" | "xtensa"
     core: Core
     toolchain: Toolchain
     memory: tuple[MemoryRegion, ...]
@@ -96,8 +97,8 @@ class Board:
     nic: Nic
     emulator: Emulator | None
     transports: tuple[str, ...]
-    exit: str  # "semihosting" | "riscv_virt_test" | "none"
-    counter: str  # "systick" | "minstret"
+    exit: str  # "semihosting" | "riscv_virt_test" | "xtensa_simcall" | "none"
+    counter: str  # "systick" | "minstret" | "xtensa_icount"
     source: Path | None = None
 
     def region(self, name: str) -> MemoryRegion:
@@ -171,7 +172,7 @@ def board_from_dict(data: Any, source: str) -> Board:
     nic = data["nic"]
     return Board(
         name=data["name"], description=data["description"], family=data["family"],
-        core=Core(data["core"]["cpu"], data["core"]["fpu"], tuple(data["core"]["cflags"])),
+        core=Core(data["core"]["cpu"], data["core"]["fpu"], tuple(data["core"]["cflags"]), data["core"].get("reset_vector")),
         toolchain=Toolchain(data["toolchain"]["prefix"], tuple(data["toolchain"]["specs"])),
         memory=regions, code_region=data["placement"]["code"], data_region=data["placement"]["data"],
         clock_hz=data["clock_hz"], stack_bytes=data["stack_bytes"],
