@@ -29,12 +29,17 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # command -> Debian package that provides it
 apt_packages=(gcc-arm-none-eabi libnewlib-arm-none-eabi picolibc-arm-none-eabi
               qemu-system-arm qemu-system-misc gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
+              gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
               gcc make)
-required_cmds=(arm-none-eabi-gcc qemu-system-arm qemu-system-riscv32 riscv64-unknown-elf-gcc gcc)
+required_cmds=(arm-none-eabi-gcc qemu-system-arm qemu-system-riscv32 riscv64-unknown-elf-gcc
+               xtensa-lx106-elf-gcc qemu-system-xtensa gcc)
+# files no command stands for (boards/qemu-xtensa-lx106.yaml names this specs file)
+required_files=(/usr/lib/xtensa-lx106-elf/picolibc.specs)
 
 missing_cmds() {
   local c out=()
   for c in "${required_cmds[@]}"; do command -v "$c" >/dev/null 2>&1 || out+=("$c"); done
+  for c in "${required_files[@]}"; do [ -e "$c" ] || out+=("$c"); done
   echo "${out[@]:-}"
 }
 

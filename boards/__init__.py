@@ -37,6 +37,7 @@ class Core:
     cpu: str
     fpu: bool
     cflags: tuple[str, ...]
+    reset_vector: int | None = None  # where the core starts when that is not the ELF entry (Xtensa sim)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Pin:
 
 @dataclass(frozen=True)
 class Uart:
-    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550" | "nrf52_uarte" | "esp_idf"
+    kind: str  # "cmsdk" | "pl011" | "stm32_usart" | "ns16550" | "nrf52_uarte" | "esp_idf" | "xtensa_simcall"
     base: int = 0  # MMIO base (none for esp_idf: the ESP-IDF driver owns the UART)
     baud: int = DEFAULT_BAUD  # esp_idf: the default baud rate
     clock_hz: int | None = None  # the UART's kernel clock (STM32: its APB clock); None: the core clock
@@ -182,7 +183,7 @@ class Idf:
 class Board:
     name: str
     description: str
-    family: str  # "cortex_m" | "riscv" | "esp_idf"
+    family: str  # "cortex_m" | "riscv" | "esp_idf" | "xtensa"
     core: Core
     toolchain: Toolchain
     memory: tuple[MemoryRegion, ...]
@@ -194,8 +195,8 @@ class Board:
     nic: Nic
     emulator: Emulator | None
     transports: tuple[str, ...]
-    exit: str  # "semihosting" | "riscv_virt_test" | "none" | "esp_idf"
-    counter: str  # "systick" | "minstret" | "esp_cpu_cycles"
+    exit: str  # "semihosting" | "riscv_virt_test" | "xtensa_simcall" | "none" | "esp_idf"
+    counter: str  # "systick" | "minstret" | "xtensa_icount" | "esp_cpu_cycles"
     clock: Clock = NO_CLOCK
     flasher: Flasher | None = None  # None: an emulator-only board
     renode: Renode | None = None  # None: Renode does not model this board
@@ -289,7 +290,7 @@ def board_from_dict(data: Any, source: str) -> Board:
     fl, rn = data.get("flash"), data.get("renode")
     return Board(
         name=data["name"], description=data["description"], family=data["family"],
-        core=Core(data["core"]["cpu"], data["core"]["fpu"], tuple(data["core"]["cflags"])),
+        core=Core(data["core"]["cpu"], data["core"]["fpu"], tuple(data["core"]["cflags"]), data["core"].get("reset_vector")),
         toolchain=Toolchain(data["toolchain"]["prefix"], tuple(data["toolchain"]["specs"])),
         memory=regions, code_region=data["placement"]["code"], data_region=data["placement"]["data"],
         clock_hz=data["clock_hz"], stack_bytes=data["stack_bytes"],

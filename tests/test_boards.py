@@ -14,7 +14,8 @@ from tinysplit.boards import (board_from_dict, board_schema, boards_dir, get_boa
                               load_board_file)
 from tinysplit.errors import InputError
 
-EXPECTED = {"qemu-mps2-an386", "qemu-mps3-an547", "qemu-lm3s6965evb", "qemu-netduinoplus2", "qemu-riscv32-virt"}
+EXPECTED = {"qemu-mps2-an386", "qemu-mps3-an547", "qemu-lm3s6965evb", "qemu-netduinoplus2", "qemu-riscv32-virt",
+            "qemu-xtensa-lx106"}
 
 
 def _raw(name: str) -> dict:
@@ -63,7 +64,7 @@ def test_unknown_board_lists_the_known_ones():
     (lambda d: d["uart"].update(base="0x4000C000"), "uart.base"),
     (lambda d: d.pop("clock_hz"), "clock_hz"),
     (lambda d: d["memory"][1].update(kind="sram"), "memory[1].kind"),
-    (lambda d: d.update(family="xtensa"), "family"),
+    (lambda d: d.update(family="mips"), "family"),
     (lambda d: d["core"].update(cflags=["mcpu=cortex-m3"]), "core.cflags[0]"),
 ])
 def test_bad_board_file_names_file_and_field(tmp_path: Path, mutate, field):
@@ -74,6 +75,21 @@ def test_bad_board_file_names_file_and_field(tmp_path: Path, mutate, field):
     with pytest.raises(InputError) as e:
         load_board_file(f)
     assert str(f) in str(e.value) and f"field '{field}'" in str(e.value)
+
+
+def test_xtensa_board_keeps_the_esp8266_budget_and_needs_its_reset_vector():
+    b = get_board("qemu-xtensa-lx106")
+    assert (b.family, b.core.cpu, b.core.reset_vector) == ("xtensa", "lx106", 0x50000000)
+    assert (b.flash.origin, b.flash.length, b.ram.origin, b.ram.length) == (0x40200000, 1 << 20, 0x3FFE8000, 80 * 1024)
+    assert (b.uart.kind, b.exit, b.counter) == ("xtensa_simcall", "xtensa_simcall", "xtensa_icount")
+    data = _raw("qemu-xtensa-lx106")
+    data["core"].pop("reset_vector")
+    with pytest.raises(InputError, match=r"field 'core\.reset_vector'"):
+        board_from_dict(data, "x.yaml")
+    data = _raw("qemu-xtensa-lx106")
+    data["uart"]["base"] = 0x60000000  # the semihosting console has no registers
+    with pytest.raises(InputError, match=r"field 'uart\.base'"):
+        board_from_dict(data, "x.yaml")
 
 
 def test_placement_must_name_a_region_of_the_right_kind():

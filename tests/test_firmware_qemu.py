@@ -153,6 +153,23 @@ def test_qemu_command_line():
     assert "host=127.0.0.1,port=5555,server=on,wait=on" in joined
 
 
+def test_xtensa_qemu_command_line():
+    cmd = qemu_command(get_board("qemu-xtensa-lx106"), Path("fw.elf"), 5555)
+    joined = " ".join(cmd)
+    assert cmd[0] == "qemu-system-xtensa" and "-M sim -cpu lx106" in joined
+    assert "enable=on,target=native" in joined and "-serial chardev:s0" in joined  # the SIMCALL console
+
+
+def test_xtensa_image_runs_on_the_plain_sim_command_line():
+    """The sim machine starts the core at its reset vector, not at the ELF entry: the image's jump
+    there lets it boot with QEMU's own command line; its console is QEMU's stdout."""
+    _, r = built("qemu-xtensa-lx106", "exit")
+    proc = subprocess.run(["qemu-system-xtensa", "-M", "sim", "-cpu", "lx106", "-semihosting", "-nographic",
+                           "-monitor", "none", "-kernel", str(r.elf)], capture_output=True, timeout=20)
+    assert proc.returncode == EXIT_CODE
+    assert f"TSEXIT qemu-xtensa-lx106 code={EXIT_CODE}".encode() in proc.stdout
+
+
 def test_no_qemu_left_running():
     """Every test above must have stopped its QEMU (pgrep for our own children only)."""
     out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()

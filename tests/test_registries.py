@@ -109,3 +109,30 @@ def test_extras_table_matches_pyproject():
     assert missing_extra_error("no_such_module") is None
     assert not dists("host") & {"torch", "tensorflow", "jinja2"}
     assert not dists("firmware") & {"torch", "tensorflow", "onnxruntime"}
+
+
+def test_board_schema_and_firmware_tables_name_the_same_kinds():
+    """Every family, UART kind, exit mechanism and counter kind a board file may name has its
+    templates (and every family its ELF machine), and the tables name nothing the schema refuses."""
+    from tinysplit.boards import board_schema, list_boards
+    from tinysplit.firmware.project import (COUNTER_TEMPLATES, EXIT_TEMPLATES, FAMILY_TEMPLATES, LAYOUTS,
+                                            UART_TEMPLATES)
+    from tinysplit.firmware.qemu import ELF_MACHINES
+
+    props = board_schema()["properties"]
+    assert set(props["family"]["enum"]) == set(FAMILY_TEMPLATES) == set(LAYOUTS)
+    # the families tinysplit builds itself (CMake) make ELF files QEMU checks; ESP-IDF builds its own
+    assert set(ELF_MACHINES) == {f for f, (_, builder) in LAYOUTS.items() if builder == "cmake"}
+    assert set(props["uart"]["properties"]["kind"]["enum"]) == set(UART_TEMPLATES)
+    assert set(props["exit"]["enum"]) == set(EXIT_TEMPLATES)
+    assert set(props["counter"]["enum"]) == set(COUNTER_TEMPLATES)
+    templates = [*UART_TEMPLATES.values(), *EXIT_TEMPLATES.values(), *COUNTER_TEMPLATES.values(),
+                 *(t for files in FAMILY_TEMPLATES.values() for t in files.values())]
+    for t in templates:
+        assert (REPO / "firmware_templates" / t).is_file(), t
+    for family, files in FAMILY_TEMPLATES.items():  # each CMake family: toolchain file, linker script, startup
+        if LAYOUTS[family][1] == "cmake":
+            assert {"toolchain.cmake", "linker.ld"} <= set(files) and any(f.startswith("src/startup.") for f in files)
+        else:  # an ESP-IDF project: its top-level CMakeLists and the app_main that starts the app
+            assert {"CMakeLists.txt", "main/main.c"} <= set(files)
+    assert {b.family for b in list_boards()} == set(FAMILY_TEMPLATES)  # no family without a board

@@ -16,9 +16,10 @@ Instruction counts: on Cortex-M the device reads SysTick (core clock f) while QE
 ``instructions = ticks * (1e9 / f) / 2^7`` (the SysTick wrap handler's 5 instructions per 2^24
 ticks are included); on RISC-V it reports the ``minstret`` difference, which QEMU 7.2 under
 -icount counts in virtual ns (2^7 per instruction), so the device shifts it right by 7 (exact).
-Checked with the 'L' command: a loop of 2n instructions reads 2n + 13 (Cortex-M) or 2n + 20
-(RV32) on every board, for any n. Both are deterministic: the same input gives the same count on
-every run.
+On Xtensa (LX106) it reads the ICOUNT debug register, which counts
+instructions itself (exact without -icount). Checked with the 'L' command: a loop of 2n
+instructions reads 2n + 13 (Cortex-M), 2n + 20 (RV32) or 2n + 8 (LX106) on every board, for any
+n. All are deterministic: the same input gives the same count on every run.
 
 Every read on the host side has a timeout; a device that stops answering raises
 EmulatorTimeoutError, one that answers nonsense raises HilProtocolError.

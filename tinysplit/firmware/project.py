@@ -84,12 +84,15 @@ FAMILY_TEMPLATES: dict[str, dict[str, str]] = {
                 "components/tinysplit/CMakeLists.txt": "esp_idf/component/CMakeLists.txt.j2",
                 "components/tinysplit/idf_component.yml": "esp_idf/component/idf_component.yml.j2",
                 "src/board_io.c": "esp_idf/board_io.c.j2"},
+    "xtensa": {"toolchain.cmake": "xtensa/toolchain.cmake.j2", "linker.ld": "xtensa/linker.ld.j2",
+               "src/startup.S": "xtensa/startup.S.j2", "src/libgcc_lx106.c": "xtensa/libgcc_lx106.c.j2"},
 }
 # Where a family's "src/..." files go: the CMake projects keep src/, an ESP-IDF project puts them in
 # its component. ``builder``: what builds the project ("cmake": 'tinysplit build'; "idf.py": ESP-IDF).
 LAYOUTS: dict[str, tuple[str, str]] = {
     "cortex_m": ("src", "cmake"),
     "riscv": ("src", "cmake"),
+    "xtensa": ("src", "cmake"),
     "esp_idf": ("components/tinysplit/src", "idf.py"),
 }
 IDF_COMPONENT = "tinysplit"
@@ -100,10 +103,12 @@ UART_TEMPLATES: dict[str, str] = {
     "ns16550": "uart/ns16550/uart.c.j2",
     "esp_idf": "uart/esp_idf/uart.c.j2",
     "nrf52_uarte": "uart/nrf52_uarte/uart.c.j2",
+    "xtensa_simcall": "uart/xtensa_simcall/uart.c.j2",
 }
 EXIT_TEMPLATES: dict[str, str] = {
     "semihosting": "exit/semihosting/exit.c.j2",
     "riscv_virt_test": "exit/riscv_virt_test/exit.c.j2",
+    "xtensa_simcall": "exit/xtensa_simcall/exit.c.j2",
     "none": "exit/none/exit.c.j2",
     "esp_idf": "exit/esp_idf/exit.c.j2",
 }
@@ -111,6 +116,7 @@ COUNTER_TEMPLATES: dict[str, str] = {
     "systick": "counter/systick/counter.c.j2",
     "minstret": "counter/minstret/counter.c.j2",
     "esp_cpu_cycles": "counter/esp_cpu_cycles/counter.c.j2",
+    "xtensa_icount": "counter/xtensa_icount/counter.c.j2",
 }
 # A method app's device->host transport -> the src/net.c template, per board NIC kind.
 NET_TEMPLATES: dict[str, dict[str, str]] = {
@@ -314,6 +320,7 @@ class ProjectContext:
     sources: tuple[str, ...]  # every .c/.S the build compiles, relative to the project
     files: Mapping[str, str]  # output path -> template
     nic_base: str = "0x00000000"
+    reset_vector: str = "0x00000000"  # where the core starts after reset (Xtensa: the linker puts a jump there)
     udp_port: int = 0  # a method app's host UDP port (src/net.c of a UDP build), whatever the app
     app_context: Any = None  # a method app's values (its AppConfig.context), read as {{ <app>.field }}
     # ESP-IDF projects (family esp_idf): the Kconfig/sdkconfig defaults and the component's requirements
@@ -499,6 +506,7 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         sources=tuple(own + model_srcs),
         files=files,
         nic_base=f"0x{board.nic.base or 0:08X}",
+        reset_vector=f"0x{board.core.reset_vector or 0:08X}",
         udp_port=int(getattr(app_config, "udp_port", 0)) if app_config is not None else 0,
         app_context=app_config.context(board) if app_config is not None else None,
         idf_target=idf.target if idf else "",

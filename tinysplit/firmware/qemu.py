@@ -46,7 +46,7 @@ def import_pyserial():
     return serial
 
 
-ELF_MACHINES = {"cortex_m": 40, "riscv": 243}  # e_machine: EM_ARM, EM_RISCV
+ELF_MACHINES = {"cortex_m": 40, "riscv": 243, "xtensa": 94}  # e_machine: EM_ARM, EM_RISCV, EM_XTENSA
 
 
 def check_elf(elf: Path, board: Board) -> None:
