@@ -42,6 +42,8 @@ from tinysplit.wire.frame import FrameType
 from tinysplit.wire.payloads import KeyValues, make_frame
 
 LEGIT = list(range(1, 11))
+KINDS = ("malformed", "made_up_ids", "replayed", "half_samples", "stats_flood")  # with --auth, half of the
+# replays are the devices' sealed frames and half of the made-up ids forged or tampered sealed frames
 
 
 def with_ids(frame: bytes, device: int, seq: int) -> bytes:
@@ -105,7 +107,7 @@ def main() -> None:
         captured: list[bytes] = []
         legit_seq = {d: 0 for d in LEGIT}
         legit_sent = 0
-        hostile = {"malformed": 0, "made_up_ids": 0, "replayed": 0, "half_samples": 0, "stats_flood": 0}
+        hostile = dict.fromkeys(KINDS, 0)
         next_id, half_seq = 20_000, 0
         t0 = time.perf_counter()
         end = t0 + args.minutes * 60
@@ -128,7 +130,7 @@ def main() -> None:
                     legit_seq[d] += 1
                     legit_sent += 1
                     continue
-                kind = rng.choice(list(hostile))
+                kind = rng.choice(KINDS)
                 if args.auth and kind in ("replayed", "made_up_ids") and rng.random() < 0.5:
                     kind = "sealed_replay" if kind == "replayed" else "forged_or_tampered"
                     hostile[kind] = hostile.get(kind, 0) + 1
