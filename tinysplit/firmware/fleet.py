@@ -17,7 +17,7 @@ request mid-run, to watch the system answer with the portions that still arrive.
    id, the same bytes to every live device; the server's prediction for seq s is awaited (complete
    when all K partitions are in, or at the deadline, ``method_data.rocoin.deadline_ms`` unless given).
    ``kills`` {device: s} ends that device's QEMU (SIGKILL, as a crash would) once sample s was
-   answered (0: before the first sample).
+   answered and its own portions arrived (0: before the first sample).
 4. **Check**: per sample the label, the partitions that arrived, the devices whose portions were
    used; per device its frames and whether it was killed; and the labels against the reference for
    exactly the partitions that arrived (``tinysplit.methods.rocoin.reference.labels_with_partitions``
@@ -343,7 +343,7 @@ async def _drive(bundle: Path, manifest: Manifest, layout: RocoinLayout, devices
             records: list[dict[str, Any] | None] = []
             t0 = time.perf_counter()
             for s in range(1, len(xq) + 1):
-                _kill_or_notice(devices, s - 1)
+                await _kill_or_notice(devices, s - 1, timeout)
                 live = [d for d in devices if d.alive]
                 frames = _broadcast_frames(bundle_id, s, xq[s - 1])
                 await asyncio.gather(*(_send_all(d, frames, s) for d in live))
@@ -351,7 +351,7 @@ async def _drive(bundle: Path, manifest: Manifest, layout: RocoinLayout, devices
                 if progress:
                     progress(_sample_line(s, records[-1], run.by_wire))
             seconds = time.perf_counter() - t0
-            _kill_or_notice(devices, len(xq))
+            await _kill_or_notice(devices, len(xq), timeout)
             await _settle(devices, min(timeout, 2.0))
             live = [d for d in devices if d.alive]
             for d, st in zip(live, await asyncio.gather(*(_stats(d) for d in live))):
@@ -366,10 +366,14 @@ async def _drive(bundle: Path, manifest: Manifest, layout: RocoinLayout, devices
             "unknown_device_frames": run.unknown}
 
 
-def _kill_or_notice(devices: list[_Device], after: int) -> None:
-    """Kill the devices due after sample ``after``; notice those that ended on their own."""
+async def _kill_or_notice(devices: list[_Device], after: int, limit: float) -> None:
+    """Kill the devices due after sample ``after``, each once its own portions of the samples it was
+    sent have arrived (at most ``limit`` s: a replica that lost the race may still be computing; the
+    crash comes after its last answer, so the counts do not depend on the host's load); notice those
+    that ended on their own."""
     for d in devices:
         if d.alive and d.kill_after == after:
+            await _settle([d], limit)
             _kill(d, after)
         elif d.alive and d.link.proc is not None and d.link.proc.poll() is not None:
             d.alive, d.exit_code = False, d.link.proc.returncode
