@@ -1,6 +1,7 @@
 """The op set the code generator supports, and how an unsupported op is traced to a PyTorch layer.
 
-``SUPPORTED_OPS`` is the single list both the exporter's check and the C code generator use.
+``OPS`` (op -> its constraints; ``SUPPORTED_OPS`` its keys) is the single list the exporter's check, the C
+code generator and ``tinysplit ops`` use.
 """
 
 from __future__ import annotations
@@ -11,11 +12,41 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is only needed by the functions that inspect a torch model
     from torch import nn
 
-# TFLite builtin ops with an int8 kernel in tinysplit's C library (TFLite integer semantics).
-SUPPORTED_OPS: frozenset[str] = frozenset({
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "PAD", "AVERAGE_POOL_2D",
-    "MAX_POOL_2D", "MEAN", "RESHAPE", "CONCATENATION", "SOFTMAX", "LOGISTIC", "QUANTIZE", "DEQUANTIZE",
-})
+# TFLite builtin ops with an int8 kernel in tinysplit's C library (TFLite integer semantics), each with
+# the constraints the lowering enforces (``tinysplit ops`` prints this table; a model outside it gets a
+# clear error naming the operator). Grouped by kind; add an op to its group (and its lowering to
+# the same group's module in tinysplit.exporter.codegen).
+OPS: dict[str, str] = {
+    # -- convolutions, pooling, fully connected
+    "CONV_2D": "int8, filter per-channel or per-tensor (symmetric), any kernel size, stride and dilation, "
+               "SAME/VALID padding, fused NONE/RELU/RELU6/RELU_N1_TO_1, int32 bias optional",
+    "DEPTHWISE_CONV_2D": "int8, any depth multiplier, stride and dilation, SAME/VALID, fused activations as CONV_2D, "
+                         "bias required (TFLite Micro needs it)",
+    "FULLY_CONNECTED": "int8, constant weights (per-tensor), bias optional, keep_num_dims either way",
+    "AVERAGE_POOL_2D": "int8, any window and stride, SAME/VALID, fused activations",
+    "MAX_POOL_2D": "int8, any window and stride, SAME/VALID, fused activations",
+    "MEAN": "int8, over height and width of a 4-D tensor (keep_dims either way)",
+    # -- elementwise arithmetic
+    "ADD": "int8, broadcasting up to 4-D, fused activations",
+    "MUL": "int8, broadcasting up to 4-D, fused activations",
+    # -- activations
+    "SOFTMAX": "int8 in, int8 out with scale 1/256 and zero point -128, over the last axis",
+    "LOGISTIC": "int8 in, int8 out with scale 1/256 and zero point -128",
+    # -- data movement
+    "PAD": "int8, constant paddings, padded with the output zero point",
+    "RESHAPE": "any shape of the same size (no copy: the output is the input's memory)",
+    "CONCATENATION": "int8, any axis, every input quantized as the output, no fused activation",
+    # -- quantization
+    "QUANTIZE": "float32 -> int8 (model input), or int8 -> int8 requantization",
+    "DEQUANTIZE": "int8 -> float32 (model output)",
+    # -- activations (issue 17): add entries below this line
+
+    # -- binary ops and reductions (issue 17): add entries below this line
+
+    # -- shape, slicing, resize and transposed convolution (issue 17): add entries below this line
+
+}
+SUPPORTED_OPS: frozenset[str] = frozenset(OPS)
 
 # PyTorch layers (torch.nn class names) that are known not to lower to the supported set; checked before any conversion
 # so the user gets the answer in milliseconds, with the layer's name.

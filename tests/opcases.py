@@ -320,4 +320,12 @@ def all_cases(seed: int = 20261123) -> list[OpCase]:
     cases += [logistic_case(rng, k) for k in range(5)]
     cases += [quantize_case(rng, k) for k in range(6)]
     cases += [chain_case(rng, k) for k in range(9)]
+    # the op groups of issue 17, each from its own seed
+    import opcases_act
+    import opcases_binary
+    import opcases_shape
+
+    cases += opcases_act.cases(seed + 1)
+    cases += opcases_binary.cases(seed + 2)
+    cases += opcases_shape.cases(seed + 3)
     return cases

@@ -699,6 +699,14 @@ LOWERINGS: dict[str, Lowering] = {
     "QUANTIZE": lower_quantize,
     "DEQUANTIZE": lower_dequantize,
 }
+
+# The op groups of issue 17, one module each (they import this module's helpers, so they come last).
+from tinysplit.exporter.codegen import lower_act, lower_binary, lower_shape  # noqa: E402
+
+for _group in (lower_act, lower_binary, lower_shape):
+    _twice = set(_group.LOWERINGS) & set(LOWERINGS)
+    assert not _twice, f"ops lowered twice: {sorted(_twice)}"
+    LOWERINGS.update(_group.LOWERINGS)
 assert set(LOWERINGS) == set(SUPPORTED_OPS), "the lowering registry must cover exactly SUPPORTED_OPS"
 
 

@@ -751,3 +751,16 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
         out[i] = (float)(p->scale * (double)((int32_t)in[i] - p->zero_point));
     }
 }
+
+/* ======================================================================== activations (issue 17)
+ * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
+
+
+/* ============================================================ binary ops and reductions (issue 17)
+ * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
+
+
+/* ================================== shape, slicing, resize, transposed convolution (issue 17)
+ * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
+ * TRANSPOSE_CONV: add below. */
+

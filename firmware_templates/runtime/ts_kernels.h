@@ -147,6 +147,19 @@ void ts_quantize_f32_s8(const ts_quant_params_t *p, const float *in, int8_t *out
 void ts_requantize_s8(const ts_requant_params_t *p, const int8_t *in, int8_t *out);
 void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *out);
 
+/* ======================================================================== activations (issue 17)
+ * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
+
+
+/* ============================================================ binary ops and reductions (issue 17)
+ * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
+
+
+/* ================================== shape, slicing, resize, transposed convolution (issue 17)
+ * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
+ * TRANSPOSE_CONV: add below. */
+
+
 #ifdef __cplusplus
 }
 #endif
