@@ -6,7 +6,8 @@ module imports them; none of them imports it back, and no stage package imports 
 
 Exit codes: 0 success; 2 bad input or usage; 3 unsupported model; 4 conversion failed;
 5 verification failed; 6 toolchain or install extra missing; 70 internal error; 74 writing output
-failed while running (disk full, I/O error); 130 interrupted (SIGINT); 143 terminated (SIGTERM).
+failed while running (disk full, I/O error); 130 interrupted (SIGINT); 141 the reader of stdout went
+away (`tinysplit ops | head`); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,6 +29,7 @@ from tinysplit.extras import missing_extra_error
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -131,13 +134,37 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_TERMINATED
         print("tinysplit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError as e:
+        if not _stdout_closed():
+            return _internal(e, args.verbose)
+        # the reader of our output went away (`tinysplit ops | head`): stop quietly, as a shell's
+        # commands do on SIGPIPE; stdout goes to /dev/null so the interpreter's last flush is silent
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as e:
         missing = missing_extra_error(e.name) if isinstance(e, ModuleNotFoundError) else None
         if missing is not None:  # an install extra this command needs is not installed
             return _fail(missing, args.verbose)
-        # a bug: say so, keep the traceback one flag away
-        if args.verbose:
-            logging.exception("internal error")
-        print(f"tinysplit: internal error: {type(e).__name__}: {e} (rerun with -v for the traceback; "
-              "please report it)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal(e, args.verbose)
+
+
+def _internal(e: Exception, verbose: bool) -> int:
+    """A bug: say so, keep the traceback one flag away."""
+    if verbose:
+        logging.exception("internal error")
+    print(f"tinysplit: internal error: {type(e).__name__}: {e} (rerun with -v for the traceback; "
+          "please report it)", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll says POLLERR on its write end)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -104,7 +104,36 @@ def _run_inspect(args) -> int:
 
 
 
+# --- ops ------------------------------------------------------------------------------------------
+
+def _add_ops(sub) -> None:
+    p = sub.add_parser("ops", help="list the int8 TFLite ops the code generator supports, with their constraints",
+                       description="The single op table the exporter's check, the code generator and this "
+                                   "command share (tinysplit.exporter.ops.OPS): each op with the constraints its "
+                                   "lowering enforces. A model with any other op is refused (exit 3) naming it.")
+    p.add_argument("--json", action="store_true", help="print [{op, constraints}] as JSON")
+
+
+def _run_ops(args) -> int:
+    import textwrap
+
+    from tinysplit.exporter.ops import OPS
+
+    if args.json:
+        emit_json([{"op": op, "constraints": OPS[op]} for op in sorted(OPS)])
+        return 0
+    width = max(map(len, OPS)) + 2
+    print(f"{len(OPS)} int8 ops (bit-exact with TFLite Micro's reference kernels):")
+    for op in sorted(OPS):
+        lines = textwrap.wrap(OPS[op], width=max(40, 110 - width)) or [""]
+        print(f"  {op:{width}}{lines[0]}")
+        for line in lines[1:]:
+            print(f"  {'':{width}}{line}")
+    return 0
+
+
 COMMANDS = {
     "export": (_add_export, _run_export),
     "inspect": (_add_inspect, _run_inspect),
+    "ops": (_add_ops, _run_ops),
 }
