@@ -76,6 +76,7 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
 
 # For an unsupported TFLite op: the ONNX op types it usually comes from.
 TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
+    "RELU_0_TO_1": frozenset({"HardSigmoid"}),
     "RESIZE_NEAREST_NEIGHBOR": frozenset({"Resize", "Upsample"}),
     "RESIZE_BILINEAR": frozenset({"Resize", "Upsample"}),
     "TRANSPOSE_CONV": frozenset({"ConvTranspose"}),
@@ -147,3 +148,11 @@ def layers_for_tflite_op(op: str, nodes: list[OnnxNodeInfo], model: nn.Module | 
             seen.add(d)
             out.append(d)
     return out
+
+
+# Advice for TFLite ops that neither the code generator nor TFLite Micro runs, by the op: what to
+# write in PyTorch instead (added to the exporter's error).
+TFLITE_ADVICE: dict[str, str] = {
+    "RELU_0_TO_1": "nn.Hardsigmoid converts to RELU_0_TO_1, which TFLite Micro has no kernel for; write the hard "
+                   "sigmoid as relu6(x + 3) / 6 (F.relu6(x + 3.0) * (1.0 / 6.0)), which converts to supported ops",
+}

@@ -57,6 +57,11 @@ class ReferenceRunner:
 def _allocation_error(e: RuntimeError, lines: list[str], arena_size: int) -> Exception:
     """What TFLite Micro's failure to load a model means for the user."""
     said = " ".join(line.strip() for line in lines if line.strip())
+    missing = re.search(r"Didn't find op for builtin opcode '(\w+)'", said)
+    if missing:
+        return UnsupportedModelError(
+            f"TFLite Micro has no kernel for {missing.group(1)}: the model cannot run on a microcontroller with it. "
+            "Replace the layer it comes from (`tinysplit ops` lists the ops that run) or move it to the host tail")
     if "allocate" not in str(e).lower() and "resize buffer" not in said.lower():
         return UnsupportedModelError(f"TFLite Micro cannot load this model: {e}" + (f" ({said})" if said else ""))
     m = re.search(r"Requested: (\d+), available (\d+)", said)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinysplit.errors import UnsupportedModelError
-from tinysplit.exporter.ops import SUPPORTED_OPS, OnnxNodeInfo, layers_for_tflite_op
+from tinysplit.exporter.ops import SUPPORTED_OPS, TFLITE_ADVICE, OnnxNodeInfo, layers_for_tflite_op
 from tinysplit.exporter.runtimes import ReferenceRunner, TflmRunner
 from tinysplit.exporter.tflite_model import TfliteModel
 from tinysplit.quant import dequantize, quantize
@@ -21,10 +21,11 @@ def check_supported_ops(piece: str, model: TfliteModel, nodes: tuple[OnnxNodeInf
         op = bad[0]
         layers = layers_for_tflite_op(op, list(nodes), module)
         src = ("; it comes from " + ", ".join(layers)) if layers else ""
+        advice = f". {TFLITE_ADVICE[op]}" if op in TFLITE_ADVICE else ""
         raise UnsupportedModelError(
             f"device piece '{piece}': the int8 model uses {op}, which tinysplit's code generator does not "
-            f"support{src}. Supported ops: {', '.join(sorted(SUPPORTED_OPS))}. Replace that layer or move it "
-            "into the host tail")
+            f"support{src}{advice}. Supported ops: {', '.join(sorted(SUPPORTED_OPS))}. Replace that layer or move "
+            "it into the host tail")
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ class WithLstm(nn.Module):
         return self.rnn(self.conv(x).flatten(2))[0]
 
 
-class FunctionalUpsample(Conv):
+class FunctionalHardsigmoid(Conv):
     def forward(self, x):
-        return F.interpolate(torch.relu(self.conv(x)), scale_factor=2, mode="nearest")
+        return F.hardsigmoid(self.conv(x))
 
 
 def spec_of(module, calibration=X, heldout=X, **kw) -> ExportSpec:
@@ -58,19 +58,21 @@ def test_lstm_is_refused_naming_the_layer(tmp_path):
     assert_nothing_written(tmp_path)
 
 
-def test_upsample_module_is_refused(tmp_path):
-    m = nn.Sequential(Conv(), nn.Upsample(scale_factor=2))
-    with pytest.raises(UnsupportedModelError, match=r"layer '1' \(Upsample\).*host tail"):
+def test_gelu_module_is_refused(tmp_path):
+    m = nn.Sequential(Conv(), nn.GELU())
+    with pytest.raises(UnsupportedModelError, match=r"layer '1' \(GELU\).*use ReLU"):
         export_bundle(spec_of(m), tmp_path / "out")
     assert_nothing_written(tmp_path)
 
 
 def test_unsupported_tflite_op_names_op_and_layer_and_leaves_nothing(tmp_path):
-    """F.interpolate passes the module check; the int8 model's op check catches it after conversion."""
+    """F.hardsigmoid passes the module check; the int8 model's op check catches it after conversion
+    (RELU_0_TO_1, which TFLite Micro has no kernel for either) and says what to write instead."""
     with pytest.raises(UnsupportedModelError) as e:
-        export_bundle(spec_of(FunctionalUpsample()), tmp_path / "out")
+        export_bundle(spec_of(FunctionalHardsigmoid()), tmp_path / "out")
     msg = str(e.value)
-    assert "RESIZE_NEAREST_NEIGHBOR" in msg and "FunctionalUpsample" in msg and "ONNX Resize" in msg
+    assert "RELU_0_TO_1" in msg and "FunctionalHardsigmoid" in msg and "ONNX HardSigmoid" in msg
+    assert "relu6(x + 3) / 6" in msg
     assert_nothing_written(tmp_path)
 
 
@@ -203,3 +205,17 @@ def test_method_data_is_checked_before_conversion(tmp_path, method, method_data,
     with pytest.raises(InputError, match=match):
         export_bundle(spec_of(Conv(), method=method, method_data=method_data), tmp_path / "out")
     assert_nothing_written(tmp_path)
+
+
+def test_an_op_tflite_micro_has_no_kernel_for_is_named() -> None:
+    """TFLite Micro's own refusal (no kernel registered for an op) reads as that, not as an arena problem."""
+    from tflite_builder import ModelBuilder
+
+    from tinysplit.exporter.runtimes import TflmRunner
+
+    b = ModelBuilder()
+    x = b.tensor((1, 4, 4, 2), "int8", 0.05, 3, name="input")
+    y = b.tensor((1, 4, 4, 2), "int8", 1 / 256, -128, name="output")
+    b.op("RELU_0_TO_1", [x], [y])
+    with pytest.raises(UnsupportedModelError, match=r"TFLite Micro has no kernel for RELU_0_TO_1.*tinysplit ops"):
+        TflmRunner(b.build([x], [y]), num_outputs=1)

@@ -45,3 +45,10 @@ def test_closed_stdout_ends_quietly_with_141() -> None:
                        text=True, timeout=120)
     os.close(w)
     assert p.returncode == 141 and p.stderr == "", (p.returncode, p.stderr)
+
+
+def test_the_cli_names_every_zoo_example() -> None:
+    from tinysplit.cli.export import ZOO
+    from tinysplit.examples.zoo import HEADS
+
+    assert tuple(HEADS) == ZOO

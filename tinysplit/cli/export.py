@@ -7,6 +7,9 @@ import json
 from tinysplit.console import Progress, emit_json
 from tinysplit.errors import InputError
 
+# tinysplit.examples.zoo.HEADS, named here so that `--help` does not import torch
+ZOO = ("mobilenetv3", "encoder-decoder", "detector")
+
 
 # --- export ---------------------------------------------------------------------------------------
 
@@ -17,10 +20,13 @@ def _add_export(sub) -> None:
                                    "measured arena) and write a bundle directory with manifest.json and "
                                    "report.json.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--example", choices=["digits", "digits-classifier", "mobilenet"],
+    src.add_argument("--example", choices=["digits", "digits-classifier", "mobilenet", *ZOO],
                      help="a built-in example, no download: digits (trains in seconds; head on the device, tail "
                           "on the host), digits-classifier (the whole network on the device), mobilenet (a "
-                          "CIFAR-shaped MobileNetV2-style head with seeded weights, synthetic data)")
+                          "CIFAR-shaped MobileNetV2-style head with seeded weights, synthetic data); "
+                          "mobilenetv3 (Hardswish, squeeze-excitation), encoder-decoder (transposed convolution, "
+                          "bilinear resize), detector (leaky ReLU, nearest upsampling, concatenation): seeded "
+                          "weights, synthetic data")
     src.add_argument("--spec", metavar="FILE.py[:FUNC]",
                      help="a Python file or module whose function (default: build) returns an ExportSpec")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to create (must not exist)")
@@ -42,6 +48,11 @@ def _run_export(args) -> int:
 
         progress("building the MobileNetV2-style example (seeded weights, synthetic 32x32x3 data)")
         spec, _ = mobilenet_spec()
+    elif args.example in ZOO:
+        from tinysplit.examples.zoo import zoo_spec
+
+        progress(f"building the '{args.example}' example (seeded weights, synthetic 32x32x3 data)")
+        spec, _ = zoo_spec(args.example)
     elif args.example:
         if args.epochs < 1:
             raise InputError("--epochs must be at least 1")
