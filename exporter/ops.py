@@ -73,9 +73,6 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "RNN": "recurrent layers lower to WHILE loops, which the code generator does not support; use convolutions over time",
     "LSTMCell": "recurrent cells are not supported; use convolutions over time",
     "GRUCell": "recurrent cells are not supported; use convolutions over time",
-    "Upsample": "upsampling lowers to RESIZE_NEAREST_NEIGHBOR/RESIZE_BILINEAR, which are not supported; "
-                 "keep upsampling in the host tail",
-    "ConvTranspose2d": "transposed convolution lowers to TRANSPOSE_CONV, which is not supported; keep it in the host tail",
     "MultiheadAttention": "attention needs BATCH_MATMUL and float softmax paths that are not supported",
     "Embedding": "embeddings lower to GATHER, which is not supported",
     "LayerNorm": "LayerNorm lowers to float/RSQRT ops that are not supported; use BatchNorm (folded at export)",
@@ -88,13 +85,11 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
     "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Gemm", "MatMul", "Flatten",
     "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
     "Transpose", "Shape", "Gather", "Cast",
+    "Resize", "Upsample", "ConvTranspose", "Slice", "Split",  # nearest/bilinear resize, transposed conv (issue 17)
 })
 
 # For an unsupported TFLite op: the ONNX op types it usually comes from.
 TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
-    "RESIZE_NEAREST_NEIGHBOR": frozenset({"Resize", "Upsample"}),
-    "RESIZE_BILINEAR": frozenset({"Resize", "Upsample"}),
-    "TRANSPOSE_CONV": frozenset({"ConvTranspose"}),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({"LSTM"}),
     "WHILE": frozenset({"LSTM", "GRU", "RNN", "Loop"}),
     "GATHER": frozenset({"Gather"}),
@@ -103,7 +98,6 @@ TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "TANH": frozenset({"Tanh"}),
     "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),
     "SQRT": frozenset({"Sqrt"}),
-    "TRANSPOSE": frozenset({"Transpose"}),
     "SUB": frozenset({"Sub"}),
     "LEAKY_RELU": frozenset({"LeakyRelu"}),
     "PRELU": frozenset({"PRelu"}),
