@@ -44,6 +44,22 @@ OPS: dict[str, str] = {
     # -- binary ops and reductions (issue 17): add entries below this line
 
     # -- shape, slicing, resize and transposed convolution (issue 17): add entries below this line
+    "SQUEEZE": "int8, any squeeze_dims (no copy: the output is the input's memory, as RESHAPE)",
+    "EXPAND_DIMS": "int8, constant axis (no copy: the output is the input's memory, as RESHAPE)",
+    "SLICE": "int8, up to 5-D, constant begin and size (size -1: to the end), output quantized as the input; copies",
+    "STRIDED_SLICE": "int8, 1-D to 4-D, constant begin/end/strides, begin/end/shrink_axis masks, negative strides; "
+                     "no ellipsis/new_axis masks (TFLite Micro ignores them); copies",
+    "SPLIT": "int8, up to 5-D, constant axis, equal parts; one copy per output (unused outputs are still written)",
+    "SPLIT_V": "int8, up to 5-D, constant axis and size_splits (one -1 allowed); one copy per output",
+    "PACK": "int8, any axis, every input quantized as the output; one strided copy per input",
+    "UNPACK": "int8, up to 5-D, any axis; one copy per output",
+    "TRANSPOSE": "int8, up to 5-D, constant perm, output quantized as the input; copies",
+    "RESIZE_NEAREST_NEIGHBOR": "int8 4-D, constant size, align_corners / half_pixel_centers, output quantized as "
+                               "the input (index maps computed at export); copies",
+    "RESIZE_BILINEAR": "int8 4-D, constant size, align_corners or half_pixel_centers (not both), output quantized as "
+                       "the input; TFLite's integer path (10-bit weights, int64 sums)",
+    "TRANSPOSE_CONV": "int8, filter per-channel or per-tensor, int32 bias optional, SAME/VALID, any stride, no fused "
+                      "activation (TFLite Micro applies none); each output computed directly, no scratch buffer",
 
 }
 SUPPORTED_OPS: frozenset[str] = frozenset(OPS)
@@ -57,9 +73,6 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "RNN": "recurrent layers lower to WHILE loops, which the code generator does not support; use convolutions over time",
     "LSTMCell": "recurrent cells are not supported; use convolutions over time",
     "GRUCell": "recurrent cells are not supported; use convolutions over time",
-    "Upsample": "upsampling lowers to RESIZE_NEAREST_NEIGHBOR/RESIZE_BILINEAR, which are not supported; "
-                 "keep upsampling in the host tail",
-    "ConvTranspose2d": "transposed convolution lowers to TRANSPOSE_CONV, which is not supported; keep it in the host tail",
     "MultiheadAttention": "attention needs BATCH_MATMUL and float softmax paths that are not supported",
     "Embedding": "embeddings lower to GATHER, which is not supported",
     "LayerNorm": "LayerNorm lowers to float/RSQRT ops that are not supported; use BatchNorm (folded at export)",
@@ -72,14 +85,12 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
     "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Gemm", "MatMul", "Flatten",
     "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
     "Transpose", "Shape", "Gather", "Cast",
+    "Resize", "Upsample", "ConvTranspose", "Slice", "Split",  # nearest/bilinear resize, transposed conv (issue 17)
 })
 
 # For an unsupported TFLite op: the ONNX op types it usually comes from.
 TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "RELU_0_TO_1": frozenset({"HardSigmoid"}),
-    "RESIZE_NEAREST_NEIGHBOR": frozenset({"Resize", "Upsample"}),
-    "RESIZE_BILINEAR": frozenset({"Resize", "Upsample"}),
-    "TRANSPOSE_CONV": frozenset({"ConvTranspose"}),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({"LSTM"}),
     "WHILE": frozenset({"LSTM", "GRU", "RNN", "Loop"}),
     "GATHER": frozenset({"Gather"}),
@@ -88,7 +99,6 @@ TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "TANH": frozenset({"Tanh"}),
     "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),
     "SQRT": frozenset({"Sqrt"}),
-    "TRANSPOSE": frozenset({"Transpose"}),
     "SUB": frozenset({"Sub"}),
     "LEAKY_RELU": frozenset({"LeakyRelu"}),
     "PRELU": frozenset({"PRelu"}),

@@ -7,8 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional as F
 
 from conftest import run_cli
 from tinysplit.errors import InputError, UnsupportedModelError

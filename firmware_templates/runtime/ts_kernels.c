@@ -764,3 +764,111 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
  * TRANSPOSE_CONV: add below. */
 
+void ts_gather_s8(const ts_gather_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t a, b, c, d, e;
+    for (a = 0; a < p->dims[0]; ++a) {
+        const int32_t oa = p->base + a * p->strides[0];
+        for (b = 0; b < p->dims[1]; ++b) {
+            const int32_t ob = oa + b * p->strides[1];
+            for (c = 0; c < p->dims[2]; ++c) {
+                const int32_t oc = ob + c * p->strides[2];
+                for (d = 0; d < p->dims[3]; ++d) {
+                    const int32_t od = oc + d * p->strides[3];
+                    for (e = 0; e < p->dims[4]; ++e) {
+                        *out++ = in[od + e * p->strides[4]];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void ts_resize_nn_s8(const ts_resize_params_t *p, const int32_t *ymap, const int32_t *xmap,
+                     const int8_t *in, int8_t *out) {
+    int32_t b, y, x, c;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = in + b * p->in_h * p->in_w * p->ch;
+        for (y = 0; y < p->out_h; ++y) {
+            const int8_t *row = img + ymap[y] * p->in_w * p->ch;
+            for (x = 0; x < p->out_w; ++x) {
+                const int8_t *px = row + xmap[x] * p->ch;
+                for (c = 0; c < p->ch; ++c) {
+                    *out++ = px[c];
+                }
+            }
+        }
+    }
+}
+
+void ts_resize_bilinear_s8(const ts_resize_params_t *p, const int32_t *ytab, const int32_t *xtab,
+                           const int8_t *in, int8_t *out) {
+    int32_t b, y, x, c;
+    const int32_t row = p->in_w * p->ch;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = in + b * p->in_h * row;
+        for (y = 0; y < p->out_h; ++y) {
+            const int32_t y0 = ytab[3 * y], y1 = ytab[3 * y + 1], wy = ytab[3 * y + 2];
+            for (x = 0; x < p->out_w; ++x) {
+                const int32_t x0 = xtab[3 * x], x1 = xtab[3 * x + 1], wx = xtab[3 * x + 2];
+                const int8_t *p00 = img + y0 * row + x0 * p->ch, *p10 = img + y1 * row + x0 * p->ch;
+                const int8_t *p01 = img + y0 * row + x1 * p->ch, *p11 = img + y1 * row + x1 * p->ch;
+                for (c = 0; c < p->ch; ++c) {
+                    const int64_t v = (int64_t)p00[c] * (1024 - wy) * (1024 - wx) +
+                                      (int64_t)p10[c] * wy * (1024 - wx) +
+                                      (int64_t)p01[c] * (1024 - wy) * wx +
+                                      (int64_t)p11[c] * wy * wx;
+                    /* TFLite's double-rounding build: round half away from zero, divide truncating */
+                    const int64_t r = v > 0 ? ((int64_t)1 << 19) : -((int64_t)1 << 19);
+                    *out++ = (int8_t)((v + r) / ((int64_t)1 << 20));
+                }
+            }
+        }
+    }
+}
+
+void ts_transpose_conv_s8(const ts_tconv_params_t *p, const int8_t *filter, const int32_t *bias,
+                          const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    int32_t oy, ox, oc, ky, kx, ic;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            for (oc = 0; oc < p->out_c; ++oc) {
+                int32_t acc = 0;
+                for (ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t ty = oy + p->pad_h - ky;
+                    int32_t iy;
+                    if (ty < 0 || ty % p->stride_h != 0) {
+                        continue;
+                    }
+                    iy = ty / p->stride_h;
+                    if (iy >= p->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t tx = ox + p->pad_w - kx;
+                        int32_t ix;
+                        const int8_t *src, *w;
+                        if (tx < 0 || tx % p->stride_w != 0) {
+                            continue;
+                        }
+                        ix = tx / p->stride_w;
+                        if (ix >= p->in_w) {
+                            continue;
+                        }
+                        src = in + (iy * p->in_w + ix) * p->in_c;
+                        w = filter + ((oc * p->k_h + ky) * p->k_w + kx) * p->in_c;
+                        for (ic = 0; ic < p->in_c; ++ic) {
+                            acc += ((int32_t)src[ic] + p->in_offset) * (int32_t)w[ic];
+                        }
+                    }
+                }
+                if (bias) {
+                    acc += bias[oc];
+                }
+                acc = ts_mbqm(acc, mult[oc], (int)shift[oc]) + p->out_offset;
+                acc = acc < p->act_min ? p->act_min : (acc > p->act_max ? p->act_max : acc);
+                *out++ = (int8_t)acc;
+            }
+        }
+    }
+}
+

@@ -159,6 +159,42 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
  * TRANSPOSE_CONV: add below. */
 
+/* Strided gather (SLICE, STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, TRANSPOSE): the output is contiguous,
+ * output element (i0..i4) reads in[base + sum(ik * strides[k])]; strides may be negative or 0 */
+typedef struct {
+    int32_t dims[5];            /* output dims (leading 1s) */
+    int32_t strides[5];         /* input element step per output index, per dimension */
+    int32_t base;               /* input element of output element 0 */
+} ts_gather_params_t;
+
+void ts_gather_s8(const ts_gather_params_t *p, const int8_t *in, int8_t *out);
+
+/* RESIZE_NEAREST_NEIGHBOR: ymap[out_h], xmap[out_w] are the input row/column of each output one
+ * (TFLite's float32 index arithmetic, done on the host) */
+typedef struct {
+    int32_t batches, in_h, in_w, ch, out_h, out_w;
+} ts_resize_params_t;
+
+void ts_resize_nn_s8(const ts_resize_params_t *p, const int32_t *ymap, const int32_t *xmap,
+                     const int8_t *in, int8_t *out);
+
+/* RESIZE_BILINEAR (TFLite's integer path, 10-bit weights): ytab[3*out_h] = {y0, y1, wy} per output
+ * row, xtab[3*out_w] = {x0, x1, wx} per output column (wy, wx: input_y - 1024*y0 and so on) */
+void ts_resize_bilinear_s8(const ts_resize_params_t *p, const int32_t *ytab, const int32_t *xtab,
+                           const int8_t *in, int8_t *out);
+
+/* TRANSPOSE_CONV int8 (filter [out_c][k_h][k_w][in_c], per-channel mult/shift, bias optional).
+ * Each output is computed directly (a gather over the input taps that scatter into it), so no
+ * int32 scratch buffer is needed; the int32 sum is the one TFLite Micro accumulates in its scratch. */
+typedef struct {
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+    int32_t in_offset, out_offset, act_min, act_max;
+} ts_tconv_params_t;
+
+void ts_transpose_conv_s8(const ts_tconv_params_t *p, const int8_t *filter, const int32_t *bias,
+                          const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out);
+
 
 #ifdef __cplusplus
 }
