@@ -42,6 +42,16 @@ OPS: dict[str, str] = {
     # -- activations (issue 17): add entries below this line
 
     # -- binary ops and reductions (issue 17): add entries below this line
+    "SUB": "int8, broadcasting up to 4-D, fused NONE/RELU/RELU6/RELU_N1_TO_1; the output scale must exceed "
+           "max(input scales) / 2^19 (TFLite Micro refuses smaller ones)",
+    "MINIMUM": "int8, broadcasting up to 4-D; compares the raw int8 values as TFLite Micro does (give both "
+               "inputs and the output one scale and zero point, as the converter does)",
+    "MAXIMUM": "int8, broadcasting up to 4-D; compares the raw int8 values as TFLite Micro does (give both "
+               "inputs and the output one scale and zero point, as the converter does)",
+    "SQUARED_DIFFERENCE": "int8, broadcasting up to 4-D, no fused activation",
+    "SUM": "int8, constant int32 axes (any of up to 4 dimensions), keep_dims either way",
+    "REDUCE_MAX": "int8, constant int32 axes (any of up to 4 dimensions), keep_dims either way, input and output "
+                  "with the same scale and zero point (TFLite Micro requires it)",
 
     # -- shape, slicing, resize and transposed convolution (issue 17): add entries below this line
 

@@ -8,9 +8,104 @@ from __future__ import annotations
 import numpy as np
 
 from opcases import OpCase
+from tflite_builder import ACT, ModelBuilder, options
+
+_OPTIONS = {"SUB": "SubOptions", "SQUARED_DIFFERENCE": "SquaredDifferenceOptions",
+            "MINIMUM": "MaximumMinimumOptions", "MAXIMUM": "MaximumMinimumOptions"}
+
+
+def _zp(rng: np.random.Generator, k: int) -> int:
+    """Zero points: the extremes every few cases, random otherwise."""
+    return [-128, 127][k % 2] if k % 3 == 2 else int(rng.integers(-100, 101))
+
+
+def _shape(rng: np.random.Generator, k: int) -> tuple[int, ...]:
+    rank = [4, 4, 3, 2, 4, 1, 4][k % 7]
+    return tuple(int(rng.integers(1, 7)) for _ in range(rank))
+
+
+def binary_case(rng: np.random.Generator, k: int, opname: str) -> OpCase:
+    """x (op) y, y: x requantized (same shape), a broadcast constant, or (4-D) the per-channel mean of x;
+    either operand first; output quantization and fused activation (SUB) drawn at random."""
+    b = ModelBuilder()
+    shape = _shape(rng, k)
+    s_in, z_in = float(10 ** rng.uniform(-2.5, -0.5)), _zp(rng, k)
+    x = b.tensor(shape, "int8", s_in, z_in)
+    mode = k % 3 if len(shape) == 4 else k % 2
+    ops: tuple[str, ...] = (opname,)
+    if mode == 0 and opname in ("MINIMUM", "MAXIMUM"):  # the same activation requantized
+        y = b.tensor(shape, "int8", s_in * rng.uniform(0.5, 2.0), _zp(rng, k + 1))
+        b.op("QUANTIZE", [x], [y])
+        ops += ("QUANTIZE",)
+    elif mode == 0:  # an activation of the same shape: x times a random constant
+        c = b.tensor(shape, "int8", 1 / 128, 0, data=rng.integers(-128, 128, size=shape).astype(np.int8))
+        y = b.tensor(shape, "int8", s_in * rng.uniform(0.5, 1.5), _zp(rng, k + 1))
+        b.op("MUL", [x, c], [y], options("MulOptions", fusedActivationFunction=0))
+        ops += ("MUL",)
+    elif mode == 1:  # a broadcast constant (every dimension kept or 1, sometimes of lower rank)
+        other = tuple(int(d) if rng.random() < 0.5 else 1 for d in shape)
+        if rng.random() < 0.3:
+            other = other[1:] or other
+        y = b.tensor(other, "int8", s_in * rng.uniform(0.5, 2.0), int(rng.integers(-100, 101)),
+                     data=rng.integers(-128, 128, size=other).astype(np.int8))
+    else:  # a broadcast activation: the per-channel mean
+        y = b.tensor((1, 1, 1, shape[3]), "int8", s_in * rng.uniform(0.5, 2.0), int(rng.integers(-50, 51)))
+        axis = b.tensor((2,), "int32", data=np.array([1, 2], dtype=np.int32))
+        b.op("MEAN", [x, axis], [y], options("ReducerOptions", keepDims=True))
+        ops += ("MEAN",)
+    ins = [x, y] if rng.random() < 0.5 else [y, x]
+    if opname in ("MINIMUM", "MAXIMUM"):
+        # as the converter gives them: one quantization for inputs and output (the kernel compares raw
+        # int8 values, so a case with a requantized operand checks that it does exactly that)
+        s_out, z_out = s_in, z_in
+        opt = options(_OPTIONS[opname])
+    elif opname == "SUB":
+        # extreme output zero points where the input's is extreme (x >= 0 then): -128 for x - y, 127 for y - x
+        s_out = s_in * rng.uniform(0.8, 3.0)
+        z_out = (z_in if ins[0] == x else -1 - z_in) if k % 3 == 2 else int(rng.integers(-100, 101))
+        act = ACT[str(rng.choice(["NONE", "RELU", "RELU6", "RELU_N1_TO_1", "NONE"]))] if k % 3 != 2 else 0
+        opt = options("SubOptions", fusedActivationFunction=act)
+    else:
+        # a square is never negative: zero points low in the range (or the minimum)
+        s_out = s_in * s_in * float(10 ** rng.uniform(2.0, 3.0))
+        z_out = -128 if k % 3 == 2 else int(rng.integers(-128, 1))
+        opt = options("SquaredDifferenceOptions")
+    oshape = tuple(np.broadcast_shapes(tuple(b.tensors[ins[0]].shape), tuple(b.tensors[ins[1]].shape)))
+    out = b.tensor(oshape, "int8", s_out, z_out)
+    b.op(opname, ins, [out], opt)
+    return OpCase(f"{opname.lower()}_{k}", ops, b.build([x], [out]), shape)
+
+
+def reduce_case(rng: np.random.Generator, k: int, opname: str) -> OpCase:
+    """SUM / REDUCE_MAX over 1-3 axes (negative ones too) of a 2- to 4-D tensor, keep_dims either way."""
+    b = ModelBuilder()
+    shape = _shape(rng, k + 1) if k % 7 != 4 else (1, 6, 5, 3)
+    rank = len(shape)
+    n_axes = int(rng.integers(1, min(rank, 3) + 1))
+    axes = [int(a) - (rank if rng.random() < 0.3 else 0) for a in rng.choice(rank, size=n_axes, replace=False)]
+    keep = k % 2 == 0
+    s, z = float(10 ** rng.uniform(-2.5, -0.5)), _zp(rng, k)
+    x = b.tensor(shape, "int8", s, z)
+    ax = b.tensor((len(axes),), "int32", data=np.array(axes, dtype=np.int32))
+    norm = {a % rank for a in axes}
+    oshape = tuple((1 if i in norm else d) for i, d in enumerate(shape) if keep or i not in norm)
+    if opname == "SUM":
+        # sum(q - z) ~ count * (-0.5 - z) +- 74 * sqrt(count): a scale that holds it, the zero point centring it
+        count = int(np.prod([shape[i] for i in norm]))
+        s_out = s * max(count * abs(z + 0.5) / 100, 74 * np.sqrt(count) / 60) * rng.uniform(0.7, 1.5)
+        z_out = int(np.clip(-round(count * (-0.5 - z) * s / s_out), -128, 127))
+        y = b.tensor(oshape, "int8", s_out, z_out)
+    else:
+        y = b.tensor(oshape, "int8", s, z)
+    b.op(opname, [x, ax], [y], options("ReducerOptions", keepDims=keep))
+    return OpCase(f"{opname.lower()}_{k}", (opname,), b.build([x], [y]), shape)
 
 
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
-    del rng
-    return []
+    out: list[OpCase] = []
+    for opname in ("SUB", "MINIMUM", "MAXIMUM", "SQUARED_DIFFERENCE"):
+        out += [binary_case(rng, k, opname) for k in range(7)]
+    for opname in ("SUM", "REDUCE_MAX"):
+        out += [reduce_case(rng, k, opname) for k in range(7)]
+    return out

@@ -1,10 +1,162 @@
 """Lowerings of the binary ops and reductions (SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL).
 
 Registered into ``lower.LOWERINGS``; every key must also be in ``tinysplit.exporter.ops.OPS``.
+
+Every Prepare-time number is computed as TFLite Micro computes it (note where it uses float and
+where double arithmetic: SUB scales its inputs in float, SQUARED_DIFFERENCE in double).
 """
 
 from __future__ import annotations
 
-from tinysplit.exporter.codegen.lower import Lowering
+from dataclasses import dataclass
+from typing import ClassVar
 
-LOWERINGS: dict[str, Lowering] = {}
+import numpy as np
+
+from tinysplit.exporter.codegen.lower import (
+    INT8_MAX,
+    INT8_MIN,
+    BinaryParams,
+    KernelCall,
+    Lowering,
+    MeanParams,
+    Operator,
+    TfliteModel,
+    _broadcast,
+    _const_input,
+    _dtype,
+    _ext4,
+    _need,
+    _q,
+    _strides,
+    _t,
+    _where,
+    activation_range,
+    quantize_multiplier,
+)
+
+SUB_LEFT_SHIFT = 20  # TFLite Micro's int8 SUB scales both inputs up by 2^20, like ADD
+SQDIFF_LEFT_SHIFT = 7  # int8 SQUARED_DIFFERENCE: 255^2 * 2^14 still fits 32 bits
+
+
+@dataclass(frozen=True)
+class ReduceParams:
+    """REDUCE_MAX over any set of the 4 (extended) dimensions (the MEAN kernel's layout)."""
+
+    c_type: ClassVar[str] = "ts_reduce_params_t"
+    out_dims: tuple[int, int, int, int]
+    red_dims: tuple[int, int, int, int]
+    strides: tuple[int, int, int, int]
+
+
+def _binary_int8(model: TfliteModel, op: Operator):  # type: ignore[no-untyped-def]
+    a, b, out = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
+    for t in (a, b, out):
+        _dtype(op, t, "int8")
+    flat, dims, s1, s2 = _broadcast(op, a, b, out)
+    return a, b, out, flat, dims, s1, s2
+
+
+def _call(op: Operator, kernel: str, p: object, flat: int) -> tuple[KernelCall, ...]:
+    return (KernelCall(op.index, op.opcode, kernel, p, (), (op.inputs[0], op.inputs[1]), op.outputs[0],
+                       reuse="elementwise" if flat else ""),)
+
+
+def _smaller_than_one(real: float, op: Operator, what: str) -> tuple[int, int]:
+    """QuantizeMultiplierSmallerThanOneExp: TFLite Micro aborts unless 0 < real < 1."""
+    _need(0.0 < real < 1.0, op, f"its {what} rescale factor {real:.6g} is not in (0, 1), which TFLite Micro "
+                                "refuses (the output scale is too small for the input scales)")
+    m, s = quantize_multiplier(real)
+    return m, s
+
+
+def lower_sub(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    a, b, out, flat, dims, s1, s2 = _binary_int8(model, op)
+    (sa, za), (sb, zb), (so, zo) = _q(a), _q(b), _q(out)
+    f32 = np.float32
+    # sub_common.cc: float arithmetic, then cast to double
+    twice_max = f32(2) * max(f32(sa), f32(sb))
+    m1, sh1 = _smaller_than_one(float(f32(sa) / twice_max), op, "input 1")
+    m2, sh2 = _smaller_than_one(float(f32(sb) / twice_max), op, "input 2")
+    mo, sho = _smaller_than_one(float(twice_max / (f32(1 << SUB_LEFT_SHIFT) * f32(so))), op, "output")
+    amin, amax = activation_range(op.options.fusedActivationFunction if op.options is not None else 0,
+                                  so, zo, _where(op))
+    p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, SUB_LEFT_SHIFT,
+                     m1, sh1, m2, sh2, mo, sho, amin, amax)
+    return _call(op, "ts_sub_s8", p, flat)
+
+
+def lower_squared_difference(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    a, b, out, flat, dims, s1, s2 = _binary_int8(model, op)
+    (sa, za), (sb, zb), (so, zo) = _q(a), _q(b), _q(out)
+    f32 = np.float32
+    # squared_difference.cc: double arithmetic on the float scales
+    twice_max = 2.0 * float(max(f32(sa), f32(sb)))
+    m1, sh1 = _smaller_than_one(float(f32(sa)) / twice_max, op, "input 1")
+    m2, sh2 = _smaller_than_one(float(f32(sb)) / twice_max, op, "input 2")
+    mo, sho = quantize_multiplier(twice_max * twice_max / float(f32(1 << (2 * SQDIFF_LEFT_SHIFT)) * f32(so)))
+    p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, SQDIFF_LEFT_SHIFT,
+                     m1, sh1, m2, sh2, mo, sho, INT8_MIN, INT8_MAX)
+    return _call(op, "ts_squared_difference_s8", p, flat)
+
+
+def _lower_min_max(model: TfliteModel, op: Operator, kernel: str) -> tuple[KernelCall, ...]:
+    # TFLite Micro compares the raw int8 values (no requantization, whatever the scales)
+    _, _, _, flat, dims, s1, s2 = _binary_int8(model, op)
+    p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, INT8_MIN, INT8_MAX)
+    return _call(op, kernel, p, flat)
+
+
+def lower_minimum(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    return _lower_min_max(model, op, "ts_minimum_s8")
+
+
+def lower_maximum(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    return _lower_min_max(model, op, "ts_maximum_s8")
+
+
+def _reduction(model: TfliteModel, op: Operator):  # type: ignore[no-untyped-def]
+    inp, out = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _dtype(op, inp, "int8")
+    _dtype(op, out, "int8")
+    ax = _t(model, op.inputs[1])
+    _dtype(op, ax, "int32")
+    rank = len(inp.shape)
+    dims = _ext4(inp.shape, op)
+    raw = [int(a) for a in _const_input(model, op, 1, "axis").reshape(-1)]
+    _need(all(-rank <= a < rank for a in raw), op, f"axis {raw} is out of range for rank {rank}")
+    axes = {(a + rank) % rank + (4 - rank) for a in raw}
+    red = tuple(dims[k] if k in axes else 1 for k in range(4))
+    outd = tuple(1 if k in axes else dims[k] for k in range(4))
+    _need(int(np.prod(outd)) == int(np.prod(out.shape)), op, f"output shape {out.shape} does not match the reduction")
+    return inp, out, dims, red, outd
+
+
+def lower_sum(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, dims, red, outd = _reduction(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    # reduce_common.cc PrepareMeanOrSum: QuantizeMultiplier(double in / double out); QuantizedMeanOrSum
+    # with compute_sum keeps it as is (no 1/count folding): the MEAN kernel's arithmetic
+    mult, shift = quantize_multiplier(float(np.float32(si)) / float(np.float32(so)))
+    p = MeanParams(outd, red, _strides(dims), int(np.prod(red)), 0, zi, zo, mult, shift)  # type: ignore[arg-type]
+    return (KernelCall(op.index, op.opcode, "ts_mean_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+
+
+def lower_reduce_max(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, dims, red, outd = _reduction(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    _need(np.float32(si) == np.float32(so) and zi == zo, op,
+          f"input scale/zero point {si}/{zi} differ from the output's {so}/{zo}; TFLite Micro's int8 REDUCE_MAX "
+          "requires them equal")
+    p = ReduceParams(outd, red, _strides(dims))  # type: ignore[arg-type]
+    return (KernelCall(op.index, op.opcode, "ts_reduce_max_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+
+
+LOWERINGS: dict[str, Lowering] = {
+    "SUB": lower_sub,
+    "MINIMUM": lower_minimum,
+    "MAXIMUM": lower_maximum,
+    "SQUARED_DIFFERENCE": lower_squared_difference,
+    "SUM": lower_sum,
+    "REDUCE_MAX": lower_reduce_max,
+}

@@ -154,6 +154,23 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 
+/* SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM: ts_binary_params_t as ADD (MINIMUM/MAXIMUM compare the raw
+ * int8 values and use only the shape fields; SQUARED_DIFFERENCE has no fused activation) */
+void ts_sub_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ts_squared_difference_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ts_minimum_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ts_maximum_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* SUM: ts_mean_s8 with the plain input/output rescale (no 1/count). REDUCE_MAX over any set of the 4
+ * (extended) dimensions, same scale and zero point in and out */
+typedef struct {
+    int32_t out_dims[4];        /* 1 on reduced dimensions */
+    int32_t red_dims[4];        /* the extent reduced on each dimension, 1 elsewhere */
+    int32_t strides[4];         /* input element strides */
+} ts_reduce_params_t;
+
+void ts_reduce_max_s8(const ts_reduce_params_t *p, const int8_t *in, int8_t *out);
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
