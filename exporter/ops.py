@@ -37,7 +37,8 @@ OPS: dict[str, str] = {
     "RESHAPE": "any shape of the same size (no copy: the output is the input's memory)",
     "CONCATENATION": "int8, any axis, every input quantized as the output, no fused activation",
     # -- quantization
-    "QUANTIZE": "float32 -> int8 (model input), or int8 -> int8 requantization",
+    "QUANTIZE": "float32 -> int8 (model input), int8 -> int8 requantization, or quantized int32 -> int8 "
+                "(e.g. ARG_MAX indices)",
     "DEQUANTIZE": "int8 -> float32 (model output)",
     # -- activations (issue 17): add entries below this line
 
@@ -52,6 +53,8 @@ OPS: dict[str, str] = {
     "SUM": "int8, constant int32 axes (any of up to 4 dimensions), keep_dims either way",
     "REDUCE_MAX": "int8, constant int32 axes (any of up to 4 dimensions), keep_dims either way, input and output "
                   "with the same scale and zero point (TFLite Micro requires it)",
+    "ARG_MAX": "int8 input, one constant int32 axis, int32 output (TFLite Micro has no int64 one); the model's "
+               "output must be int8, so the indices go on inside the model (e.g. QUANTIZE int32 -> int8)",
 
     # -- shape, slicing, resize and transposed convolution (issue 17): add entries below this line
 
@@ -81,7 +84,7 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
     "Conv", "Relu", "Clip", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Pad", "AveragePool",
     "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Gemm", "MatMul", "Flatten",
     "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
-    "Transpose", "Shape", "Gather", "Cast",
+    "Transpose", "Shape", "Gather", "Cast", "Min", "Max", "ReduceSum", "ReduceMax",
 })
 
 # For an unsupported TFLite op: the ONNX op types it usually comes from.
@@ -98,7 +101,6 @@ TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),
     "SQRT": frozenset({"Sqrt"}),
     "TRANSPOSE": frozenset({"Transpose"}),
-    "SUB": frozenset({"Sub"}),
     "LEAKY_RELU": frozenset({"LeakyRelu"}),
     "PRELU": frozenset({"PRelu"}),
 }

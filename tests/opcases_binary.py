@@ -101,6 +101,29 @@ def reduce_case(rng: np.random.Generator, k: int, opname: str) -> OpCase:
     return OpCase(f"{opname.lower()}_{k}", (opname,), b.build([x], [y]), shape)
 
 
+def argmax_case(rng: np.random.Generator, k: int) -> OpCase:
+    """ARG_MAX (int32 indices) over one axis of a 2- to 4-D tensor, then QUANTIZE int32 -> int8: the
+    generated C API's output is int8, so the indices are checked through a requantization (scale 1 and
+    zero point 0 on the indices keeps them exact in every other case)."""
+    b = ModelBuilder()
+    shape = _shape(rng, k + 2) if k % 7 != 5 else (1, 9, 7, 4)
+    if len(shape) == 1:
+        shape = (1, *shape)
+    rank = len(shape)
+    axis = int(rng.integers(0, rank)) - (rank if k % 3 == 1 else 0)
+    shape = tuple(max(d, 2 + k % 5) if i == axis % rank else d for i, d in enumerate(shape))  # a real choice
+    x = b.tensor(shape, "int8", float(10 ** rng.uniform(-2.5, -0.5)), _zp(rng, k))
+    ax = b.tensor((1,), "int32", data=np.array([axis], dtype=np.int32))
+    oshape = tuple(d for i, d in enumerate(shape) if i != axis % rank)
+    exact = k % 2 == 0
+    s_i, z_i = (1.0, 0) if exact else (float(rng.uniform(0.2, 3.0)), int(rng.integers(-5, 6)))
+    idx = b.tensor(oshape, "int32", s_i, z_i)
+    b.op("ARG_MAX", [x, ax], [idx], options("ArgMaxOptions", outputType=2))
+    y = b.tensor(oshape, "int8", 1.0 if exact else s_i * rng.uniform(0.3, 2.0), 0 if exact else _zp(rng, k + 1))
+    b.op("QUANTIZE", [idx], [y])
+    return OpCase(f"arg_max_{k}", ("ARG_MAX", "QUANTIZE"), b.build([x], [y]), shape)
+
+
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     out: list[OpCase] = []
@@ -108,4 +131,5 @@ def cases(seed: int) -> list[OpCase]:
         out += [binary_case(rng, k, opname) for k in range(7)]
     for opname in ("SUM", "REDUCE_MAX"):
         out += [reduce_case(rng, k, opname) for k in range(7)]
+    out += [argmax_case(rng, k) for k in range(7)]
     return out

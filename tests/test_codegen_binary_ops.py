@@ -84,3 +84,76 @@ def test_binary_op_on_a_non_int8_tensor_is_refused() -> None:
     b.op("QUANTIZE", [g], [y])
     with pytest.raises(UnsupportedModelError, match=r"operator 1 \(MAXIMUM\).*float32, expected int8"):
         render_model(b.build([x], [y]), "m")
+
+
+def _argmax_model(out_dtype: str = "int32", then_quantize: bool = True, idx_quantized: bool = True) -> bytes:
+    b = ModelBuilder()
+    x = b.tensor((1, 3, 5), "int8", 0.02, 3)
+    ax = b.tensor((1,), "int32", data=np.array([-1], dtype=np.int32))
+    idx = b.tensor((1, 3), out_dtype, 1.0 if idx_quantized else None, 0)
+    b.op("ARG_MAX", [x, ax], [idx], options("ArgMaxOptions", outputType={"int32": 2, "int64": 4}[out_dtype]))
+    if not then_quantize:
+        return b.build([x], [idx])
+    y = b.tensor((1, 3), "int8", 1.0, 0)
+    b.op("QUANTIZE", [idx], [y])
+    return b.build([x], [y])
+
+
+def test_arg_max_with_int64_indices_is_refused() -> None:
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(ARG_MAX\).*int64.*only writes int32"):
+        render_model(_argmax_model("int64"), "m")
+    from tinysplit.exporter.runtimes import TflmRunner
+
+    with pytest.raises(RuntimeError):  # TFLite Micro refuses it too
+        TflmRunner(_argmax_model("int64", then_quantize=False), num_outputs=1).run(np.zeros((1, 3, 5), np.int8))
+
+
+def test_arg_max_lowers_inside_a_model_with_an_int32_tensor() -> None:
+    """ARG_MAX -> QUANTIZE int32 -> int8: the int32 indices get 4 bytes each in the arena and an int32_t
+    pointer in the generated call; as the model's output they are refused (the C API is int8)."""
+    r = render_model(_argmax_model(), "m")
+    idx = next(t for t in r.lowered.tensors if t.dtype == "int32")
+    assert idx.nbytes == 3 * 4
+    assert any("ts_argmax_s8(" in line and "(int32_t *)" in line for c in r.context.calls for line in c.lines)
+    with pytest.raises(UnsupportedModelError, match=r"is int32; the generated C API is int8"):
+        render_model(_argmax_model(then_quantize=False), "m")
+    with pytest.raises(UnsupportedModelError, match=r"operator 1 \(QUANTIZE\).*no quantization parameters"):
+        render_model(_argmax_model(idx_quantized=False), "m")
+
+
+@pytest.mark.slow
+def test_converted_torch_model_with_the_new_ops_is_bit_exact(tmp_path: Path) -> None:
+    """torch a - b, maximum, minimum, sum, amax -> ONNX (Sub, Max, Min, ReduceSum, ReduceMax) -> int8
+    TFLite (SUB, MAXIMUM, MINIMUM, SUM, REDUCE_MAX): every op is supported and the generated C is
+    identical to TFLite Micro."""
+    import torch
+    from torch import nn
+
+    from codegen_support import build_harness
+    from tinysplit.exporter import convert
+    from tinysplit.exporter.ops import ONNX_OPS_KNOWN_GOOD, SUPPORTED_OPS
+    from tinysplit.exporter.tflite_model import parse_tflite
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, 1, 1), nn.Conv2d(3, 8, 1)
+
+        def forward(self, x):
+            a, b = self.a(x), self.b(x)
+            m = torch.maximum(a, b) + torch.minimum(a, b)
+            return (a - b).sum(dim=1, keepdim=True) + m.amax(dim=1, keepdim=True)
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((16, 3, 8, 8), dtype=np.float32)
+    log = tmp_path / "convert.log"
+    om = convert.torch_to_onnx(M().eval(), x, tmp_path / "m.onnx", ["input"], ["out"], log)
+    assert {n.op_type for n in om.nodes} <= ONNX_OPS_KNOWN_GOOD
+    sm = convert.onnx_to_saved_model(om, tmp_path / "sm", x.transpose(0, 2, 3, 1), log)
+    tfl = convert.saved_model_to_int8_tflite(sm, np.ascontiguousarray(x.transpose(0, 2, 3, 1)), log)
+    ops = set(parse_tflite(tfl).ops)
+    assert {"SUB", "MAXIMUM", "MINIMUM", "SUM", "REDUCE_MAX"} <= ops <= SUPPORTED_OPS
+    h = build_harness([tfl], tmp_path / "c")
+    xs = np.random.default_rng(1).integers(-128, 128, size=(40, 8 * 8 * 3)).astype(np.int8)
+    got, _ = h.run(0, xs)
+    assert np.array_equal(got, tflm_outputs(tfl, xs))

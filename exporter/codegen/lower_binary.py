@@ -152,6 +152,34 @@ def lower_reduce_max(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]
     return (KernelCall(op.index, op.opcode, "ts_reduce_max_s8", p, (), (op.inputs[0],), op.outputs[0]),)
 
 
+@dataclass(frozen=True)
+class ArgMaxParams:
+    """ARG_MAX over one axis: the input as [outer][axis][inner], int32 indices out ([outer][inner])."""
+
+    c_type: ClassVar[str] = "ts_argmax_params_t"
+    outer: int
+    axis_size: int
+    inner: int
+
+
+def lower_arg_max(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _dtype(op, inp, "int8")
+    _need(out.dtype == "int32", op, f"its output '{out.name}' is {out.dtype}; TFLite Micro's ARG_MAX only writes "
+                                    "int32 indices (export with output_type int32)")
+    ax_t = _t(model, op.inputs[1])
+    _need(ax_t.dtype == "int32", op, f"its axis '{ax_t.name}' is {ax_t.dtype}; TFLite Micro only takes an int32 axis")
+    raw = [int(a) for a in _const_input(model, op, 1, "axis").reshape(-1)]
+    rank = len(inp.shape)
+    _need(len(raw) == 1 and -rank <= raw[0] < rank, op, f"axis {raw} is not one axis of a rank-{rank} input")
+    axis = raw[0] % rank
+    outer = int(np.prod(inp.shape[:axis]))
+    inner = int(np.prod(inp.shape[axis + 1:]))
+    _need(int(np.prod(out.shape)) == outer * inner, op, f"output shape {out.shape} does not match the reduction")
+    p = ArgMaxParams(outer, int(inp.shape[axis]), inner)
+    return (KernelCall(op.index, op.opcode, "ts_argmax_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "SUB": lower_sub,
     "MINIMUM": lower_minimum,
@@ -159,4 +187,5 @@ LOWERINGS: dict[str, Lowering] = {
     "SQUARED_DIFFERENCE": lower_squared_difference,
     "SUM": lower_sum,
     "REDUCE_MAX": lower_reduce_max,
+    "ARG_MAX": lower_arg_max,
 }

@@ -831,6 +831,32 @@ void ts_reduce_max_s8(const ts_reduce_params_t *p, const int8_t *in, int8_t *out
     }
 }
 
+void ts_argmax_s8(const ts_argmax_params_t *p, const int8_t *in, int32_t *out) {
+    int32_t o, i, k;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *x = in + o * p->axis_size * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int8_t best = x[i];
+            int32_t at = 0;
+            for (k = 1; k < p->axis_size; ++k) {
+                if (x[k * p->inner + i] > best) {  /* strictly greater: the first maximum wins */
+                    best = x[k * p->inner + i];
+                    at = k;
+                }
+            }
+            *out++ = at;
+        }
+    }
+}
+
+void ts_requantize_s32_s8(const ts_requant_params_t *p, const int32_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = ts_mbqm_i(in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,

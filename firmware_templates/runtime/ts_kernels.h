@@ -171,6 +171,16 @@ typedef struct {
 
 void ts_reduce_max_s8(const ts_reduce_params_t *p, const int8_t *in, int8_t *out);
 
+/* ARG_MAX: input [outer][axis_size][inner] int8, output [outer][inner] int32 (the first maximum's index) */
+typedef struct {
+    int32_t outer, axis_size, inner;
+} ts_argmax_params_t;
+
+void ts_argmax_s8(const ts_argmax_params_t *p, const int8_t *in, int32_t *out);
+
+/* QUANTIZE int32 -> int8 (e.g. ARG_MAX's indices): TFLite's Requantize, ts_requant_params_t */
+void ts_requantize_s32_s8(const ts_requant_params_t *p, const int32_t *in, int8_t *out);
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
