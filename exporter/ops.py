@@ -55,6 +55,8 @@ OPS: dict[str, str] = {
                   "with the same scale and zero point (TFLite Micro requires it)",
     "ARG_MAX": "int8 input, one constant int32 axis, int32 output (TFLite Micro has no int64 one); the model's "
                "output must be int8, so the indices go on inside the model (e.g. QUANTIZE int32 -> int8)",
+    "BATCH_MATMUL": "int8, operands of rank 2 to 5 (activations or constants, per-tensor quantized), batch "
+                    "dimensions broadcast, adj_x / adj_y",
 
     # -- shape, slicing, resize and transposed convolution (issue 17): add entries below this line
 
@@ -73,7 +75,8 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "Upsample": "upsampling lowers to RESIZE_NEAREST_NEIGHBOR/RESIZE_BILINEAR, which are not supported; "
                  "keep upsampling in the host tail",
     "ConvTranspose2d": "transposed convolution lowers to TRANSPOSE_CONV, which is not supported; keep it in the host tail",
-    "MultiheadAttention": "attention needs BATCH_MATMUL and float softmax paths that are not supported",
+    "MultiheadAttention": "attention needs head reshapes/transposes and float softmax paths that are not supported "
+                          "(BATCH_MATMUL itself is)",
     "Embedding": "embeddings lower to GATHER, which is not supported",
     "LayerNorm": "LayerNorm lowers to float/RSQRT ops that are not supported; use BatchNorm (folded at export)",
     "GELU": "GELU is not supported; use ReLU or ReLU6",
@@ -95,7 +98,6 @@ TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({"LSTM"}),
     "WHILE": frozenset({"LSTM", "GRU", "RNN", "Loop"}),
     "GATHER": frozenset({"Gather"}),
-    "BATCH_MATMUL": frozenset({"MatMul"}),
     "HARD_SWISH": frozenset({"HardSwish"}),
     "TANH": frozenset({"Tanh"}),
     "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),

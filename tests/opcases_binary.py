@@ -124,6 +124,57 @@ def argmax_case(rng: np.random.Generator, k: int) -> OpCase:
     return OpCase(f"arg_max_{k}", ("ARG_MAX", "QUANTIZE"), b.build([x], [y]), shape)
 
 
+def _operand(b: ModelBuilder, rng: np.random.Generator, shape: tuple[int, ...], zp: int) -> tuple[int, float, int]:
+    s = float(10 ** rng.uniform(-2.5, -1))
+    return b.tensor(shape, "int8", s, zp, data=rng.integers(-128, 128, size=shape).astype(np.int8)), s, zp
+
+
+def batch_matmul_case(rng: np.random.Generator, k: int) -> OpCase:
+    """lhs @ rhs: an activation times a constant (either side), or the activation times itself
+    requantized (adj_x / adj_y), batch dimensions broadcast, ranks 2 to 4."""
+    b = ModelBuilder()
+    r, d, c = int(rng.integers(1, 6)), int(rng.integers(1, 9)), int(rng.integers(1, 6))
+    nb = int(rng.integers(2, 4))
+    sx, zx = float(10 ** rng.uniform(-2.5, -0.5)), _zp(rng, k)
+    adj_x = adj_y = False
+    ops: tuple[str, ...] = ("BATCH_MATMUL",)
+    if k in (2, 3):  # both operands activations: x @ q(x)^T (adj_y) or x^T @ q(x) (adj_x)
+        xs = (nb, r, d) if k == 2 else (nb, d, r)
+        x = b.tensor(xs, "int8", sx, zx)
+        y = b.tensor(xs, "int8", sx * rng.uniform(0.5, 2.0), _zp(rng, k + 1))
+        b.op("QUANTIZE", [x], [y])
+        ops += ("QUANTIZE",)
+        lhs, rhs = x, y
+        adj_y, adj_x = k == 2, k == 3
+        sl, zl, sr, zr = sx, zx, b.tensors[y].quantization.scale[0], int(b.tensors[y].quantization.zeroPoint[0])
+        c = r  # x @ q(x)^T and x^T @ q(x) are both r x r
+        oshape: tuple[int, ...] = (nb, r, c)
+    elif k == 4:  # constant lhs [r, d] @ activation [nb, d, c]
+        xs = (nb, d, c)
+        x = b.tensor(xs, "int8", sx, zx)
+        lhs, sl, zl = _operand(b, rng, (r, d), int(rng.integers(-100, 101)))
+        rhs, sr, zr = x, sx, zx
+        oshape = (nb, r, c)
+    else:  # activation @ constant, batch broadcast, adj flags on the constant / activation
+        adj_x, adj_y = k == 6, k in (1, 6)
+        xs = {0: (nb, r, d), 1: (1, nb, r, d), 5: (r, d), 6: (nb, d, r)}[k]
+        x = b.tensor(xs, "int8", sx, zx)
+        cs = (c, d) if adj_y else (d, c)
+        if k == 1:
+            cs = (nb, *cs)
+        rhs, sr, zr = _operand(b, rng, cs, _zp(rng, k + 1) if k == 5 else int(rng.integers(-100, 101)))
+        lhs, sl, zl = x, sx, zx
+        oshape = {0: (nb, r, c), 1: (1, nb, r, c), 5: (r, c), 6: (nb, r, c)}[k]
+    # sum over d of (ql - zl)(qr - zr): mean d (0.5 + zl)(0.5 + zr), spread sqrt(d) * 74^2-ish
+    el, er = 74 ** 2 + (zl + 0.5) ** 2, 74 ** 2 + (zr + 0.5) ** 2
+    mean = d * (0.5 + zl) * (0.5 + zr)
+    s_out = sl * sr * (np.sqrt(d * el * er) + abs(mean) / 2) / 64 * rng.uniform(0.5, 2.0)
+    z_out = int(np.clip(-round(mean * sl * sr / s_out), -128, 127))
+    out = b.tensor(oshape, "int8", float(s_out), z_out)
+    b.op("BATCH_MATMUL", [lhs, rhs], [out], options("BatchMatMulOptions", adjX=adj_x, adjY=adj_y))
+    return OpCase(f"batch_matmul_{k}", ops, b.build([x], [out]), xs)
+
+
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     out: list[OpCase] = []
@@ -132,4 +183,5 @@ def cases(seed: int) -> list[OpCase]:
     for opname in ("SUM", "REDUCE_MAX"):
         out += [reduce_case(rng, k, opname) for k in range(7)]
     out += [argmax_case(rng, k) for k in range(7)]
+    out += [batch_matmul_case(rng, k) for k in range(7)]
     return out

@@ -157,3 +157,22 @@ def test_converted_torch_model_with_the_new_ops_is_bit_exact(tmp_path: Path) -> 
     xs = np.random.default_rng(1).integers(-128, 128, size=(40, 8 * 8 * 3)).astype(np.int8)
     got, _ = h.run(0, xs)
     assert np.array_equal(got, tflm_outputs(tfl, xs))
+
+
+def _bmm_model(rhs_shape: tuple[int, ...], rhs_scales: list[float] | float = 0.01) -> bytes:
+    b = ModelBuilder()
+    x = b.tensor((2, 3, 4), "int8", 0.02, 3)
+    n = int(np.prod(rhs_shape))
+    c = b.tensor(rhs_shape, "int8", rhs_scales, 0, data=np.arange(n, dtype=np.int8).reshape(rhs_shape),
+                 qdim=len(rhs_shape) - 1)
+    y = b.tensor((2, 3, rhs_shape[-1]), "int8", 0.05, 0)
+    b.op("BATCH_MATMUL", [x, c], [y], options("BatchMatMulOptions", adjX=False, adjY=False))
+    return b.build([x], [y])
+
+
+def test_batch_matmul_refuses_shapes_that_do_not_multiply_and_per_channel_operands() -> None:
+    render_model(_bmm_model((4, 5)), "m")
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(BATCH_MATMUL\).*do not multiply"):
+        render_model(_bmm_model((3, 5)), "m")
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(BATCH_MATMUL\).*5 scales.*one per tensor"):
+        render_model(_bmm_model((4, 5), [0.01, 0.02, 0.03, 0.04, 0.05]), "m")

@@ -180,6 +180,64 @@ def lower_arg_max(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     return (KernelCall(op.index, op.opcode, "ts_argmax_s8", p, (), (op.inputs[0],), op.outputs[0]),)
 
 
+@dataclass(frozen=True)
+class BatchMatMulParams:
+    """out[b][i][j] = sum_k (lhs(b, i, k) + lhs_offset) * (rhs(b, k, j) + rhs_offset), requantized; the
+    operands read through element strides (adj_x / adj_y are strides) and batch strides (0: broadcast)."""
+
+    c_type: ClassVar[str] = "ts_batch_matmul_params_t"
+    batch: tuple[int, int, int]
+    lhs_batch: tuple[int, int, int]
+    rhs_batch: tuple[int, int, int]
+    rows: int
+    cols: int
+    depth: int
+    lhs_row: int  # element stride of lhs along i
+    lhs_k: int  # ... along k
+    rhs_k: int
+    rhs_col: int
+    lhs_offset: int
+    rhs_offset: int
+    out_offset: int
+    mult: int
+    shift: int
+
+
+def lower_batch_matmul(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    lhs, rhs, out = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
+    for t in (lhs, rhs, out):
+        _dtype(op, t, "int8")
+    for t in (lhs, rhs):
+        _need(2 <= len(t.shape) <= 5, op, f"operand '{t.name}' has rank {len(t.shape)}; TFLite Micro takes 2 to 5")
+        _need(len(t.scales) == 1, op, f"operand '{t.name}' has {len(t.scales)} scales; BATCH_MATMUL needs one per tensor")
+    o = op.options
+    adj_x, adj_y = bool(o.adjX) if o is not None else False, bool(o.adjY) if o is not None else False
+    lsh = (1,) * (5 - len(lhs.shape)) + tuple(lhs.shape)
+    rsh = (1,) * (5 - len(rhs.shape)) + tuple(rhs.shape)
+    rows, depth = (lsh[4], lsh[3]) if adj_x else (lsh[3], lsh[4])
+    rdepth, cols = (rsh[4], rsh[3]) if adj_y else (rsh[3], rsh[4])
+    _need(depth == rdepth, op, f"operands {lhs.shape} and {rhs.shape} (adj_x {adj_x}, adj_y {adj_y}) do not multiply")
+    batch = []
+    for k in range(3):
+        _need(lsh[k] == rsh[k] or 1 in (lsh[k], rsh[k]), op,
+              f"batch dimensions of {lhs.shape} and {rhs.shape} do not broadcast")
+        batch.append(max(lsh[k], rsh[k]))
+    want = tuple(batch) + (rows, cols)
+    rank = max(len(lhs.shape), len(rhs.shape))
+    _need(tuple(out.shape) == want[5 - rank:], op, f"output shape {out.shape} differs from the computed {want[5 - rank:]}")
+    ls, rs = _strides(lsh), _strides(rsh)
+    lb = tuple(0 if lsh[k] == 1 else ls[k] for k in range(3))
+    rb = tuple(0 if rsh[k] == 1 else rs[k] for k in range(3))
+    (sl, zl), (sr, zr), (so, zo) = _q(lhs), _q(rhs), _q(out)
+    # GetQuantizedConvolutionMultipler: the scale product in float, then a double division
+    mult, shift = quantize_multiplier(float(np.float32(sl) * np.float32(sr)) / float(np.float32(so)))
+    lhs_row, lhs_k = (1, rows) if adj_x else (depth, 1)
+    rhs_k, rhs_col = (1, depth) if adj_y else (cols, 1)
+    p = BatchMatMulParams(tuple(batch), lb, rb, rows, cols, depth, lhs_row, lhs_k, rhs_k, rhs_col,  # type: ignore[arg-type]
+                          -zl, -zr, zo, mult, shift)
+    return (KernelCall(op.index, op.opcode, "ts_batch_matmul_s8", p, (), (op.inputs[0], op.inputs[1]), op.outputs[0]),)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "SUB": lower_sub,
     "MINIMUM": lower_minimum,
@@ -188,4 +246,5 @@ LOWERINGS: dict[str, Lowering] = {
     "SUM": lower_sum,
     "REDUCE_MAX": lower_reduce_max,
     "ARG_MAX": lower_arg_max,
+    "BATCH_MATMUL": lower_batch_matmul,
 }

@@ -857,6 +857,31 @@ void ts_requantize_s32_s8(const ts_requant_params_t *p, const int32_t *in, int8_
     }
 }
 
+void ts_batch_matmul_s8(const ts_batch_matmul_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out) {
+    int32_t b0, b1, b2, i, j, k;
+    for (b0 = 0; b0 < p->batch[0]; ++b0) {
+        for (b1 = 0; b1 < p->batch[1]; ++b1) {
+            for (b2 = 0; b2 < p->batch[2]; ++b2) {
+                const int8_t *l = lhs + b0 * p->lhs_batch[0] + b1 * p->lhs_batch[1] + b2 * p->lhs_batch[2];
+                const int8_t *r = rhs + b0 * p->rhs_batch[0] + b1 * p->rhs_batch[1] + b2 * p->rhs_batch[2];
+                for (i = 0; i < p->rows; ++i) {
+                    const int8_t *li = l + i * p->lhs_row;
+                    for (j = 0; j < p->cols; ++j) {
+                        const int8_t *rj = r + j * p->rhs_col;
+                        int32_t acc = 0;
+                        int32_t v;
+                        for (k = 0; k < p->depth; ++k) {
+                            acc += ((int32_t)li[k * p->lhs_k] + p->lhs_offset) * ((int32_t)rj[k * p->rhs_k] + p->rhs_offset);
+                        }
+                        v = ts_mbqm_i(acc, p->mult, p->shift) + p->out_offset;
+                        *out++ = (int8_t)ts_clamp(v, -128, 127);
+                    }
+                }
+            }
+        }
+    }
+}
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,

@@ -181,6 +181,17 @@ void ts_argmax_s8(const ts_argmax_params_t *p, const int8_t *in, int32_t *out);
 /* QUANTIZE int32 -> int8 (e.g. ARG_MAX's indices): TFLite's Requantize, ts_requant_params_t */
 void ts_requantize_s32_s8(const ts_requant_params_t *p, const int32_t *in, int8_t *out);
 
+/* BATCH_MATMUL: out[b][i][j] = requant(sum_k (lhs(b,i,k) + lhs_offset) * (rhs(b,k,j) + rhs_offset));
+ * adj_x / adj_y are element strides, broadcast batch dimensions have batch stride 0 */
+typedef struct {
+    int32_t batch[3], lhs_batch[3], rhs_batch[3];
+    int32_t rows, cols, depth;
+    int32_t lhs_row, lhs_k, rhs_k, rhs_col;
+    int32_t lhs_offset, rhs_offset, out_offset, mult, shift;
+} ts_batch_matmul_params_t;
+
+void ts_batch_matmul_s8(const ts_batch_matmul_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
