@@ -37,11 +37,26 @@ OPS: dict[str, str] = {
     "RESHAPE": "any shape of the same size (no copy: the output is the input's memory)",
     "CONCATENATION": "int8, any axis, every input quantized as the output, no fused activation",
     # -- quantization
-    "QUANTIZE": "float32 -> int8 (model input), or int8 -> int8 requantization",
+    "QUANTIZE": "float32 -> int8 (model input), int8 -> int8 requantization, or quantized int32 -> int8 "
+                "(e.g. ARG_MAX indices)",
     "DEQUANTIZE": "int8 -> float32 (model output)",
     # -- activations (issue 17): add entries below this line
 
     # -- binary ops and reductions (issue 17): add entries below this line
+    "SUB": "int8, broadcasting up to 4-D, fused NONE/RELU/RELU6/RELU_N1_TO_1; the output scale must exceed "
+           "max(input scales) / 2^19 (TFLite Micro refuses smaller ones)",
+    "MINIMUM": "int8, broadcasting up to 4-D; compares the raw int8 values as TFLite Micro does (give both "
+               "inputs and the output one scale and zero point, as the converter does)",
+    "MAXIMUM": "int8, broadcasting up to 4-D; compares the raw int8 values as TFLite Micro does (give both "
+               "inputs and the output one scale and zero point, as the converter does)",
+    "SQUARED_DIFFERENCE": "int8, broadcasting up to 4-D, no fused activation",
+    "SUM": "int8, constant int32 axes (any of up to 4 dimensions), keep_dims either way",
+    "REDUCE_MAX": "int8, constant int32 axes (any of up to 4 dimensions), keep_dims either way, input and output "
+                  "with the same scale and zero point (TFLite Micro requires it)",
+    "ARG_MAX": "int8 input, one constant int32 axis, int32 output (TFLite Micro has no int64 one); the model's "
+               "output must be int8, so the indices go on inside the model (e.g. QUANTIZE int32 -> int8)",
+    "BATCH_MATMUL": "int8, operands of rank 2 to 5 (activations or constants, per-tensor quantized), batch "
+                    "dimensions broadcast, adj_x / adj_y",
 
     # -- shape, slicing, resize and transposed convolution (issue 17): add entries below this line
     "SQUEEZE": "int8, any squeeze_dims (no copy: the output is the input's memory, as RESHAPE)",
@@ -73,7 +88,8 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "RNN": "recurrent layers lower to WHILE loops, which the code generator does not support; use convolutions over time",
     "LSTMCell": "recurrent cells are not supported; use convolutions over time",
     "GRUCell": "recurrent cells are not supported; use convolutions over time",
-    "MultiheadAttention": "attention needs BATCH_MATMUL and float softmax paths that are not supported",
+    "MultiheadAttention": "attention needs head reshapes/transposes and float softmax paths that are not supported "
+                          "(BATCH_MATMUL itself is)",
     "Embedding": "embeddings lower to GATHER, which is not supported",
     "LayerNorm": "LayerNorm lowers to float/RSQRT ops that are not supported; use BatchNorm (folded at export)",
     "GELU": "GELU is not supported; use ReLU or ReLU6",
@@ -84,7 +100,7 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
     "Conv", "Relu", "Clip", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Pad", "AveragePool",
     "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Gemm", "MatMul", "Flatten",
     "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
-    "Transpose", "Shape", "Gather", "Cast",
+    "Transpose", "Shape", "Gather", "Cast", "Min", "Max", "ReduceSum", "ReduceMax",
     "Resize", "Upsample", "ConvTranspose", "Slice", "Split",  # nearest/bilinear resize, transposed conv (issue 17)
 })
 
@@ -94,12 +110,10 @@ TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({"LSTM"}),
     "WHILE": frozenset({"LSTM", "GRU", "RNN", "Loop"}),
     "GATHER": frozenset({"Gather"}),
-    "BATCH_MATMUL": frozenset({"MatMul"}),
     "HARD_SWISH": frozenset({"HardSwish"}),
     "TANH": frozenset({"Tanh"}),
     "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),
     "SQRT": frozenset({"Sqrt"}),
-    "SUB": frozenset({"Sub"}),
     "LEAKY_RELU": frozenset({"LeakyRelu"}),
     "PRELU": frozenset({"PRelu"}),
 }

@@ -13,8 +13,8 @@ import numpy as np
 
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
 
-_TYPES = {"float32": 0, "int32": 2, "int8": 9}
-_NP = {"float32": np.float32, "int32": np.int32, "int8": np.int8}
+_TYPES = {"float32": 0, "int32": 2, "int64": 4, "int8": 9}
+_NP = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "int8": np.int8}
 ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
 PAD = {"SAME": 0, "VALID": 1}
 

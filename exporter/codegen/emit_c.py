@@ -25,7 +25,7 @@ from tinysplit.modelsrc import ModelSources, TensorIO
 log = logging.getLogger(__name__)
 
 RUNTIME_FILES = ("ts_kernels.c", "ts_kernels.h")
-_CTYPE = {"int8": "int8_t", "float32": "float"}
+_CTYPE = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
 _VALUES_PER_LINE = 24
 
 

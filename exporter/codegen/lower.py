@@ -666,6 +666,13 @@ def lower_quantize(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     if inp.dtype == "float32":
         p = QuantParams(size, float(so), zo)
         return (KernelCall(op.index, op.opcode, "ts_quantize_f32_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+    if inp.dtype == "int32":  # e.g. the indices of an ARG_MAX (kernel in the binary ops' section)
+        _need(bool(inp.scales), op, f"its int32 input '{inp.name}' has no quantization parameters (TFLite Micro "
+                                    "would output the zero point for every value); give it a scale and zero point")
+        si, zi = _q(inp)
+        mult, shift = quantize_multiplier(float(si) / float(so))
+        return (KernelCall(op.index, op.opcode, "ts_requantize_s32_s8", RequantParams(size, zi, zo, mult, shift), (),
+                           (op.inputs[0],), op.outputs[0]),)
     _dtype(op, inp, "int8")
     si, zi = _q(inp)
     mult, shift = quantize_multiplier(float(si) / float(so))

@@ -759,6 +759,129 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 
+/* SUB: ADD's arithmetic with a difference (TFLite's SubElementwise / BroadcastQuantSubSlow) */
+static int8_t ts_sub_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
+    const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
+    const int32_t s1 = ts_mbqm_i(x1, p->in1_mult, p->in1_shift);
+    const int32_t s2 = ts_mbqm_i(x2, p->in2_mult, p->in2_shift);
+    const int32_t r = ts_mbqm_i(s1 - s2, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ts_clamp(r, p->act_min, p->act_max);
+}
+
+/* SQUARED_DIFFERENCE: inputs scaled up by 2^7 and rescaled, the difference squared (fits 32 bits),
+ * requantized */
+static int8_t ts_sqdiff_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
+    const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
+    const int32_t d = ts_mbqm_i(x1, p->in1_mult, p->in1_shift) - ts_mbqm_i(x2, p->in2_mult, p->in2_shift);
+    const int32_t r = ts_mbqm_i(d * d, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ts_clamp(r, p->act_min, p->act_max);
+}
+
+static int8_t ts_min_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    (void)p;
+    return a < b ? a : b;
+}
+
+static int8_t ts_max_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
+    (void)p;
+    return a > b ? a : b;
+}
+
+void ts_sub_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_sub_one);
+}
+
+void ts_squared_difference_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_sqdiff_one);
+}
+
+void ts_minimum_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_min_one);
+}
+
+void ts_maximum_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    ts_binary(p, in1, in2, out, ts_max_one);
+}
+
+void ts_reduce_max_s8(const ts_reduce_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t o0, o1, o2, o3, r0, r1, r2, r3;
+    const int32_t *s = p->strides;
+    for (o0 = 0; o0 < p->out_dims[0]; ++o0) {
+        for (o1 = 0; o1 < p->out_dims[1]; ++o1) {
+            for (o2 = 0; o2 < p->out_dims[2]; ++o2) {
+                for (o3 = 0; o3 < p->out_dims[3]; ++o3) {
+                    int8_t m = -128;
+                    for (r0 = 0; r0 < p->red_dims[0]; ++r0) {
+                        for (r1 = 0; r1 < p->red_dims[1]; ++r1) {
+                            for (r2 = 0; r2 < p->red_dims[2]; ++r2) {
+                                const int8_t *x = in + (o0 + r0) * s[0] + (o1 + r1) * s[1] + (o2 + r2) * s[2] + o3 * s[3];
+                                for (r3 = 0; r3 < p->red_dims[3]; ++r3) {
+                                    const int8_t v = x[r3 * s[3]];
+                                    m = v > m ? v : m;
+                                }
+                            }
+                        }
+                    }
+                    *out++ = m;
+                }
+            }
+        }
+    }
+}
+
+void ts_argmax_s8(const ts_argmax_params_t *p, const int8_t *in, int32_t *out) {
+    int32_t o, i, k;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *x = in + o * p->axis_size * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int8_t best = x[i];
+            int32_t at = 0;
+            for (k = 1; k < p->axis_size; ++k) {
+                if (x[k * p->inner + i] > best) {  /* strictly greater: the first maximum wins */
+                    best = x[k * p->inner + i];
+                    at = k;
+                }
+            }
+            *out++ = at;
+        }
+    }
+}
+
+void ts_requantize_s32_s8(const ts_requant_params_t *p, const int32_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = ts_mbqm_i(in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_batch_matmul_s8(const ts_batch_matmul_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out) {
+    int32_t b0, b1, b2, i, j, k;
+    for (b0 = 0; b0 < p->batch[0]; ++b0) {
+        for (b1 = 0; b1 < p->batch[1]; ++b1) {
+            for (b2 = 0; b2 < p->batch[2]; ++b2) {
+                const int8_t *l = lhs + b0 * p->lhs_batch[0] + b1 * p->lhs_batch[1] + b2 * p->lhs_batch[2];
+                const int8_t *r = rhs + b0 * p->rhs_batch[0] + b1 * p->rhs_batch[1] + b2 * p->rhs_batch[2];
+                for (i = 0; i < p->rows; ++i) {
+                    const int8_t *li = l + i * p->lhs_row;
+                    for (j = 0; j < p->cols; ++j) {
+                        const int8_t *rj = r + j * p->rhs_col;
+                        int32_t acc = 0;
+                        int32_t v;
+                        for (k = 0; k < p->depth; ++k) {
+                            acc += ((int32_t)li[k * p->lhs_k] + p->lhs_offset) * ((int32_t)rj[k * p->rhs_k] + p->rhs_offset);
+                        }
+                        v = ts_mbqm_i(acc, p->mult, p->shift) + p->out_offset;
+                        *out++ = (int8_t)ts_clamp(v, -128, 127);
+                    }
+                }
+            }
+        }
+    }
+}
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,

@@ -154,6 +154,44 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 
+/* SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM: ts_binary_params_t as ADD (MINIMUM/MAXIMUM compare the raw
+ * int8 values and use only the shape fields; SQUARED_DIFFERENCE has no fused activation) */
+void ts_sub_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ts_squared_difference_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ts_minimum_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ts_maximum_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+
+/* SUM: ts_mean_s8 with the plain input/output rescale (no 1/count). REDUCE_MAX over any set of the 4
+ * (extended) dimensions, same scale and zero point in and out */
+typedef struct {
+    int32_t out_dims[4];        /* 1 on reduced dimensions */
+    int32_t red_dims[4];        /* the extent reduced on each dimension, 1 elsewhere */
+    int32_t strides[4];         /* input element strides */
+} ts_reduce_params_t;
+
+void ts_reduce_max_s8(const ts_reduce_params_t *p, const int8_t *in, int8_t *out);
+
+/* ARG_MAX: input [outer][axis_size][inner] int8, output [outer][inner] int32 (the first maximum's index) */
+typedef struct {
+    int32_t outer, axis_size, inner;
+} ts_argmax_params_t;
+
+void ts_argmax_s8(const ts_argmax_params_t *p, const int8_t *in, int32_t *out);
+
+/* QUANTIZE int32 -> int8 (e.g. ARG_MAX's indices): TFLite's Requantize, ts_requant_params_t */
+void ts_requantize_s32_s8(const ts_requant_params_t *p, const int32_t *in, int8_t *out);
+
+/* BATCH_MATMUL: out[b][i][j] = requant(sum_k (lhs(b,i,k) + lhs_offset) * (rhs(b,k,j) + rhs_offset));
+ * adj_x / adj_y are element strides, broadcast batch dimensions have batch stride 0 */
+typedef struct {
+    int32_t batch[3], lhs_batch[3], rhs_batch[3];
+    int32_t rows, cols, depth;
+    int32_t lhs_row, lhs_k, rhs_k, rhs_col;
+    int32_t lhs_offset, rhs_offset, out_offset, mult, shift;
+} ts_batch_matmul_params_t;
+
+void ts_batch_matmul_s8(const ts_batch_matmul_params_t *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
+
 
 /* ================================== shape, slicing, resize, transposed convolution (issue 17)
  * STRIDED_SLICE, SLICE, SPLIT(_V), PACK, UNPACK, SQUEEZE, EXPAND_DIMS, TRANSPOSE, RESIZE_*,
