@@ -40,6 +40,10 @@ OPS: dict[str, str] = {
     "QUANTIZE": "float32 -> int8 (model input), or int8 -> int8 requantization",
     "DEQUANTIZE": "int8 -> float32 (model output)",
     # -- activations (issue 17): add entries below this line
+    "HARD_SWISH": "int8, any shape; input scale below 128 x output scale (TFLite Micro requires it)",
+    "LEAKY_RELU": "int8, any shape, any alpha (negative and > 1 too)",
+    "RELU": "int8, any shape; input and output quantization may differ (requantized)",
+    "RELU6": "int8, any shape, output quantized as the input (TFLite Micro clamps the input values)",
 
     # -- binary ops and reductions (issue 17): add entries below this line
 

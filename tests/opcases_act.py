@@ -1,6 +1,7 @@
 """Random per-op cases for the activations (HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX).
 
-Own seed, so adding cases here never changes another group's cases.
+Own seed, so adding cases here never changes another group's cases. Zero points include the
+extremes -128 and 127; shapes have rank 1 to 4.
 """
 
 from __future__ import annotations
@@ -8,9 +9,90 @@ from __future__ import annotations
 import numpy as np
 
 from opcases import OpCase
+from tflite_builder import ModelBuilder, options
+
+_EXTREME_ZPS = (-128, 127)
+
+
+def _shape(rng: np.random.Generator) -> tuple[int, ...]:
+    rank = int(rng.integers(1, 5))
+    dims = [int(rng.integers(1, 7)) for _ in range(rank)]
+    if rank == 4:
+        dims[0] = 1
+    return tuple(dims)
+
+
+def _zp(rng: np.random.Generator, k: int) -> int:
+    """Zero points: the extremes for the first cases, random after."""
+    return _EXTREME_ZPS[k] if k < len(_EXTREME_ZPS) else int(rng.integers(-128, 128))
+
+
+def _scale(rng: np.random.Generator, lo: float = -3.0, hi: float = -0.3) -> float:
+    return float(10 ** rng.uniform(lo, hi))
+
+
+def _unary(name: str, op: str, shape: tuple[int, ...], qin: tuple[float, int], qout: tuple[float, int],
+           opts: object = None) -> OpCase:
+    b = ModelBuilder()
+    x = b.tensor(shape, "int8", qin[0], qin[1], name="input")
+    y = b.tensor(shape, "int8", qout[0], qout[1], name="output")
+    b.op(op, [x], [y], opts)
+    return OpCase(name, (op,), b.build([x], [y]), shape)
+
+
+def _out_q(rng: np.random.Generator, f, si: float, zi: int) -> tuple[float, int]:
+    """An output quantization that covers f over the input's real range (randomly widened or
+    narrowed, so some values saturate); its zero point reaches -128 / 127 when f's range ends at 0."""
+    xs = (np.arange(-128, 128, dtype=np.float64) - zi) * si
+    ys = f(xs)
+    lo, hi = min(float(ys.min()), 0.0), max(float(ys.max()), 0.0)
+    so = max(hi - lo, 1e-3) / 255.0 * float(rng.uniform(0.6, 1.6))
+    zo = int(np.clip(round(-128 - lo / so), -128, 127))
+    return so, zo
+
+
+def _hswish(x: np.ndarray) -> np.ndarray:
+    return x * np.clip(x + 3, 0, 6) / 6
+
+
+def hard_swish_case(rng: np.random.Generator, k: int) -> OpCase:
+    si, zi = _scale(rng, -2.3, -0.5), _zp(rng, k)
+    so, zo = _out_q(rng, _hswish, si, zi)
+    if k == 3:  # input scale close to the 128 x output scale TFLite Micro allows
+        so = si / 120.0
+    return _unary(f"hard_swish_{k}", "HARD_SWISH", _shape(rng), (si, zi), (so, zo))
+
+
+_ALPHAS = (0.01, 0.2, 0.5, -0.3, 1.5, 0.0, 0.1)
+
+
+def leaky_relu_case(rng: np.random.Generator, k: int) -> OpCase:
+    si, zi = _scale(rng), _zp(rng, k)
+    alpha = _ALPHAS[k % len(_ALPHAS)]
+    so, zo = _out_q(rng, lambda x: np.where(x >= 0, x, alpha * x), si, zi)
+    return _unary(f"leaky_relu_{k}", "LEAKY_RELU", _shape(rng), (si, zi), (so, zo),
+                  options("LeakyReluOptions", alpha=alpha))
+
+
+def relu_case(rng: np.random.Generator, k: int) -> OpCase:
+    si, zi = _scale(rng), _zp(rng, k)
+    so, zo = _out_q(rng, lambda x: np.maximum(x, 0), si, zi)
+    if k == 2:  # same quantization in and out (what converters emit)
+        so, zo = si, zi
+    return _unary(f"relu_{k}", "RELU", _shape(rng), (si, zi), (so, zo))
+
+
+def relu6_case(rng: np.random.Generator, k: int) -> OpCase:
+    si = _scale(rng, -2.0, -0.8)
+    zp = _zp(rng, k) if k < 2 else int(rng.integers(-128, 0))
+    return _unary(f"relu6_{k}", "RELU6", _shape(rng), (si, zp), (si, zp))
 
 
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
-    del rng
-    return []
+    out: list[OpCase] = []
+    out += [hard_swish_case(rng, k) for k in range(7)]
+    out += [leaky_relu_case(rng, k) for k in range(7)]
+    out += [relu_case(rng, k) for k in range(6)]
+    out += [relu6_case(rng, k) for k in range(6)]
+    return out

@@ -1,10 +1,155 @@
 """Lowerings of the activations (HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX).
 
 Registered into ``lower.LOWERINGS``; every key must also be in ``tinysplit.exporter.ops.OPS``.
+Every number here is what TFLite Micro's Prepare computes (in float32 where it divides floats),
+so the C kernels only do the Eval part.
 """
 
 from __future__ import annotations
 
-from tinysplit.exporter.codegen.lower import Lowering
+from dataclasses import dataclass
+from typing import ClassVar
 
-LOWERINGS: dict[str, Lowering] = {}
+import numpy as np
+
+from tinysplit.exporter.codegen.lower import (
+    INT8_MAX,
+    INT8_MIN,
+    KernelCall,
+    Lowering,
+    _dtype,
+    _need,
+    _q,
+    _t,
+    quantize_multiplier,
+    tflite_round,
+)
+from tinysplit.exporter.tflite_model import Operator, TfliteModel
+
+_F32 = np.float32
+
+
+def _f32_div(a: float, b: float) -> float:
+    """float(a) / float(b) in single precision, widened to double (as TFLite Micro's Prepare does)."""
+    return float(_F32(a) / _F32(b))
+
+
+def _downscale_to_int16(mult: int) -> int:
+    """DownScaleInt32ToInt16Multiplier: round a Q31 multiplier to Q15."""
+    if mult >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (mult + (1 << 15)) >> 16
+
+
+def _unary_int8(model: TfliteModel, op: Operator):  # noqa: ANN202 - (input, output, size)
+    inp, out = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _dtype(op, inp, "int8")
+    _dtype(op, out, "int8")
+    size = int(np.prod(inp.shape)) if inp.shape else 1
+    _need(size == (int(np.prod(out.shape)) if out.shape else 1), op,
+          f"input shape {inp.shape} and output shape {out.shape} differ in size")
+    return inp, out, size
+
+
+# ----------------------------------------------------------------------------- HARD_SWISH
+
+@dataclass(frozen=True)
+class HardSwishParams:
+    c_type: ClassVar[str] = "ts_hard_swish_params_t"
+    size: int
+    in_zp: int
+    out_zp: int
+    reluish_mult: int  # Q15
+    reluish_exp: int
+    out_mult: int  # Q15
+    out_exp: int  # <= 0
+
+
+def lower_hard_swish(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    hires = _F32(1.0 / 128.0) * _F32(si)
+    out_m, out_e = quantize_multiplier(float(hires / _F32(so)))
+    _need(out_e <= 0, op,
+          f"int8 HARD_SWISH needs input scale < 128 x output scale (TFLite Micro refuses it otherwise), "
+          f"got input scale {si} and output scale {so}")
+    rel_m, rel_e = quantize_multiplier(float(hires / _F32(3.0 / 32768.0)))
+    p = HardSwishParams(size, zi, zo, _downscale_to_int16(rel_m), rel_e, _downscale_to_int16(out_m), out_e)
+    return (KernelCall(op.index, op.opcode, "ts_hard_swish_s8", p, (), (op.inputs[0],), op.outputs[0],
+                       reuse="elementwise"),)
+
+
+# ----------------------------------------------------------------------------- LEAKY_RELU, RELU, RELU6
+
+@dataclass(frozen=True)
+class LeakyReluParams:
+    c_type: ClassVar[str] = "ts_leaky_relu_params_t"
+    size: int
+    in_zp: int
+    out_zp: int
+    id_mult: int  # x >= 0: input scale / output scale
+    id_shift: int
+    alpha_mult: int  # x < 0: input scale * alpha / output scale (may be negative)
+    alpha_shift: int
+
+
+def lower_leaky_relu(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    alpha = _F32(op.options.alpha if op.options is not None else 0.2)
+    am, ash = quantize_multiplier(float(_F32(_F32(si) * alpha) / _F32(so)))
+    im, ish = quantize_multiplier(_f32_div(si, so))
+    p = LeakyReluParams(size, zi, zo, im, ish, am, ash)
+    return (KernelCall(op.index, op.opcode, "ts_leaky_relu_s8", p, (), (op.inputs[0],), op.outputs[0],
+                       reuse="elementwise"),)
+
+
+@dataclass(frozen=True)
+class ReluParams:
+    c_type: ClassVar[str] = "ts_relu_params_t"
+    size: int
+    in_zp: int
+    out_zp: int
+    mult: int
+    shift: int
+    act_min: int
+
+
+def lower_relu(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    m, s = quantize_multiplier(_f32_div(si, so))
+    p = ReluParams(size, zi, zo, m, s, max(INT8_MIN, zo))
+    return (KernelCall(op.index, op.opcode, "ts_relu_s8", p, (), (op.inputs[0],), op.outputs[0],
+                       reuse="elementwise"),)
+
+
+@dataclass(frozen=True)
+class ClampParams:
+    c_type: ClassVar[str] = "ts_clamp_params_t"
+    size: int
+    lo: int
+    hi: int
+
+
+def lower_relu6(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    # TFLite Micro clamps the int8 values to [q(0), q(6)] of the INPUT's quantization and ignores the
+    # output's: a model whose output is quantized otherwise would be computed wrongly there too.
+    _need(_F32(si) == _F32(so) and zi == zo, op,
+          f"int8 RELU6 needs the output quantized as the input (TFLite Micro copies the clamped input "
+          f"values), got input {si}/{zi} and output {so}/{zo}")
+    six = tflite_round(float(_F32(6.0) / _F32(si))) + zi  # FloatToQuantizedType: round(6 / scale) + zero point
+    _need(abs(six) < 2 ** 31, op, f"input scale {si} is too small for RELU6")
+    p = ClampParams(size, zi, min(INT8_MAX, max(INT8_MIN, six)))
+    return (KernelCall(op.index, op.opcode, "ts_clamp_s8", p, (), (op.inputs[0],), op.outputs[0],
+                       reuse="elementwise"),)
+
+
+LOWERINGS: dict[str, Lowering] = {
+    "HARD_SWISH": lower_hard_swish,
+    "LEAKY_RELU": lower_leaky_relu,
+    "RELU": lower_relu,
+    "RELU6": lower_relu6,
+}

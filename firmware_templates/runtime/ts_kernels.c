@@ -755,6 +755,87 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 /* ======================================================================== activations (issue 17)
  * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
 
+/* int16 gemmlowp primitives, as TFLite's HARD_SWISH uses them */
+static int16_t ts_srdhm16(int16_t a, int16_t b) { /* SaturatingRoundingDoublingHighMul<int16_t> */
+    int32_t ab;
+    if (a == b && a == -32768) {
+        return 32767;
+    }
+    ab = (int32_t)a * (int32_t)b;
+    return (int16_t)((ab + (ab >= 0 ? (1 << 14) : (1 - (1 << 14)))) / (1 << 15));
+}
+
+static int16_t ts_sdhm16(int16_t a, int16_t b) { /* SaturatingDoublingHighMul: truncating */
+    if (a == b && a == -32768) {
+        return 32767;
+    }
+    return (int16_t)(((int32_t)a * (int32_t)b) / (1 << 15));
+}
+
+static int16_t ts_rdbpot16(int16_t x, int exponent) { /* RoundingDivideByPOT<int16_t> */
+    const int16_t mask = exponent >= 16 ? (int16_t)-1 : (int16_t)((1L << exponent) - 1);
+    const int16_t remainder = (int16_t)(x & mask);
+    const int16_t threshold = (int16_t)((mask >> 1) + (x < 0 ? 1 : 0));
+    return (int16_t)((x >> (exponent > 31 ? 31 : exponent)) + (remainder > threshold ? 1 : 0));
+}
+
+static int16_t ts_sat_lshift16(int16_t v, int amount) {
+    int64_t r = (int64_t)v * ((int64_t)1 << amount);
+    r = r > 32767 ? 32767 : (r < -32768 ? -32768 : r);
+    return (int16_t)r;
+}
+
+void ts_hard_swish_s8(const ts_hard_swish_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int16_t x = (int16_t)((int32_t)in[i] - p->in_zp);
+        const int16_t hires = (int16_t)(x * 128);
+        const int16_t pre_out = ts_srdhm16(hires, (int16_t)p->out_mult);
+        int16_t reluish = hires;
+        int32_t v;
+        if (p->reluish_exp > 0) {
+            reluish = ts_sat_lshift16(reluish, p->reluish_exp - 1);
+        }
+        reluish = ts_srdhm16(reluish, (int16_t)p->reluish_mult);
+        if (p->reluish_exp > 0) {
+            reluish = ts_sat_lshift16(reluish, 1);
+        }
+        if (p->reluish_exp < 0) {
+            reluish = ts_rdbpot16(reluish, -p->reluish_exp);
+        }
+        reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
+        v = (int32_t)ts_rdbpot16(ts_sdhm16(reluish, pre_out), -p->out_exp);
+        v = (int32_t)(int16_t)(v + p->out_zp);
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_leaky_relu_s8(const ts_leaky_relu_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        const int32_t v = p->out_zp + (x >= 0 ? ts_mbqm_i(x, p->id_mult, p->id_shift)
+                                              : ts_mbqm_i(x, p->alpha_mult, p->alpha_shift));
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_relu_s8(const ts_relu_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = p->out_zp + ts_mbqm_i((int32_t)in[i] - p->in_zp, p->mult, p->shift);
+        out[i] = (int8_t)ts_clamp(v, p->act_min, 127);
+    }
+}
+
+void ts_clamp_s8(const ts_clamp_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = in[i];
+        out[i] = (int8_t)(v > p->hi ? p->hi : (v < p->lo ? p->lo : v));
+    }
+}
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */

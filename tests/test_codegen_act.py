@@ -1,0 +1,57 @@
+"""Activation configs the code generator rejects (issue 17): each where TFLite Micro itself refuses
+the model, or would compute it other than its quantization says, with a message naming the operator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codegen_support import tflm_outputs
+from opcases_act import _unary
+from tflite_builder import ModelBuilder
+from tinysplit.errors import UnsupportedModelError
+from tinysplit.exporter.codegen.lower import lower_model
+from tinysplit.exporter.tflite_model import parse_tflite
+
+
+def _lower(tflite: bytes):
+    return lower_model(parse_tflite(tflite))
+
+
+def _tflm_refuses(tflite: bytes, shape: tuple[int, ...]) -> bool:
+    try:
+        tflm_outputs(tflite, np.zeros((1, int(np.prod(shape))), dtype=np.int8))
+    except Exception:  # noqa: BLE001 - the runtime's own error type varies by version
+        return True
+    return False
+
+
+def test_hard_swish_output_scale_too_small_is_rejected_as_tflm_does():
+    shape = (1, 4)
+    case = _unary("hs", "HARD_SWISH", shape, (0.5, 0), (0.5 / 200, 0))  # input scale > 128 x output scale
+    assert _tflm_refuses(case.tflite, shape)
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(HARD_SWISH\).*128 x output scale"):
+        _lower(case.tflite)
+    ok = _unary("hs", "HARD_SWISH", shape, (0.5, 0), (0.5 / 100, 0))
+    assert not _tflm_refuses(ok.tflite, shape)
+    _lower(ok.tflite)
+
+
+def test_relu6_with_output_quantized_otherwise_is_rejected():
+    case = _unary("r6", "RELU6", (3,), (0.05, -10), (0.1, -10))
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(RELU6\).*output quantized as the input"):
+        _lower(case.tflite)
+
+
+@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6"])
+def test_non_int8_activation_is_rejected(op):
+    b = ModelBuilder()
+    x = b.tensor((1, 4), "int8", 0.1, 0, name="input")
+    f = b.tensor((1, 4), "float32", name="f")
+    b.op("DEQUANTIZE", [x], [f])
+    g = b.tensor((1, 4), "float32", name="g")
+    b.op(op, [f], [g])
+    y = b.tensor((1, 4), "int8", 0.1, 0, name="output")
+    b.op("QUANTIZE", [g], [y])
+    with pytest.raises(UnsupportedModelError, match=rf"operator 1 \({op}\).*'f' is float32, expected int8"):
+        _lower(b.build([x], [y]))
