@@ -44,6 +44,7 @@ OPS: dict[str, str] = {
     "LEAKY_RELU": "int8, any shape, any alpha (negative and > 1 too)",
     "RELU": "int8, any shape; input and output quantization may differ (requantized)",
     "RELU6": "int8, any shape, output quantized as the input (TFLite Micro clamps the input values)",
+    "TANH": "int8 in, int8 out with scale 1/128 and zero point 0",
 
     # -- binary ops and reductions (issue 17): add entries below this line
 

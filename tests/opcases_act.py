@@ -88,6 +88,11 @@ def relu6_case(rng: np.random.Generator, k: int) -> OpCase:
     return _unary(f"relu6_{k}", "RELU6", _shape(rng), (si, zp), (si, zp))
 
 
+def tanh_case(rng: np.random.Generator, k: int) -> OpCase:
+    si = _scale(rng, -2.5, -0.5) if k != 2 else 0.5  # k == 2: a scale so large most inputs saturate
+    return _unary(f"tanh_{k}", "TANH", _shape(rng), (si, _zp(rng, k)), (1 / 128, 0))
+
+
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     out: list[OpCase] = []
@@ -95,4 +100,5 @@ def cases(seed: int) -> list[OpCase]:
     out += [leaky_relu_case(rng, k) for k in range(7)]
     out += [relu_case(rng, k) for k in range(6)]
     out += [relu6_case(rng, k) for k in range(6)]
+    out += [tanh_case(rng, k) for k in range(7)]
     return out

@@ -43,7 +43,16 @@ def test_relu6_with_output_quantized_otherwise_is_rejected():
         _lower(case.tflite)
 
 
-@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6"])
+def test_tanh_output_not_1_over_128_is_rejected():
+    case = _unary("t", "TANH", (5,), (0.05, 3), (1 / 100, 0))
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(TANH\).*scale 1/128 and zero point 0"):
+        _lower(case.tflite)
+    case = _unary("t", "TANH", (5,), (0.05, 3), (1 / 128, 5))
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(TANH\).*got 0.0078125 / 5"):
+        _lower(case.tflite)
+
+
+@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "TANH"])
 def test_non_int8_activation_is_rejected(op):
     b = ModelBuilder()
     x = b.tensor((1, 4), "int8", 0.1, 0, name="input")

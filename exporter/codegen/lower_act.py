@@ -10,13 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import math
+
 import numpy as np
 
 from tinysplit.exporter.codegen.lower import (
     INT8_MAX,
     INT8_MIN,
     KernelCall,
+    LogisticParams,
     Lowering,
+    calculate_input_radius,
     _dtype,
     _need,
     _q,
@@ -147,9 +151,27 @@ def lower_relu6(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
                        reuse="elementwise"),)
 
 
+# ----------------------------------------------------------------------------- TANH
+
+def lower_tanh(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    (si, zi), (so, zo) = _q(inp), _q(out)
+    # TFLite Micro's int8 TANH writes tanh(x) * 128 whatever the output's quantization says
+    _need(zo == 0 and _F32(so) == _F32(1 / 128), op,
+          f"int8 TANH needs output scale 1/128 and zero point 0, got {so} / {zo}")
+    q, left_shift = math.frexp(float(si) * float(1 << (31 - 4)))
+    mult = tflite_round(q * (1 << 31))
+    if mult >= (1 << 31):  # static_cast<int32_t> of 2^31 wraps
+        mult -= 1 << 32
+    p = LogisticParams(size, zi, calculate_input_radius(4, left_shift, 31), mult, left_shift)
+    return (KernelCall(op.index, op.opcode, "ts_tanh_s8", p, (), (op.inputs[0],), op.outputs[0],
+                       reuse="elementwise"),)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "HARD_SWISH": lower_hard_swish,
     "LEAKY_RELU": lower_leaky_relu,
     "RELU": lower_relu,
     "RELU6": lower_relu6,
+    "TANH": lower_tanh,
 }

@@ -837,6 +837,41 @@ void ts_clamp_s8(const ts_clamp_params_t *p, const int8_t *in, int8_t *out) {
 }
 
 
+/* tanh(a), a in Q4.27, result Q0.31 (gemmlowp: 1 - e / (1 + e), e = exp(-2|a|)) */
+static int32_t ts_tanh_q4(int32_t a) {
+    const int32_t n = a < 0 ? a : ts_wrap_sub(0, a); /* -|a|, read as Q5.26 (= 2 x -|a| in Q4.27) */
+    const int32_t e = ts_exp_neg(n, 5);
+    const int32_t half_denominator = ts_rounding_half_sum(e, TS_INT32_MAX);
+    int32_t x = ts_wrap_add(1515870810, ts_srdhm(half_denominator, -1010580540));
+    int32_t t;
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t one_minus = ts_wrap_sub((int32_t)1 << 29, ts_srdhm(half_denominator, x));
+        x = ts_wrap_add(x, ts_srmpot(ts_srdhm(x, one_minus), 2));
+    }
+    t = ts_srmpot(ts_wrap_sub(x, (int32_t)1 << 29), 2);
+    if (a == 0) {
+        return 0;
+    }
+    return a < 0 ? ts_wrap_sub(0, t) : t;
+}
+
+void ts_tanh_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        if (x <= -p->input_range_radius) {
+            out[i] = -128;
+        } else if (x >= p->input_range_radius) {
+            out[i] = 127;
+        } else {
+            const int32_t y = ts_rdbpot(ts_tanh_q4(ts_mbqm_i(x, p->input_multiplier, p->input_left_shift)), 24);
+            out[i] = (int8_t)ts_clamp(y, -128, 127);
+        }
+    }
+}
+
+
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 

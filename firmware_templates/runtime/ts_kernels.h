@@ -180,6 +180,9 @@ typedef struct {
 
 void ts_clamp_s8(const ts_clamp_params_t *p, const int8_t *in, int8_t *out);
 
+/* TANH int8 -> int8 (output scale 1/128, zero point 0); the parameters are LOGISTIC's */
+void ts_tanh_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out);
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
