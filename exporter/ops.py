@@ -45,6 +45,7 @@ OPS: dict[str, str] = {
     "RELU": "int8, any shape; input and output quantization may differ (requantized)",
     "RELU6": "int8, any shape, output quantized as the input (TFLite Micro clamps the input values)",
     "TANH": "int8 in, int8 out with scale 1/128 and zero point 0",
+    "PRELU": "int8, constant int8 alpha (one scale) broadcast over the input, up to 4-D",
 
     # -- binary ops and reductions (issue 17): add entries below this line
 

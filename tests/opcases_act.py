@@ -93,6 +93,29 @@ def tanh_case(rng: np.random.Generator, k: int) -> OpCase:
     return _unary(f"tanh_{k}", "TANH", _shape(rng), (si, _zp(rng, k)), (1 / 128, 0))
 
 
+def prelu_case(rng: np.random.Generator, k: int) -> OpCase:
+    shape = _shape(rng)
+    if k < 2:
+        shape = (1, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)))
+    # alpha: per channel (converters' usual (1, 1, C)), one value, or full shape
+    kind = k % 3
+    ashape = (shape[-1],) if kind == 0 else ((1,) if kind == 1 else shape)
+    if kind == 0 and len(shape) >= 3:
+        ashape = (1,) * (len(shape) - 2) + (1, shape[-1])
+    si, zi = _scale(rng), _zp(rng, k)
+    a_real = rng.uniform(-0.5, 1.2, size=ashape)
+    sa = float(max(np.abs(a_real).max(), 1e-3) / 127.0) * float(rng.uniform(0.8, 1.2))
+    za = int(rng.integers(-20, 21)) if k % 2 else 0
+    aq = np.clip(np.round(a_real / sa) + za, -128, 127).astype(np.int8)
+    so, zo = _out_q(rng, lambda x: np.where(x >= 0, x, x * float(a_real.min())), si, zi)
+    b = ModelBuilder()
+    x = b.tensor(shape, "int8", si, zi, name="input")
+    al = b.tensor(ashape, "int8", sa, za, data=aq, name="alpha")
+    y = b.tensor(shape, "int8", so, zo, name="output")
+    b.op("PRELU", [x, al], [y])
+    return OpCase(f"prelu_{k}", ("PRELU",), b.build([x], [y]), shape)
+
+
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     out: list[OpCase] = []
@@ -101,4 +124,5 @@ def cases(seed: int) -> list[OpCase]:
     out += [relu_case(rng, k) for k in range(6)]
     out += [relu6_case(rng, k) for k in range(6)]
     out += [tanh_case(rng, k) for k in range(7)]
+    out += [prelu_case(rng, k) for k in range(7)]
     return out

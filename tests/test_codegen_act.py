@@ -52,6 +52,24 @@ def test_tanh_output_not_1_over_128_is_rejected():
         _lower(case.tflite)
 
 
+def _prelu(alpha_const: bool = True, alpha_scales: float | list[float] = 0.01) -> bytes:
+    b = ModelBuilder()
+    x = b.tensor((1, 2, 2, 3), "int8", 0.05, 0, name="input")
+    data = np.array([10, 20, 30], dtype=np.int8) if alpha_const else None
+    al = b.tensor((1, 1, 3), "int8", alpha_scales, 0, data=data, qdim=2, name="alpha")
+    y = b.tensor((1, 2, 2, 3), "int8", 0.05, 0, name="output")
+    b.op("PRELU", [x, al], [y])
+    return b.build([x], [y])
+
+
+def test_prelu_alpha_must_be_constant_and_per_tensor():
+    _lower(_prelu())
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(PRELU\).*alpha 'alpha' must be a constant"):
+        _lower(_prelu(alpha_const=False))
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(PRELU\).*has 3 scales"):
+        _lower(_prelu(alpha_scales=[0.01, 0.02, 0.03]))
+
+
 @pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "TANH"])
 def test_non_int8_activation_is_rejected(op):
     b = ModelBuilder()

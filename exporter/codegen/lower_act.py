@@ -17,11 +17,13 @@ import numpy as np
 from tinysplit.exporter.codegen.lower import (
     INT8_MAX,
     INT8_MIN,
+    ConstArray,
     KernelCall,
     LogisticParams,
     Lowering,
     calculate_input_radius,
     _dtype,
+    _ext4,
     _need,
     _q,
     _t,
@@ -168,10 +170,52 @@ def lower_tanh(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
                        reuse="elementwise"),)
 
 
+# ----------------------------------------------------------------------------- PRELU
+
+@dataclass(frozen=True)
+class PreluParams:
+    c_type: ClassVar[str] = "ts_prelu_params_t"
+    dims: tuple[int, int, int, int]  # output (= input) dims, extended to 4-D
+    alpha_strides: tuple[int, int, int, int]  # element strides of alpha over dims (0: broadcast)
+    in_offset: int
+    alpha_offset: int
+    out_offset: int
+    pos_mult: int  # x >= 0: input scale / output scale
+    pos_shift: int
+    neg_mult: int  # x < 0: input scale * alpha scale / output scale, applied to x * alpha
+    neg_shift: int
+
+
+def lower_prelu(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, _ = _unary_int8(model, op)
+    alpha = _t(model, op.inputs[1])
+    _dtype(op, alpha, "int8")
+    _need(alpha.is_constant, op, f"its alpha '{alpha.name}' must be a constant tensor")
+    _need(len(alpha.scales) == 1, op, f"alpha '{alpha.name}' has {len(alpha.scales)} scales; "
+          "TFLite Micro's int8 PRELU reads one (per-tensor) scale")
+    _need(tuple(inp.shape) == tuple(out.shape), op, f"input shape {inp.shape} and output shape {out.shape} differ")
+    dims = _ext4(out.shape, op)
+    ad = _ext4(alpha.shape, op)
+    _need(len(alpha.shape) <= len(out.shape) and all(a in (1, d) for a, d in zip(ad, dims)), op,
+          f"alpha shape {alpha.shape} does not broadcast to the input shape {inp.shape}")
+    strides, acc = [0, 0, 0, 0], 1
+    for k in range(3, -1, -1):
+        strides[k] = acc if ad[k] != 1 else 0
+        acc *= ad[k]
+    (si, zi), (sa, za), (so, zo) = _q(inp), _q(alpha), _q(out)
+    pm, ps = quantize_multiplier(float(si) / float(so))
+    nm, ns = quantize_multiplier(float(si) * float(sa) / float(so))
+    p = PreluParams(dims, tuple(strides), -zi, -za, zo, pm, ps, nm, ns)  # type: ignore[arg-type]
+    values = ConstArray("alpha", "int8_t", np.ascontiguousarray(alpha.data, dtype=np.int8).reshape(-1))
+    return (KernelCall(op.index, op.opcode, "ts_prelu_s8", p, (values,), (op.inputs[0],), op.outputs[0],
+                       reuse="elementwise"),)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "HARD_SWISH": lower_hard_swish,
     "LEAKY_RELU": lower_leaky_relu,
     "RELU": lower_relu,
     "RELU6": lower_relu6,
     "TANH": lower_tanh,
+    "PRELU": lower_prelu,
 }

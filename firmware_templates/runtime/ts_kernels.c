@@ -872,6 +872,29 @@ void ts_tanh_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out) {
 }
 
 
+void ts_prelu_s8(const ts_prelu_params_t *p, const int8_t *alpha, const int8_t *in, int8_t *out) {
+    int32_t b, y, x, c, i = 0;
+    for (b = 0; b < p->dims[0]; ++b) {
+        for (y = 0; y < p->dims[1]; ++y) {
+            for (x = 0; x < p->dims[2]; ++x) {
+                const int8_t *a = alpha + b * p->alpha_strides[0] + y * p->alpha_strides[1] +
+                                  x * p->alpha_strides[2];
+                for (c = 0; c < p->dims[3]; ++c, ++i) {
+                    const int32_t v = p->in_offset + in[i];
+                    int32_t o;
+                    if (v >= 0) {
+                        o = ts_mbqm_i(v, p->pos_mult, p->pos_shift);
+                    } else {
+                        o = ts_mbqm_i(v * (p->alpha_offset + a[c * p->alpha_strides[3]]), p->neg_mult, p->neg_shift);
+                    }
+                    out[i] = (int8_t)ts_clamp(o + p->out_offset, -128, 127);
+                }
+            }
+        }
+    }
+}
+
+
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 

@@ -183,6 +183,15 @@ void ts_clamp_s8(const ts_clamp_params_t *p, const int8_t *in, int8_t *out);
 /* TANH int8 -> int8 (output scale 1/128, zero point 0); the parameters are LOGISTIC's */
 void ts_tanh_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out);
 
+/* PRELU int8 with a constant int8 alpha broadcast over the input (alpha_strides 0 on broadcast dims) */
+typedef struct {
+    int32_t dims[4], alpha_strides[4];
+    int32_t in_offset, alpha_offset, out_offset;
+    int32_t pos_mult, pos_shift, neg_mult, neg_shift;
+} ts_prelu_params_t;
+
+void ts_prelu_s8(const ts_prelu_params_t *p, const int8_t *alpha, const int8_t *in, int8_t *out);
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
