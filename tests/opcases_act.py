@@ -116,6 +116,16 @@ def prelu_case(rng: np.random.Generator, k: int) -> OpCase:
     return OpCase(f"prelu_{k}", ("PRELU",), b.build([x], [y]), shape)
 
 
+def log_softmax_case(rng: np.random.Generator, k: int) -> OpCase:
+    shape = _shape(rng)
+    if k == 0:
+        shape = (int(rng.integers(20, 40)),)  # a long row: many exps summed
+    elif k != 4 and shape[-1] == 1:  # (k == 4 may keep a row of one: always log 1 = 0)
+        shape = shape[:-1] + (int(rng.integers(2, 9)),)
+    si = _scale(rng, -2.0, -0.3) if k != 1 else 0.5  # k == 1: large scale, most exps vanish
+    return _unary(f"log_softmax_{k}", "LOG_SOFTMAX", shape, (si, _zp(rng, k)), (16 / 256, 127))
+
+
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     out: list[OpCase] = []
@@ -125,4 +135,5 @@ def cases(seed: int) -> list[OpCase]:
     out += [relu6_case(rng, k) for k in range(6)]
     out += [tanh_case(rng, k) for k in range(7)]
     out += [prelu_case(rng, k) for k in range(7)]
+    out += [log_softmax_case(rng, k) for k in range(7)]
     return out

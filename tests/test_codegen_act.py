@@ -70,7 +70,19 @@ def test_prelu_alpha_must_be_constant_and_per_tensor():
         _lower(_prelu(alpha_scales=[0.01, 0.02, 0.03]))
 
 
-@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "TANH"])
+@pytest.mark.parametrize("scale, zp", [(1 / 16, 0), (1 / 256, 127), (1 / 256, -128)])
+def test_log_softmax_output_quantization_tflm_refuses_is_rejected(scale, zp):
+    shape = (2, 5)
+    case = _unary("ls", "LOG_SOFTMAX", shape, (0.1, 0), (scale, zp))
+    assert _tflm_refuses(case.tflite, shape)
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(LOG_SOFTMAX\).*scale 16/256 and zero point 127"):
+        _lower(case.tflite)
+    ok = _unary("ls", "LOG_SOFTMAX", shape, (0.1, 0), (16 / 256, 127))
+    assert not _tflm_refuses(ok.tflite, shape)
+    _lower(ok.tflite)
+
+
+@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "TANH", "LOG_SOFTMAX"])
 def test_non_int8_activation_is_rejected(op):
     b = ModelBuilder()
     x = b.tensor((1, 4), "int8", 0.1, 0, name="input")

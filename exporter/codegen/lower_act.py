@@ -211,6 +211,37 @@ def lower_prelu(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
                        reuse="elementwise"),)
 
 
+# ----------------------------------------------------------------------------- LOG_SOFTMAX
+
+@dataclass(frozen=True)
+class LogSoftmaxParams:
+    c_type: ClassVar[str] = "ts_log_softmax_params_t"
+    outer: int
+    depth: int
+    input_multiplier: int
+    input_left_shift: int
+    reverse_mult: int
+    reverse_shift: int  # <= 0
+    diff_min: int
+
+
+def lower_log_softmax(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    _need(tuple(inp.shape) == tuple(out.shape), op, f"input shape {inp.shape} and output shape {out.shape} differ")
+    (si, _), (so, zo) = _q(inp), _q(out)
+    _need(zo == 127 and _F32(so) == _F32(16.0 / 256.0), op,
+          f"int8 LOG_SOFTMAX needs output scale 16/256 and zero point 127 (TFLite Micro refuses others), "
+          f"got {so} / {zo}")
+    real = min(1.0 * float(si) * float(1 << (31 - 5)), float((1 << 31) - 1))
+    _need(real > 1.0, op, f"input scale {si} is too small for LOG_SOFTMAX")
+    mult, left_shift = quantize_multiplier(real)
+    rmult, rshift = quantize_multiplier(float(1 << (31 - left_shift)) / float(mult))
+    depth = inp.shape[-1] if inp.shape else 1
+    p = LogSoftmaxParams(size // depth, depth, mult, left_shift, rmult, rshift,
+                         -calculate_input_radius(5, left_shift))
+    return (KernelCall(op.index, op.opcode, "ts_log_softmax_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "HARD_SWISH": lower_hard_swish,
     "LEAKY_RELU": lower_leaky_relu,
@@ -218,4 +249,5 @@ LOWERINGS: dict[str, Lowering] = {
     "RELU6": lower_relu6,
     "TANH": lower_tanh,
     "PRELU": lower_prelu,
+    "LOG_SOFTMAX": lower_log_softmax,
 }

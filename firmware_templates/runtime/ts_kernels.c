@@ -895,6 +895,77 @@ void ts_prelu_s8(const ts_prelu_params_t *p, const int8_t *alpha, const int8_t *
 }
 
 
+static int32_t ts_sat_add32(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a + (int64_t)b;
+    return (int32_t)(v > TS_INT32_MAX ? TS_INT32_MAX : (v < TS_INT32_MIN ? TS_INT32_MIN : v));
+}
+
+static int32_t ts_sat_sub32(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a - (int64_t)b;
+    return (int32_t)(v > TS_INT32_MAX ? TS_INT32_MAX : (v < TS_INT32_MIN ? TS_INT32_MIN : v));
+}
+
+/* log(x) for x >= 1: x in Q12.19, result in Q5.26 (TFLite's log_x_for_x_greater_than_or_equal_to_1,
+ * a rational approximation around 2^k * sqrt(sqrt(1/2)); the accumulator has 6 integer bits) */
+static int32_t ts_log_q12_to_q5(int32_t x) {
+    const int32_t log_2 = 1488522236, sqrt_sqrt_half = 1805811301, sqrt_half = 1518500250;
+    const int32_t alpha_n = 117049297, alpha_d = 127690142, alpha_i = 1057819769, alpha_f = 638450708;
+    const int32_t shifted_quarter = ts_srmpot(536870912, -6);
+    const int za_headroom_plus_1 = ts_clz32((uint32_t)x);
+    const int32_t ra_tmp = ts_srmpot(x, za_headroom_plus_1 - 1);
+    const int32_t ra = ts_srmpot(ts_srdhm(ra_tmp, sqrt_half), 1);
+    const int32_t za_pow2 = ts_sat_add32(ts_srmpot(12 - za_headroom_plus_1, 31 - 6), shifted_quarter);
+    const int32_t zb = ts_srdhm(x, sqrt_half);
+    const int zb_headroom = ts_clz32((uint32_t)zb) - 1;
+    const int32_t rb = ts_srmpot(x, zb_headroom);
+    const int32_t zb_pow2 = ts_sat_sub32(ts_srmpot(12 - zb_headroom, 31 - 6), shifted_quarter);
+    const int32_t r = ra < rb ? ra : rb;
+    const int32_t z_pow2 = za_pow2 > zb_pow2 ? za_pow2 : zb_pow2;
+    const int32_t pp = ts_rounding_half_sum(r, sqrt_sqrt_half);
+    int32_t q = ts_wrap_sub(r, sqrt_sqrt_half);
+    int32_t common_sq, num, denom, recip;
+    q = ts_wrap_add(q, q);
+    common_sq = ts_srdhm(q, q);
+    num = ts_wrap_add(ts_srdhm(q, r), ts_srdhm(ts_srdhm(q, common_sq), alpha_n));
+    denom = ts_wrap_add(ts_srdhm(pp, ts_wrap_add(ts_wrap_add(alpha_i, q), ts_srdhm(alpha_d, common_sq))),
+                        ts_srdhm(alpha_f, q));
+    recip = ts_one_over_one_plus_x(denom);
+    return ts_srmpot(ts_wrap_add(ts_srdhm(z_pow2, log_2), ts_srdhm(ts_srmpot(num, -6), recip)), 1);
+}
+
+void ts_log_softmax_s8(const ts_log_softmax_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, c;
+    for (i = 0; i < p->outer; ++i) {
+        const int8_t *x = in + i * p->depth;
+        int8_t *y = out + i * p->depth;
+        int32_t max_in_row = -128, sum_q12 = 0, log_sum_q5, adjusted_diff_min, rev;
+        for (c = 0; c < p->depth; ++c) {
+            max_in_row = x[c] > max_in_row ? x[c] : max_in_row;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff >= p->diff_min) {
+                const int32_t d_q5 = ts_mbqm_i(diff, p->input_multiplier, p->input_left_shift);
+                sum_q12 = ts_wrap_add(sum_q12, ts_rdbpot(ts_exp_neg(d_q5, 5), 12));
+            }
+        }
+        log_sum_q5 = ts_log_q12_to_q5(sum_q12);
+        rev = ts_mbqm_i(ts_wrap_add(log_sum_q5, TS_INT32_MIN), p->reverse_mult, p->reverse_shift);
+        adjusted_diff_min = p->diff_min - 1 > rev ? p->diff_min - 1 : rev;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff > adjusted_diff_min) {
+                const int32_t d_q5 = ts_mbqm_i(diff, p->input_multiplier, p->input_left_shift);
+                const int32_t v = ts_rdbpot(ts_wrap_sub(d_q5, log_sum_q5), 22) + 127;
+                y[c] = (int8_t)ts_clamp(v, -128, 127);
+            } else {
+                y[c] = -128;
+            }
+        }
+    }
+}
+
+
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 

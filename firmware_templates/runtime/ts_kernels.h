@@ -192,6 +192,14 @@ typedef struct {
 
 void ts_prelu_s8(const ts_prelu_params_t *p, const int8_t *alpha, const int8_t *in, int8_t *out);
 
+/* LOG_SOFTMAX int8 -> int8 (output scale 16/256, zero point 127) over the last dimension */
+typedef struct {
+    int32_t outer, depth;
+    int32_t input_multiplier, input_left_shift, reverse_mult, reverse_shift, diff_min;
+} ts_log_softmax_params_t;
+
+void ts_log_softmax_s8(const ts_log_softmax_params_t *p, const int8_t *in, int8_t *out);
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
