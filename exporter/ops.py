@@ -47,6 +47,8 @@ OPS: dict[str, str] = {
     "TANH": "int8 in, int8 out with scale 1/128 and zero point 0",
     "PRELU": "int8, constant int8 alpha (one scale) broadcast over the input, up to 4-D",
     "LOG_SOFTMAX": "int8 in, int8 out with scale 16/256 and zero point 127, over the last axis",
+    "L2_NORMALIZATION": "int8 in, int8 out with scale 1/128 and zero point 0, over the last axis, "
+                        "up to 4-D, no fused activation",
 
     # -- binary ops and reductions (issue 17): add entries below this line
 

@@ -126,6 +126,20 @@ def log_softmax_case(rng: np.random.Generator, k: int) -> OpCase:
     return _unary(f"log_softmax_{k}", "LOG_SOFTMAX", shape, (si, _zp(rng, k)), (16 / 256, 127))
 
 
+def l2norm_case(rng: np.random.Generator, k: int) -> OpCase:
+    shape = _shape(rng)
+    if k == 0:
+        shape = (1, 2, int(rng.integers(40, 80)))  # long rows: the sum of squares is normalized down
+    elif shape[-1] == 1:
+        shape = shape[:-1] + (int(rng.integers(2, 9)),)
+    si = _scale(rng)
+    b = ModelBuilder()
+    x = b.tensor(shape, "int8", si, _zp(rng, k), name="input")
+    y = b.tensor(shape, "int8", 1 / 128, 0, name="output")
+    b.op("L2_NORMALIZATION", [x], [y], options("L2NormOptions", fusedActivationFunction=0))
+    return OpCase(f"l2norm_{k}", ("L2_NORMALIZATION",), b.build([x], [y]), shape)
+
+
 def cases(seed: int) -> list[OpCase]:
     rng = np.random.default_rng(seed)
     out: list[OpCase] = []
@@ -136,4 +150,5 @@ def cases(seed: int) -> list[OpCase]:
     out += [tanh_case(rng, k) for k in range(7)]
     out += [prelu_case(rng, k) for k in range(7)]
     out += [log_softmax_case(rng, k) for k in range(7)]
+    out += [l2norm_case(rng, k) for k in range(7)]
     return out

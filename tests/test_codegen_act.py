@@ -8,7 +8,7 @@ import pytest
 
 from codegen_support import tflm_outputs
 from opcases_act import _unary
-from tflite_builder import ModelBuilder
+from tflite_builder import ACT, ModelBuilder, options
 from tinysplit.errors import UnsupportedModelError
 from tinysplit.exporter.codegen.lower import lower_model
 from tinysplit.exporter.tflite_model import parse_tflite
@@ -82,7 +82,28 @@ def test_log_softmax_output_quantization_tflm_refuses_is_rejected(scale, zp):
     _lower(ok.tflite)
 
 
-@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "TANH", "LOG_SOFTMAX"])
+def _l2norm(act: int = 0, out_q: tuple[float, int] = (1 / 128, 0)) -> bytes:
+    b = ModelBuilder()
+    x = b.tensor((2, 5), "int8", 0.1, 3, name="input")
+    y = b.tensor((2, 5), "int8", out_q[0], out_q[1], name="output")
+    b.op("L2_NORMALIZATION", [x], [y], options("L2NormOptions", fusedActivationFunction=act))
+    return b.build([x], [y])
+
+
+def test_l2norm_fused_activation_is_rejected_as_tflm_does():
+    assert _tflm_refuses(_l2norm(ACT["RELU"]), (2, 5))
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(L2_NORMALIZATION\).*fused activation"):
+        _lower(_l2norm(ACT["RELU"]))
+    assert not _tflm_refuses(_l2norm(), (2, 5))
+    _lower(_l2norm())
+
+
+def test_l2norm_output_not_1_over_128_is_rejected():
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(L2_NORMALIZATION\).*scale 1/128 and zero point 0"):
+        _lower(_l2norm(out_q=(1 / 128, -10)))
+
+
+@pytest.mark.parametrize("op", ["HARD_SWISH", "LEAKY_RELU", "RELU", "RELU6", "TANH", "LOG_SOFTMAX", "L2_NORMALIZATION"])
 def test_non_int8_activation_is_rejected(op):
     b = ModelBuilder()
     x = b.tensor((1, 4), "int8", 0.1, 0, name="input")

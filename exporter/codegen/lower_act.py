@@ -242,6 +242,31 @@ def lower_log_softmax(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...
     return (KernelCall(op.index, op.opcode, "ts_log_softmax_s8", p, (), (op.inputs[0],), op.outputs[0]),)
 
 
+# ----------------------------------------------------------------------------- L2_NORMALIZATION
+
+@dataclass(frozen=True)
+class L2NormParams:
+    c_type: ClassVar[str] = "ts_l2norm_params_t"
+    outer: int
+    depth: int
+    in_zp: int
+
+
+def lower_l2_normalization(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
+    inp, out, size = _unary_int8(model, op)
+    _need(tuple(inp.shape) == tuple(out.shape), op, f"input shape {inp.shape} and output shape {out.shape} differ")
+    _need(len(inp.shape) <= 4, op, f"input shape {inp.shape} has more than 4 dimensions (TFLite Micro refuses it)")
+    act = op.options.fusedActivationFunction if op.options is not None else 0
+    _need(act == 0, op, "a fused activation on L2_NORMALIZATION is not supported (TFLite Micro refuses it)")
+    (_, zi), (so, zo) = _q(inp), _q(out)
+    # TFLite Micro's int8 kernel writes x / |x| * 128 whatever the output's quantization says
+    _need(zo == 0 and _F32(so) == _F32(1 / 128), op,
+          f"int8 L2_NORMALIZATION needs output scale 1/128 and zero point 0, got {so} / {zo}")
+    depth = inp.shape[-1] if inp.shape else 1
+    p = L2NormParams(size // depth, depth, zi)
+    return (KernelCall(op.index, op.opcode, "ts_l2norm_s8", p, (), (op.inputs[0],), op.outputs[0]),)
+
+
 LOWERINGS: dict[str, Lowering] = {
     "HARD_SWISH": lower_hard_swish,
     "LEAKY_RELU": lower_leaky_relu,
@@ -250,4 +275,5 @@ LOWERINGS: dict[str, Lowering] = {
     "TANH": lower_tanh,
     "PRELU": lower_prelu,
     "LOG_SOFTMAX": lower_log_softmax,
+    "L2_NORMALIZATION": lower_l2_normalization,
 }

@@ -966,6 +966,58 @@ void ts_log_softmax_s8(const ts_log_softmax_params_t *p, const int8_t *in, int8_
 }
 
 
+/* 1 / sqrt(x) as a multiplier and left shift (TFLite's GetInvSqrtQuantizedMultiplierExp with
+ * reverse_shift -1: Newton-Raphson in Q3.28 on x normalized to [2^27, 2^29)) */
+static void ts_inv_sqrt(int32_t x, int32_t *mult, int *shift) {
+    int32_t half_x, v;
+    int s = 11, pairs, i;
+    if (x <= 1) {
+        *mult = TS_INT32_MAX;
+        *shift = 0;
+        return;
+    }
+    while (x >= ((int32_t)1 << 29)) {
+        x /= 4;
+        ++s;
+    }
+    pairs = (ts_clz32((uint32_t)x) - 1) / 2 - 1;
+    s -= pairs;
+    x = (int32_t)((uint32_t)x << (2 * pairs));
+    half_x = ts_rdbpot(x >> 1, 1);
+    v = (int32_t)1 << 28;
+    for (i = 0; i < 5; ++i) {
+        const int32_t v3 = ts_srmpot(ts_srdhm(ts_srdhm(v, v), v), 6);
+        v = ts_srmpot(ts_wrap_sub(ts_srdhm((1 << 28) + (1 << 27), v), ts_srdhm(half_x, v3)), 3);
+    }
+    v = ts_srdhm(v, 1518500250);
+    if (s < 0) {
+        v = (int32_t)((uint32_t)v << -s);
+        s = 0;
+    }
+    *mult = v;
+    *shift = -s;
+}
+
+void ts_l2norm_s8(const ts_l2norm_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, c;
+    for (i = 0; i < p->outer; ++i) {
+        const int8_t *x = in + i * p->depth;
+        int8_t *y = out + i * p->depth;
+        int32_t acc = 0, mult;
+        int shift;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t v = (int32_t)x[c] - p->in_zp;
+            acc += v * v;
+        }
+        ts_inv_sqrt(acc, &mult, &shift);
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t v = ts_mbqm_i((int32_t)x[c] - p->in_zp, mult, shift + 7);
+            y[c] = (int8_t)ts_clamp(v, -128, 127);
+        }
+    }
+}
+
+
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 

@@ -200,6 +200,13 @@ typedef struct {
 
 void ts_log_softmax_s8(const ts_log_softmax_params_t *p, const int8_t *in, int8_t *out);
 
+/* L2_NORMALIZATION int8 -> int8 (output scale 1/128, zero point 0) over the last dimension */
+typedef struct {
+    int32_t outer, depth, in_zp;
+} ts_l2norm_params_t;
+
+void ts_l2norm_s8(const ts_l2norm_params_t *p, const int8_t *in, int8_t *out);
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
