@@ -81,6 +81,9 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
     "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Gemm", "MatMul", "Flatten",
     "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
     "Transpose", "Shape", "Gather", "Cast",
+    # activations (issue 17): nn.Hardswish, nn.LeakyReLU, nn.PReLU, nn.Tanh convert to HARD_SWISH,
+    # LEAKY_RELU, PRELU, TANH, which lower
+    "HardSwish", "LeakyRelu", "PRelu", "Tanh",
 })
 
 # For an unsupported TFLite op: the ONNX op types it usually comes from.

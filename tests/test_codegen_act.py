@@ -115,3 +115,14 @@ def test_non_int8_activation_is_rejected(op):
     b.op("QUANTIZE", [g], [y])
     with pytest.raises(UnsupportedModelError, match=rf"operator 1 \({op}\).*'f' is float32, expected int8"):
         _lower(b.build([x], [y]))
+
+
+def test_onnx_activations_that_now_lower_are_not_blamed_for_an_unsupported_op():
+    """An unsupported TFLite op with no known ONNX source is traced to the ONNX nodes outside the
+    known-good set; HardSwish, LeakyRelu, PRelu and Tanh now lower, so they are never named."""
+    from tinysplit.exporter.ops import OnnxNodeInfo, layers_for_tflite_op
+
+    nodes = [OnnxNodeInfo(t, f"/act{i}/{t}", f"act{i}") for i, t in
+             enumerate(["HardSwish", "LeakyRelu", "PRelu", "Tanh", "Erf"])]
+    got = layers_for_tflite_op("GELU", nodes, None)
+    assert len(got) == 1 and "via ONNX Erf" in got[0], got
