@@ -41,6 +41,15 @@ OPS: dict[str, str] = {
                 "(e.g. ARG_MAX indices)",
     "DEQUANTIZE": "int8 -> float32 (model output)",
     # -- activations (issue 17): add entries below this line
+    "HARD_SWISH": "int8, any shape; input scale below 128 x output scale (TFLite Micro requires it)",
+    "LEAKY_RELU": "int8, any shape, any alpha (negative and > 1 too)",
+    "RELU": "int8, any shape; input and output quantization may differ (requantized)",
+    "RELU6": "int8, any shape, output quantized as the input (TFLite Micro clamps the input values)",
+    "TANH": "int8 in, int8 out with scale 1/128 and zero point 0",
+    "PRELU": "int8, constant int8 alpha (one scale) broadcast over the input, up to 4-D",
+    "LOG_SOFTMAX": "int8 in, int8 out with scale 16/256 and zero point 127, over the last axis",
+    "L2_NORMALIZATION": "int8 in, int8 out with scale 1/128 and zero point 0, over the last axis, "
+                        "up to 4-D, no fused activation",
 
     # -- binary ops and reductions (issue 17): add entries below this line
     "SUB": "int8, broadcasting up to 4-D, fused NONE/RELU/RELU6/RELU_N1_TO_1; the output scale must exceed "
@@ -102,6 +111,9 @@ ONNX_OPS_KNOWN_GOOD: frozenset[str] = frozenset({
     "Reshape", "Concat", "Softmax", "Sigmoid", "Constant", "Identity", "Squeeze", "Unsqueeze",
     "Transpose", "Shape", "Gather", "Cast", "Min", "Max", "ReduceSum", "ReduceMax",
     "Resize", "Upsample", "ConvTranspose", "Slice", "Split",  # nearest/bilinear resize, transposed conv (issue 17)
+    # activations (issue 17): nn.Hardswish, nn.LeakyReLU, nn.PReLU, nn.Tanh convert to HARD_SWISH,
+    # LEAKY_RELU, PRELU, TANH, which lower
+    "HardSwish", "LeakyRelu", "PRelu", "Tanh",
 })
 
 # For an unsupported TFLite op: the ONNX op types it usually comes from.
@@ -110,12 +122,8 @@ TFLITE_FROM_ONNX: dict[str, frozenset[str]] = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset({"LSTM"}),
     "WHILE": frozenset({"LSTM", "GRU", "RNN", "Loop"}),
     "GATHER": frozenset({"Gather"}),
-    "HARD_SWISH": frozenset({"HardSwish"}),
-    "TANH": frozenset({"Tanh"}),
     "RSQRT": frozenset({"LayerNormalization", "Sqrt", "ReduceMean"}),
     "SQRT": frozenset({"Sqrt"}),
-    "LEAKY_RELU": frozenset({"LeakyRelu"}),
-    "PRELU": frozenset({"PRelu"}),
 }
 
 

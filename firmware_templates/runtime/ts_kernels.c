@@ -755,6 +755,268 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 /* ======================================================================== activations (issue 17)
  * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
 
+/* int16 gemmlowp primitives, as TFLite's HARD_SWISH uses them */
+static int16_t ts_srdhm16(int16_t a, int16_t b) { /* SaturatingRoundingDoublingHighMul<int16_t> */
+    int32_t ab;
+    if (a == b && a == -32768) {
+        return 32767;
+    }
+    ab = (int32_t)a * (int32_t)b;
+    return (int16_t)((ab + (ab >= 0 ? (1 << 14) : (1 - (1 << 14)))) / (1 << 15));
+}
+
+static int16_t ts_sdhm16(int16_t a, int16_t b) { /* SaturatingDoublingHighMul: truncating */
+    if (a == b && a == -32768) {
+        return 32767;
+    }
+    return (int16_t)(((int32_t)a * (int32_t)b) / (1 << 15));
+}
+
+static int16_t ts_rdbpot16(int16_t x, int exponent) { /* RoundingDivideByPOT<int16_t> */
+    const int16_t mask = exponent >= 16 ? (int16_t)-1 : (int16_t)((1L << exponent) - 1);
+    const int16_t remainder = (int16_t)(x & mask);
+    const int16_t threshold = (int16_t)((mask >> 1) + (x < 0 ? 1 : 0));
+    return (int16_t)((x >> (exponent > 31 ? 31 : exponent)) + (remainder > threshold ? 1 : 0));
+}
+
+static int16_t ts_sat_lshift16(int16_t v, int amount) {
+    int64_t r = (int64_t)v * ((int64_t)1 << amount);
+    r = r > 32767 ? 32767 : (r < -32768 ? -32768 : r);
+    return (int16_t)r;
+}
+
+void ts_hard_swish_s8(const ts_hard_swish_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int16_t x = (int16_t)((int32_t)in[i] - p->in_zp);
+        const int16_t hires = (int16_t)(x * 128);
+        const int16_t pre_out = ts_srdhm16(hires, (int16_t)p->out_mult);
+        int16_t reluish = hires;
+        int32_t v;
+        if (p->reluish_exp > 0) {
+            reluish = ts_sat_lshift16(reluish, p->reluish_exp - 1);
+        }
+        reluish = ts_srdhm16(reluish, (int16_t)p->reluish_mult);
+        if (p->reluish_exp > 0) {
+            reluish = ts_sat_lshift16(reluish, 1);
+        }
+        if (p->reluish_exp < 0) {
+            reluish = ts_rdbpot16(reluish, -p->reluish_exp);
+        }
+        reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
+        v = (int32_t)ts_rdbpot16(ts_sdhm16(reluish, pre_out), -p->out_exp);
+        v = (int32_t)(int16_t)(v + p->out_zp);
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_leaky_relu_s8(const ts_leaky_relu_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        const int32_t v = p->out_zp + (x >= 0 ? ts_mbqm_i(x, p->id_mult, p->id_shift)
+                                              : ts_mbqm_i(x, p->alpha_mult, p->alpha_shift));
+        out[i] = (int8_t)ts_clamp(v, -128, 127);
+    }
+}
+
+void ts_relu_s8(const ts_relu_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = p->out_zp + ts_mbqm_i((int32_t)in[i] - p->in_zp, p->mult, p->shift);
+        out[i] = (int8_t)ts_clamp(v, p->act_min, 127);
+    }
+}
+
+void ts_clamp_s8(const ts_clamp_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = in[i];
+        out[i] = (int8_t)(v > p->hi ? p->hi : (v < p->lo ? p->lo : v));
+    }
+}
+
+
+/* tanh(a), a in Q4.27, result Q0.31 (gemmlowp: 1 - e / (1 + e), e = exp(-2|a|)) */
+static int32_t ts_tanh_q4(int32_t a) {
+    const int32_t n = a < 0 ? a : ts_wrap_sub(0, a); /* -|a|, read as Q5.26 (= 2 x -|a| in Q4.27) */
+    const int32_t e = ts_exp_neg(n, 5);
+    const int32_t half_denominator = ts_rounding_half_sum(e, TS_INT32_MAX);
+    int32_t x = ts_wrap_add(1515870810, ts_srdhm(half_denominator, -1010580540));
+    int32_t t;
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t one_minus = ts_wrap_sub((int32_t)1 << 29, ts_srdhm(half_denominator, x));
+        x = ts_wrap_add(x, ts_srmpot(ts_srdhm(x, one_minus), 2));
+    }
+    t = ts_srmpot(ts_wrap_sub(x, (int32_t)1 << 29), 2);
+    if (a == 0) {
+        return 0;
+    }
+    return a < 0 ? ts_wrap_sub(0, t) : t;
+}
+
+void ts_tanh_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)in[i] - p->in_zp;
+        if (x <= -p->input_range_radius) {
+            out[i] = -128;
+        } else if (x >= p->input_range_radius) {
+            out[i] = 127;
+        } else {
+            const int32_t y = ts_rdbpot(ts_tanh_q4(ts_mbqm_i(x, p->input_multiplier, p->input_left_shift)), 24);
+            out[i] = (int8_t)ts_clamp(y, -128, 127);
+        }
+    }
+}
+
+
+void ts_prelu_s8(const ts_prelu_params_t *p, const int8_t *alpha, const int8_t *in, int8_t *out) {
+    int32_t b, y, x, c, i = 0;
+    for (b = 0; b < p->dims[0]; ++b) {
+        for (y = 0; y < p->dims[1]; ++y) {
+            for (x = 0; x < p->dims[2]; ++x) {
+                const int8_t *a = alpha + b * p->alpha_strides[0] + y * p->alpha_strides[1] +
+                                  x * p->alpha_strides[2];
+                for (c = 0; c < p->dims[3]; ++c, ++i) {
+                    const int32_t v = p->in_offset + in[i];
+                    int32_t o;
+                    if (v >= 0) {
+                        o = ts_mbqm_i(v, p->pos_mult, p->pos_shift);
+                    } else {
+                        o = ts_mbqm_i(v * (p->alpha_offset + a[c * p->alpha_strides[3]]), p->neg_mult, p->neg_shift);
+                    }
+                    out[i] = (int8_t)ts_clamp(o + p->out_offset, -128, 127);
+                }
+            }
+        }
+    }
+}
+
+
+static int32_t ts_sat_add32(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a + (int64_t)b;
+    return (int32_t)(v > TS_INT32_MAX ? TS_INT32_MAX : (v < TS_INT32_MIN ? TS_INT32_MIN : v));
+}
+
+static int32_t ts_sat_sub32(int32_t a, int32_t b) {
+    const int64_t v = (int64_t)a - (int64_t)b;
+    return (int32_t)(v > TS_INT32_MAX ? TS_INT32_MAX : (v < TS_INT32_MIN ? TS_INT32_MIN : v));
+}
+
+/* log(x) for x >= 1: x in Q12.19, result in Q5.26 (TFLite's log_x_for_x_greater_than_or_equal_to_1,
+ * a rational approximation around 2^k * sqrt(sqrt(1/2)); the accumulator has 6 integer bits) */
+static int32_t ts_log_q12_to_q5(int32_t x) {
+    const int32_t log_2 = 1488522236, sqrt_sqrt_half = 1805811301, sqrt_half = 1518500250;
+    const int32_t alpha_n = 117049297, alpha_d = 127690142, alpha_i = 1057819769, alpha_f = 638450708;
+    const int32_t shifted_quarter = ts_srmpot(536870912, -6);
+    const int za_headroom_plus_1 = ts_clz32((uint32_t)x);
+    const int32_t ra_tmp = ts_srmpot(x, za_headroom_plus_1 - 1);
+    const int32_t ra = ts_srmpot(ts_srdhm(ra_tmp, sqrt_half), 1);
+    const int32_t za_pow2 = ts_sat_add32(ts_srmpot(12 - za_headroom_plus_1, 31 - 6), shifted_quarter);
+    const int32_t zb = ts_srdhm(x, sqrt_half);
+    const int zb_headroom = ts_clz32((uint32_t)zb) - 1;
+    const int32_t rb = ts_srmpot(x, zb_headroom);
+    const int32_t zb_pow2 = ts_sat_sub32(ts_srmpot(12 - zb_headroom, 31 - 6), shifted_quarter);
+    const int32_t r = ra < rb ? ra : rb;
+    const int32_t z_pow2 = za_pow2 > zb_pow2 ? za_pow2 : zb_pow2;
+    const int32_t pp = ts_rounding_half_sum(r, sqrt_sqrt_half);
+    int32_t q = ts_wrap_sub(r, sqrt_sqrt_half);
+    int32_t common_sq, num, denom, recip;
+    q = ts_wrap_add(q, q);
+    common_sq = ts_srdhm(q, q);
+    num = ts_wrap_add(ts_srdhm(q, r), ts_srdhm(ts_srdhm(q, common_sq), alpha_n));
+    denom = ts_wrap_add(ts_srdhm(pp, ts_wrap_add(ts_wrap_add(alpha_i, q), ts_srdhm(alpha_d, common_sq))),
+                        ts_srdhm(alpha_f, q));
+    recip = ts_one_over_one_plus_x(denom);
+    return ts_srmpot(ts_wrap_add(ts_srdhm(z_pow2, log_2), ts_srdhm(ts_srmpot(num, -6), recip)), 1);
+}
+
+void ts_log_softmax_s8(const ts_log_softmax_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, c;
+    for (i = 0; i < p->outer; ++i) {
+        const int8_t *x = in + i * p->depth;
+        int8_t *y = out + i * p->depth;
+        int32_t max_in_row = -128, sum_q12 = 0, log_sum_q5, adjusted_diff_min, rev;
+        for (c = 0; c < p->depth; ++c) {
+            max_in_row = x[c] > max_in_row ? x[c] : max_in_row;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff >= p->diff_min) {
+                const int32_t d_q5 = ts_mbqm_i(diff, p->input_multiplier, p->input_left_shift);
+                sum_q12 = ts_wrap_add(sum_q12, ts_rdbpot(ts_exp_neg(d_q5, 5), 12));
+            }
+        }
+        log_sum_q5 = ts_log_q12_to_q5(sum_q12);
+        rev = ts_mbqm_i(ts_wrap_add(log_sum_q5, TS_INT32_MIN), p->reverse_mult, p->reverse_shift);
+        adjusted_diff_min = p->diff_min - 1 > rev ? p->diff_min - 1 : rev;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_in_row;
+            if (diff > adjusted_diff_min) {
+                const int32_t d_q5 = ts_mbqm_i(diff, p->input_multiplier, p->input_left_shift);
+                const int32_t v = ts_rdbpot(ts_wrap_sub(d_q5, log_sum_q5), 22) + 127;
+                y[c] = (int8_t)ts_clamp(v, -128, 127);
+            } else {
+                y[c] = -128;
+            }
+        }
+    }
+}
+
+
+/* 1 / sqrt(x) as a multiplier and left shift (TFLite's GetInvSqrtQuantizedMultiplierExp with
+ * reverse_shift -1: Newton-Raphson in Q3.28 on x normalized to [2^27, 2^29)) */
+static void ts_inv_sqrt(int32_t x, int32_t *mult, int *shift) {
+    int32_t half_x, v;
+    int s = 11, pairs, i;
+    if (x <= 1) {
+        *mult = TS_INT32_MAX;
+        *shift = 0;
+        return;
+    }
+    while (x >= ((int32_t)1 << 29)) {
+        x /= 4;
+        ++s;
+    }
+    pairs = (ts_clz32((uint32_t)x) - 1) / 2 - 1;
+    s -= pairs;
+    x = (int32_t)((uint32_t)x << (2 * pairs));
+    half_x = ts_rdbpot(x >> 1, 1);
+    v = (int32_t)1 << 28;
+    for (i = 0; i < 5; ++i) {
+        const int32_t v3 = ts_srmpot(ts_srdhm(ts_srdhm(v, v), v), 6);
+        v = ts_srmpot(ts_wrap_sub(ts_srdhm((1 << 28) + (1 << 27), v), ts_srdhm(half_x, v3)), 3);
+    }
+    v = ts_srdhm(v, 1518500250);
+    if (s < 0) {
+        v = (int32_t)((uint32_t)v << -s);
+        s = 0;
+    }
+    *mult = v;
+    *shift = -s;
+}
+
+void ts_l2norm_s8(const ts_l2norm_params_t *p, const int8_t *in, int8_t *out) {
+    int32_t i, c;
+    for (i = 0; i < p->outer; ++i) {
+        const int8_t *x = in + i * p->depth;
+        int8_t *y = out + i * p->depth;
+        int32_t acc = 0, mult;
+        int shift;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t v = (int32_t)x[c] - p->in_zp;
+            acc += v * v;
+        }
+        ts_inv_sqrt(acc, &mult, &shift);
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t v = ts_mbqm_i((int32_t)x[c] - p->in_zp, mult, shift + 7);
+            y[c] = (int8_t)ts_clamp(v, -128, 127);
+        }
+    }
+}
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */

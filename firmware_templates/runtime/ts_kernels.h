@@ -150,6 +150,63 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 /* ======================================================================== activations (issue 17)
  * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
 
+/* HARD_SWISH int8 (TFLite's int16 fixed-point path; multipliers Q15) */
+typedef struct {
+    int32_t size, in_zp, out_zp;
+    int32_t reluish_mult, reluish_exp, out_mult, out_exp;
+} ts_hard_swish_params_t;
+
+void ts_hard_swish_s8(const ts_hard_swish_params_t *p, const int8_t *in, int8_t *out);
+
+/* LEAKY_RELU int8: x >= 0 requantized by id_*, x < 0 by alpha_* (alpha folded in, may be negative) */
+typedef struct {
+    int32_t size, in_zp, out_zp;
+    int32_t id_mult, id_shift, alpha_mult, alpha_shift;
+} ts_leaky_relu_params_t;
+
+void ts_leaky_relu_s8(const ts_leaky_relu_params_t *p, const int8_t *in, int8_t *out);
+
+/* RELU int8: requantize, then clamp below at max(-128, out_zp) */
+typedef struct {
+    int32_t size, in_zp, out_zp, mult, shift, act_min;
+} ts_relu_params_t;
+
+void ts_relu_s8(const ts_relu_params_t *p, const int8_t *in, int8_t *out);
+
+/* RELU6 int8 (input and output quantized alike): clamp to [lo, hi] */
+typedef struct {
+    int32_t size, lo, hi;
+} ts_clamp_params_t;
+
+void ts_clamp_s8(const ts_clamp_params_t *p, const int8_t *in, int8_t *out);
+
+/* TANH int8 -> int8 (output scale 1/128, zero point 0); the parameters are LOGISTIC's */
+void ts_tanh_s8(const ts_logistic_params_t *p, const int8_t *in, int8_t *out);
+
+/* PRELU int8 with a constant int8 alpha broadcast over the input (alpha_strides 0 on broadcast dims) */
+typedef struct {
+    int32_t dims[4], alpha_strides[4];
+    int32_t in_offset, alpha_offset, out_offset;
+    int32_t pos_mult, pos_shift, neg_mult, neg_shift;
+} ts_prelu_params_t;
+
+void ts_prelu_s8(const ts_prelu_params_t *p, const int8_t *alpha, const int8_t *in, int8_t *out);
+
+/* LOG_SOFTMAX int8 -> int8 (output scale 16/256, zero point 127) over the last dimension */
+typedef struct {
+    int32_t outer, depth;
+    int32_t input_multiplier, input_left_shift, reverse_mult, reverse_shift, diff_min;
+} ts_log_softmax_params_t;
+
+void ts_log_softmax_s8(const ts_log_softmax_params_t *p, const int8_t *in, int8_t *out);
+
+/* L2_NORMALIZATION int8 -> int8 (output scale 1/128, zero point 0) over the last dimension */
+typedef struct {
+    int32_t outer, depth, in_zp;
+} ts_l2norm_params_t;
+
+void ts_l2norm_s8(const ts_l2norm_params_t *p, const int8_t *in, int8_t *out);
+
 
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
