@@ -76,12 +76,22 @@ def test_copy_ops_with_requantization_rejected() -> None:
         render_model(b.build([x], [y]), "m")
 
 
-def test_transpose_conv_fused_activation_rejected() -> None:
+@pytest.mark.parametrize("act", ["RELU", "RELU6", "RELU_N1_TO_1"])
+def test_transpose_conv_fused_activation_is_applied_as_tflite_micro_does(act: str, tmp_path) -> None:
+    """The converter fuses a ReLU after nn.ConvTranspose2d into TRANSPOSE_CONV; TFLite Micro clamps by it."""
+    from codegen_support import build_harness, tflm_outputs
+    from tflite_builder import ACT
+
+    rng = np.random.default_rng(7)
     b = ModelBuilder()
-    x = b.tensor((1, 3, 3, 2), "int8", 0.05, 0)
-    f = b.tensor((4, 3, 3, 2), "int8", 0.01, 0, data=np.ones((4, 3, 3, 2), np.int8))
-    y = b.tensor((1, 6, 6, 4), "int8", 0.1, 0)
+    x = b.tensor((1, 3, 3, 2), "int8", 0.05, 3)
+    f = b.tensor((4, 3, 3, 2), "int8", 0.01, 0, data=rng.integers(-127, 128, (4, 3, 3, 2)).astype(np.int8))
+    y = b.tensor((1, 6, 6, 4), "int8", 0.004, -5)
     b.op("TRANSPOSE_CONV", [_i32(b, [1, 6, 6, 4]), f, x], [y],
-         options("TransposeConvOptions", padding=PAD["SAME"], strideH=2, strideW=2, fusedActivationFunction=1))
-    with pytest.raises(UnsupportedModelError, match=r"TRANSPOSE_CONV.*fused activation"):
-        render_model(b.build([x], [y]), "m")
+         options("TransposeConvOptions", padding=PAD["SAME"], strideH=2, strideW=2, fusedActivationFunction=ACT[act]))
+    model = b.build([x], [y])
+    xs = rng.integers(-128, 128, size=(16, 18)).astype(np.int8)
+    got, _ = build_harness([model], tmp_path).run(0, xs)
+    want = tflm_outputs(model, xs)
+    assert np.array_equal(got, want)
+    assert want.min() > -128 or act == "RELU_N1_TO_1"  # the clamp really bit

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinysplit.exporter.codegen.lower import (
     ConcatParams, ConstArray, KernelCall, Lowering, _const_input, _dtype, _need, _nhwc, _per_channel, _bias,
-    _q, _strides, _t, lower_reshape, out_size_and_padding,
+    _q, _strides, _t, _where, activation_range, lower_reshape, out_size_and_padding,
 )
 from tinysplit.exporter.tflite_model import Operator, TfliteModel
 
@@ -367,8 +367,6 @@ def lower_transpose_conv(model: TfliteModel, op: Operator) -> tuple[KernelCall, 
     _need(len(filt.shape) == 4 and filt.shape[0] == oc and filt.shape[3] == ic, op,
           f"filter shape {filt.shape} does not match input channels {ic} / output channels {oc}")
     o = op.options
-    _need(int(getattr(o, "fusedActivationFunction", 0) or 0) == 0, op,
-          "a fused activation on TRANSPOSE_CONV is not applied by TFLite Micro; use a separate activation op")
     kh, kw = filt.shape[1], filt.shape[2]
     sh, sw = int(o.strideH), int(o.strideW)
     _need(sh >= 1 and sw >= 1, op, f"strides {sh}x{sw} must be positive")
@@ -379,7 +377,9 @@ def lower_transpose_conv(model: TfliteModel, op: Operator) -> tuple[KernelCall, 
     _, out_zp = _q(out)
     mult, shift = _per_channel(op, inp, filt, out, oc)
     bias = _bias(model, op, 3) if len(op.inputs) == 4 else None
-    p = TconvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pad_h, pad_w, -in_zp, out_zp, -128, 127)
+    so, _ = _q(out)
+    act_min, act_max = activation_range(int(getattr(o, "fusedActivationFunction", 0) or 0), so, out_zp, _where(op))
+    p = TconvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pad_h, pad_w, -in_zp, out_zp, act_min, act_max)
     w = ConstArray("filter", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
     return (KernelCall(op.index, op.opcode, "ts_transpose_conv_s8", p, (w, bias, mult, shift),
                        (op.inputs[2],), op.outputs[0]),)
