@@ -110,8 +110,8 @@ int {PREFIX}_invoke(void);
 #endif
 """)
     includes = "\n".join(f'#include "{m.header}"' for m in models)
-    entries = "\n".join(f"    {{{m.prefix}_input, {m.prefix}_output, {m.prefix}_invoke, {m.prefix.upper()}_INPUT_BYTES}},"
-                        for m in models)
+    entries = "\n".join(f"    {{{m.prefix}_input, {m.prefix}_output, {m.prefix}_invoke, "
+                        f"{m.prefix.upper()}_INPUT_BYTES}}," for m in models)
     checks = "\n".join(f'_Static_assert({m.prefix.upper()}_ARENA_BYTES + {P}_OUTPUT_BYTES <= {P}_SHARED_ARENA_BYTES, '
                        f'"{m.prefix} fits the shared arena");' for m in models)
     source = work / f"{PREFIX}_model.c"

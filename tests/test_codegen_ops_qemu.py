@@ -18,7 +18,8 @@ import pytest
 
 from codegen_support import tflm_outputs
 from opcases import all_cases
-from opsuite_qemu import BAD_INDEX_STATUS, SIZE_CLASSES, SuiteImage, build_suite, case_profile, frame, pack, run_suite, share_arena
+from opsuite_qemu import (BAD_INDEX_STATUS, SIZE_CLASSES, SuiteImage, build_suite, case_profile, frame, pack,
+                          run_suite, share_arena)
 from tinysplit.boards import get_board
 from tinysplit.firmware.hil import HilProtocolError, HilSession
 from tinysplit.modelsrc import ModelSources, TensorIO
