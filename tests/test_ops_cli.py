@@ -52,3 +52,12 @@ def test_the_cli_names_every_zoo_example() -> None:
     from tinysplit.examples.zoo import HEADS
 
     assert tuple(HEADS) == ZOO
+
+
+def test_readme_per_op_case_count_is_the_suites() -> None:
+    from opcases import all_cases
+
+    n = len(all_cases())
+    for doc in ("README.md", "docs/firmware.md"):
+        counts = {int(c) for c in re.findall(r"per-op suite \((\d+) random cases", (ROOT / doc).read_text())}
+        assert counts == {n}, f"{doc} says {sorted(counts)} per-op cases; tests/opcases.py has {n}"
