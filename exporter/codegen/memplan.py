@@ -6,9 +6,13 @@ not overlap may share memory. RESHAPE outputs alias their input; elementwise ker
 it (ADD/MUL without broadcasting, LOGISTIC, int8 requantize) write over an input whose life ends
 at that call; PAD writes backwards over its input; convolutions, which stream rows, write their
 output starting a computed number of bytes before their input (see lower.row_shift), so a 1x1
-project or a depthwise conv needs little more than its input. Buffers are placed largest first at the lowest aligned offset that does not
-collide with an already placed buffer alive at the same time (the strategy of TFLite Micro's
-greedy planner, without its per-tensor bookkeeping in the arena).
+project or a depthwise conv needs little more than its input. A call's scratch (a streamed block's
+row window, stream.py) lives during that call only. Buffers are placed one at a time at the lowest
+aligned offset that does not collide with an already placed buffer alive at the same time (TFLite
+Micro's greedy strategy, without its per-tensor bookkeeping in the arena); the order matters, so
+the placement search (place_best) tries several orders (largest, longest-lived, earliest,
+latest-dying, largest size x lifetime first) and every order of the five largest buffers, and keeps
+the smallest arena.
 
 Skippable residual blocks (``LoweredModel.blocks``): each block's ADD always writes y over its
 shortcut x (same offset; x dies there), whatever the sharing limit. A skipped block's calls write
