@@ -35,6 +35,12 @@ FUSE = [
     ("stride3_k3", Chain(stride=3, h=10, w=10, cout=5), 3),
     ("one_row", Chain(h=1, w=9), 4),
     ("s2_uneven_pad", Chain(stride=2, padding="PAD", pad_hw=(2, 0, 1, 0), h=8, w=7, cout=2), 4),
+    # x computed by a first conv (not the model input): the streamed output may overlap x
+    ("stem_s1_residual", Chain(stem=True), 4),
+    ("stem_s1_y_first_k5", Chain(stem=True, x_first=False, k=5, h=9), 4),
+    ("stem_s2_explicit_pad", Chain(stem=True, stride=2, padding="PAD", pad_hw=(0, 1, 0, 1), cout=6), 4),
+    ("stem_valid_wider_out", Chain(stem=True, padding="VALID", cout=9, h=9), 3),
+    ("stem_dilated", Chain(stem=True, dil=2, h=9, w=8), 4),
 ]
 # chains that must not fuse (or not all of them)
 NO_FUSE = [
@@ -109,3 +115,16 @@ def test_chain_variants_are_distinct() -> None:
     """Guard against a knob that silently does nothing: the cases build different models."""
     assert len({_tfl(i, c) for i, c in enumerate(CASES)}) == len(CASES)
     assert dataclasses.replace(Chain(), stride=2) != Chain()
+
+
+@pytest.mark.parametrize("i", [i for i, c in enumerate(CASES) if c[1].stem], ids=[c[0] for c in CASES if c[1].stem])
+def test_streamed_output_overlaps_its_dying_input(i: int) -> None:
+    """Where x dies at the streamed call, the output starts at most row_shift bytes before it and
+    shares its bytes (the bit-exactness test above runs exactly these plans)."""
+    r = render_model(_tfl(i, CASES[i]), "m")
+    call = next(c for c in r.lowered.calls if c.kernel == "ts_irb_s8")
+    x, y = call.inputs[0], call.output
+    ox, oy = r.plan.offsets[x], r.plan.offsets[y]
+    nx, ny = r.lowered.tensor(x).nbytes, r.lowered.tensor(y).nbytes
+    assert ox - oy >= call.params.row_shift()
+    assert max(ox, oy) < min(ox + nx, oy + ny), "output and input do not share memory"

@@ -63,6 +63,12 @@ class MemoryPlan:
     groups: dict[int, tuple[int, ...]]  # buffer key -> tensor indices stored there
 
 
+def _row_shift(call) -> int:
+    """lower.row_shift for a convolution; a streamed block's own (stream.IrbParams.row_shift)."""
+    own = getattr(call.params, "row_shift", None)
+    return own() if callable(own) else row_shift(call)
+
+
 def align_up(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
@@ -232,7 +238,7 @@ def _plan(model: LoweredModel, alignment: int, max_group: int | None, search: bo
             elif c.reuse == "grow" and sizes[out] >= sizes[i]:
                 join(i, out, r)
             elif c.reuse == "rows":  # start at least row_shift bytes before the input, aligned
-                join(i, out, -align_up(row_shift(c) - r, alignment))
+                join(i, out, -align_up(_row_shift(c) - r, alignment))
             else:
                 continue
             break
@@ -275,6 +281,6 @@ def check_plan(model: LoweredModel, plan: MemoryPlan) -> None:
             if lo < hi:
                 ok = (c.alias or (c.reuse == "elementwise" and plan.offsets[i] == plan.offsets[o]) or
                       (c.reuse == "grow" and plan.offsets[i] == plan.offsets[o] and i == c.inputs[0]) or
-                      (c.reuse == "rows" and i == c.inputs[0] and plan.offsets[i] - plan.offsets[o] >= row_shift(c)))
+                      (c.reuse == "rows" and i == c.inputs[0] and plan.offsets[i] - plan.offsets[o] >= _row_shift(c)))
                 if not ok:
                     raise AssertionError(f"call {c.opcode} #{c.op_index}: output {o} overlaps input {i}")

@@ -54,6 +54,23 @@ class IrbParams:
     add_x_first: int  # 1: the ADD's first input is the block input x, 0: the project output
     window_rows: int  # expanded rows kept: (k_h - 1) * dil_h + 1, at most the input height
 
+    def row_shift(self) -> int:
+        """The smallest D such that the output may start D bytes before the block input (as
+        lower.row_shift for a convolution). ts_irb_s8 writes output row r after expanding the input
+        rows below need_hi(r) (the end of row r's window), and its ADD reads input row r while
+        writing output row r; so before row r is written, the input from row u(r) = need_hi(r) (or
+        r with an ADD, if smaller) on is still unread: (r + 1) * row_out - D <= u(r) * row_in."""
+        d, e = self.dw, self.expand
+        row_in, row_out = e.in_w * e.in_c, self.project.out_w * self.project.out_c
+        span = (d.k_h - 1) * d.dil_h + 1
+        worst = -(1 << 62)
+        for r in range(d.out_h):
+            u = max(min(r * d.stride_h - d.pad_h + span, d.in_h), 0)
+            if self.has_add:
+                u = min(u, r)
+            worst = max(worst, (r + 1) * row_out - u * row_in)
+        return worst
+
 
 @dataclass(frozen=True)
 class StreamedBlock:
@@ -189,7 +206,8 @@ def _match(calls: Sequence[KernelCall], k: int, info: dict[int, TensorInfo], onl
     scratch = window * dwp.in_w * dwp.in_c + dwp.out_w * dwp.out_c
     params = IrbParams(ep, dwp, pp, add, int(add is not _NO_ADD), add_x_first, window)
     consts = _named("expand", e.consts) + _named("dw", d.consts) + _named("project", pr.consts)
-    call = KernelCall(e.op_index, "+".join(c.opcode for c in used), "ts_irb_s8", params, consts, (x,), y)
+    call = KernelCall(e.op_index, "+".join(c.opcode for c in used), "ts_irb_s8", params, consts, (x,), y,
+                      reuse="rows")
     saved = sum(info[t].nbytes for t in middle)
     block = StreamedBlock(tuple(c.op_index for c in used), x, y, scratch, saved)
     return nconsumed, call, block, middle

@@ -153,7 +153,9 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
  * one depthwise output row exist, in `scratch` (window_rows * dw.in_w * dw.in_c + dw.out_w *
  * dw.out_c bytes). Each stage runs the layer's own kernel (ts_conv2d_s8, ts_dwconv2d_s8,
  * ts_add_s8) on rows, with the layer's parameters and arrays: bit-identical to the separate calls.
- * `in`, `out` and `scratch` must not overlap. */
+ * `scratch` overlaps neither `in` nor `out`; `out` may start up to IrbParams.row_shift() bytes
+ * before `in` (exporter/codegen/stream.py): output row r is written only over input rows read for
+ * the last time. */
 typedef struct {
     ts_conv_params_t expand, dw, project;   /* dw: padding of a folded PAD included */
     ts_binary_params_t add;                 /* flat; used when has_add */
