@@ -102,11 +102,14 @@ def compile_c(sources: Sequence[Path], out: Path, include: Path, cc: str = "gcc"
     return out
 
 
-def build_harness(tflites: Sequence[bytes], work: Path, prefixes: Sequence[str] | None = None) -> Harness:
-    """Generate C for each model into ``work`` and compile them with one harness (host gcc)."""
+def build_harness(tflites: Sequence[bytes], work: Path, prefixes: Sequence[str] | None = None,
+                  stream: bool | None = None) -> Harness:
+    """Generate C for each model into ``work`` and compile them with one harness (host gcc).
+    ``stream``: streamed inverted-residual blocks on/off (None: the generator's default)."""
     work.mkdir(parents=True, exist_ok=True)
     prefixes = list(prefixes or [f"m{i}" for i in range(len(tflites))])
-    models = tuple(generate_model_sources(t, p, work) for t, p in zip(tflites, prefixes))
+    opts = {} if stream is None else {"stream": stream}
+    models = tuple(generate_model_sources(t, p, work, **opts) for t, p in zip(tflites, prefixes))
     includes = "\n".join(f'#include "{m.header}"' for m in models)
     entries = ",\n".join(f"    {{{p}_input, {p}_output, {p}_invoke, {p.upper()}_INPUT_BYTES, {p.upper()}_OUTPUT_BYTES}}"
                          for p in prefixes)

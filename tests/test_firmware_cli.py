@@ -44,9 +44,10 @@ def _bundle(root: Path) -> Path:
 def fake_codegen(monkeypatch):
     calls = []
 
-    def generate_model_sources(tflite_bytes: bytes, prefix: str, out_dir: Path, skippable: bool = False):
+    def generate_model_sources(tflite_bytes: bytes, prefix: str, out_dir: Path, skippable: bool = False,
+                               stream: bool = True):
         assert not skippable  # only the adaptive_resnet app asks for skippable blocks
-        calls.append((tflite_bytes, prefix))
+        calls.append((tflite_bytes, prefix) if stream else (tflite_bytes, prefix, "layer at a time"))
         return write_fake_model(Path(out_dir), prefix=prefix, in_bytes=IN_BYTES, out_bytes=OUT_BYTES)
 
     mod = types.ModuleType("tinysplit.exporter.codegen")
@@ -72,6 +73,19 @@ def test_firmware_then_build(tmp_path: Path, fake_codegen, capsys):
     assert cli.main(["build", str(out)]) == 0
     text = capsys.readouterr().out
     assert "flash" in text and "of 262,144 B" in text and "of 65,536 B" in text
+
+
+def test_firmware_no_stream_blocks_reaches_the_generator(tmp_path: Path, fake_codegen, capsys):
+    bundle = _bundle(tmp_path)
+    assert cli.main(["firmware", "--bundle", str(bundle), "--board", "qemu-lm3s6965evb", "--out",
+                     str(tmp_path / "proj"), "--no-stream-blocks"]) == 0
+    assert fake_codegen == [(TFLITE, "head", "layer at a time")]
+
+
+def test_hil_no_stream_blocks_needs_the_qemu_check(tmp_path: Path, capsys):
+    assert cli.main(["hil", "--bundle", str(_bundle(tmp_path)), "--board", "qemu-lm3s6965evb", "--e2e",
+                     "--no-stream-blocks"]) == 2
+    assert "--no-stream-blocks goes with the QEMU check" in capsys.readouterr().err
 
 
 def test_firmware_unknown_board_is_a_usage_error(tmp_path: Path, fake_codegen, capsys):

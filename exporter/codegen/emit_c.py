@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from tinysplit.errors import InputError
 from tinysplit.exporter.codegen.lower import LoweredModel, RequantParams, lower_model, quantize_multiplier
 from tinysplit.exporter.codegen.memplan import DEFAULT_ALIGNMENT, MemoryPlan, check_plan, plan_model
+from tinysplit.exporter.codegen.stream import stream_blocks
 from tinysplit.exporter.tflite_model import TfliteModel, parse_tflite
 from tinysplit.firmware.render import BANNER, check_identifier, render, templates_root
 from tinysplit.modelsrc import ModelSources, TensorIO
@@ -124,6 +125,8 @@ def c_int(v: int) -> str:
 
 
 def c_value(v: object) -> str:
+    if is_dataclass(v) and not isinstance(v, type):  # a params struct inside a params struct
+        return params_init(v)
     if isinstance(v, tuple):
         return "{" + ", ".join(c_value(x) for x in v) + "}"
     if isinstance(v, float):
@@ -146,6 +149,9 @@ def params_bytes(params: object) -> int:
     total = 0
     for f in fields(params):
         v = getattr(params, f.name)
+        if is_dataclass(v) and not isinstance(v, type):
+            total += params_bytes(v)
+            continue
         total += 4 * len(v) if isinstance(v, tuple) else (8 if isinstance(v, float) else 4)
     return total
 
@@ -246,6 +252,8 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
         for i in c.inputs:
             args.append(_tensor_expr(prefix, lowered, plan, model, i, const_names, writable=False))
         args.append(_tensor_expr(prefix, lowered, plan, model, c.output, const_names, writable=True))
+        for sc in c.scratch:
+            args.append(f"{prefix}_arena + {plan.offsets[sc]}")
         calls.append(CallDef(comment.replace("*/", "* /"), (f"{c.kernel}({', '.join(args)});",)))
     calls, skip_bytes = _gate_blocks(prefix, lowered, plan, calls, params)
     const_bytes += skip_bytes
@@ -282,11 +290,19 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
         arrays=tuple(arrays), params=tuple(params), tensors=tuple(tensors), calls=tuple(calls), asserts=tuple(asserts))
 
 
-def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT, skippable: bool = False) -> RenderedModel:
-    """Lower, plan and render; no files written. ``skippable``: also ``<prefix>_invoke_skip(mask)``."""
+STREAM_BLOCKS_DEFAULT = True  # streamed inverted-residual blocks (stream.py) unless asked otherwise
+
+
+def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT, skippable: bool = False,
+                 stream: bool = STREAM_BLOCKS_DEFAULT) -> RenderedModel:
+    """Lower, plan and render; no files written. ``skippable``: also ``<prefix>_invoke_skip(mask)``.
+    ``stream``: inverted-residual blocks run row by row in one call each (stream.py); False: layer
+    at a time (every intermediate tensor whole in the arena)."""
     check_identifier(prefix)
     model = parse_tflite(tflite)
     lowered = lower_model(model, skippable=skippable)
+    if stream:
+        lowered, _ = stream_blocks(lowered)
     plan = plan_model(lowered, alignment)
     check_plan(lowered, plan)
     digest = hashlib.sha256(tflite).hexdigest()[:16]
@@ -295,8 +311,11 @@ def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT,
     return RenderedModel(ctx, render("model/model.c.j2", m=ctx), render("model/model.h.j2", m=ctx), lowered, plan)
 
 
-def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path, skippable: bool = False) -> ModelSources:
+def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path, skippable: bool = False,
+                           stream: bool = STREAM_BLOCKS_DEFAULT) -> ModelSources:
     """Write ``<prefix>_model.c/.h`` and the kernel runtime into ``out_dir``; return what was written.
+
+    ``stream``: streamed inverted-residual blocks (see stream.py); False: layer at a time.
 
     ``skippable``: the model's identity-shortcut residual blocks become skippable at run time
     (``<prefix>_invoke_skip(uint32_t skip_mask)``, bit i skips block i; see blocks.py)."""
@@ -307,7 +326,7 @@ def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path, ski
         tflite = p.read_bytes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    r = render_model(bytes(tflite), prefix, skippable=skippable)
+    r = render_model(bytes(tflite), prefix, skippable=skippable, stream=stream)
     c_path, h_path = out_dir / f"{prefix}_model.c", out_dir / f"{prefix}_model.h"
     c_path.write_text(r.model_c)
     h_path.write_text(r.model_h)

@@ -270,6 +270,8 @@ class KernelCall:
       "grow":        same start, output larger (PAD writes from the end backwards);
       "rows":        the output may start ``row_shift(call)`` bytes before the input (row-streaming
                      convolutions write output row r only after reading the input rows it needs).
+    ``scratch``: tensors the kernel uses as working memory during this call only (passed after the
+    output; e.g. the row window of a streamed block, see stream.py).
     """
 
     op_index: int
@@ -281,6 +283,7 @@ class KernelCall:
     output: int
     alias: bool = False
     reuse: str = ""
+    scratch: tuple[int, ...] = ()
 
 
 def row_shift(call: KernelCall) -> int:

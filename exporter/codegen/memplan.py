@@ -6,9 +6,13 @@ not overlap may share memory. RESHAPE outputs alias their input; elementwise ker
 it (ADD/MUL without broadcasting, LOGISTIC, int8 requantize) write over an input whose life ends
 at that call; PAD writes backwards over its input; convolutions, which stream rows, write their
 output starting a computed number of bytes before their input (see lower.row_shift), so a 1x1
-project or a depthwise conv needs little more than its input. Buffers are placed largest first at the lowest aligned offset that does not
-collide with an already placed buffer alive at the same time (the strategy of TFLite Micro's
-greedy planner, without its per-tensor bookkeeping in the arena).
+project or a depthwise conv needs little more than its input. A call's scratch (a streamed block's
+row window, stream.py) lives during that call only. Buffers are placed one at a time at the lowest
+aligned offset that does not collide with an already placed buffer alive at the same time (TFLite
+Micro's greedy strategy, without its per-tensor bookkeeping in the arena); the order matters, so
+the placement search (place_best) tries several orders (largest, longest-lived, earliest,
+latest-dying, largest size x lifetime first) and every order of the five largest buffers, and keeps
+the smallest arena.
 
 Skippable residual blocks (``LoweredModel.blocks``): each block's ADD always writes y over its
 shortcut x (same offset; x dies there), whatever the sharing limit. A skipped block's calls write
@@ -18,6 +22,7 @@ plan serves every skip mask: the tensors read after a block are the same ones in
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -58,6 +63,12 @@ class MemoryPlan:
     groups: dict[int, tuple[int, ...]]  # buffer key -> tensor indices stored there
 
 
+def _row_shift(call) -> int:
+    """lower.row_shift for a convolution; a streamed block's own (stream.IrbParams.row_shift)."""
+    own = getattr(call.params, "row_shift", None)
+    return own() if callable(own) else row_shift(call)
+
+
 def align_up(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
@@ -66,13 +77,34 @@ def _overlap(a: BufferRequest | Placement, b: BufferRequest | Placement) -> bool
     return a.first <= b.last and b.first <= a.last
 
 
-def place_buffers(requests: Sequence[BufferRequest], alignment: int = DEFAULT_ALIGNMENT) -> tuple[tuple[Placement, ...], int]:
-    """Greedy placement, largest first; returns the placements and the arena size (aligned)."""
+# Orders tried by the placement search (place_best): each is a sort key over the requests.
+ORDERS = {
+    "size": lambda r: (-r.size, r.first, r.key),                        # TFLite Micro's greedy order
+    "lifetime": lambda r: (-(r.last - r.first), -r.size, r.key),        # longest-lived first
+    "first_use": lambda r: (r.first, -r.size, r.key),                   # in execution order
+    "area": lambda r: (-r.size * (r.last - r.first + 1), r.key),        # size x lifetime
+    "last_use": lambda r: (-r.last, -r.size, r.key),                    # latest-dying first
+}
+EXACT_TOP = 5  # place_best also tries every order of this many largest buffers (5! = 120 placements)
+
+
+def place_buffers(requests: Sequence[BufferRequest], alignment: int = DEFAULT_ALIGNMENT,
+                  order: str | Sequence[BufferRequest] = "size") -> tuple[tuple[Placement, ...], int]:
+    """Greedy placement in one order (a name in ORDERS, or the requests in the order to place them):
+    each buffer at the lowest aligned offset free during its lifetime. Returns the placements and
+    the arena size (aligned)."""
     if alignment <= 0 or alignment & (alignment - 1):
         raise InputError(f"alignment {alignment} must be a power of two")
+    if isinstance(order, str):
+        if order not in ORDERS:
+            raise InputError(f"placement order '{order}' is not one of {', '.join(ORDERS)}")
+        seq = sorted(requests, key=ORDERS[order])
+    else:
+        seq = list(order)
+        if sorted(r.key for r in seq) != sorted(r.key for r in requests):
+            raise InputError("a placement order must list every request exactly once")
     placed: list[Placement] = []
-    order = sorted(requests, key=lambda r: (-r.size, r.first, r.key))
-    for r in order:
+    for r in seq:
         if r.size <= 0 or r.first > r.last:
             raise InputError(f"buffer {r.key}: size {r.size} and lifetime [{r.first}, {r.last}] are not valid")
         live = sorted((p for p in placed if _overlap(p, r)), key=lambda p: p.offset)
@@ -86,6 +118,35 @@ def place_buffers(requests: Sequence[BufferRequest], alignment: int = DEFAULT_AL
     return tuple(sorted(placed, key=lambda p: p.offset)), arena
 
 
+def place_best(requests: Sequence[BufferRequest], alignment: int = DEFAULT_ALIGNMENT,
+               exact_top: int = EXACT_TOP) -> tuple[tuple[Placement, ...], int]:
+    """Placement search: greedy placement in every order of ORDERS, and every order of the
+    ``exact_top`` largest buffers (placed first, the rest largest first); the smallest arena wins
+    (ties: the first found, so "size", the old planner's order, wins a tie)."""
+    best = place_buffers(requests, alignment, "size")
+    for name in ORDERS:
+        got = place_buffers(requests, alignment, name)
+        if got[1] < best[1]:
+            best = got
+    by_size = sorted(requests, key=ORDERS["size"])
+    top, rest = by_size[:exact_top], by_size[exact_top:]
+    lower_bound = _peak(requests, alignment)
+    for perm in itertools.permutations(top):
+        if best[1] <= lower_bound:
+            break
+        got = place_buffers(requests, alignment, list(perm) + rest)
+        if got[1] < best[1]:
+            best = got
+    return best
+
+
+def _peak(requests: Sequence[BufferRequest], alignment: int) -> int:
+    """No placement beats the largest total of aligned sizes alive at one call."""
+    steps = {r.first for r in requests}
+    return max((sum(align_up(r.size, alignment) for r in requests if r.first <= t <= r.last) for t in steps),
+               default=0)
+
+
 @dataclass
 class _Group:
     """Tensors sharing one buffer, each at a byte offset relative to the buffer's start."""
@@ -96,16 +157,19 @@ class _Group:
     last: int
 
 
-def plan_model(model: LoweredModel, alignment: int = DEFAULT_ALIGNMENT, reuse: bool = True) -> MemoryPlan:
+def plan_model(model: LoweredModel, alignment: int = DEFAULT_ALIGNMENT, reuse: bool = True,
+               search: bool = True) -> MemoryPlan:
     """Plan the arena of a lowered model: the smallest of a few sharing strategies (each one checked).
 
     Joining tensors into one buffer saves memory at that call but makes the buffer rigid for its
     whole life, so long chains of joins can cost more than they save; the planner tries limits on
-    the number of tensors per buffer (and no sharing at all) and keeps the smallest arena."""
+    the number of tensors per buffer (and no sharing at all) and keeps the smallest arena.
+    ``search``: place each strategy's buffers with the placement search (place_best); False: the
+    single largest-first greedy order (the planner before the search, kept for comparison)."""
     limits: tuple[int | None, ...] = (None, 2, 3, 4, 6) if reuse else (0,)
     best: MemoryPlan | None = None
     for limit in limits:
-        plan = _plan(model, alignment, limit)
+        plan = _plan(model, alignment, limit, search)
         check_plan(model, plan)
         if best is None or plan.arena_bytes < best.arena_bytes:
             best = plan
@@ -113,7 +177,7 @@ def plan_model(model: LoweredModel, alignment: int = DEFAULT_ALIGNMENT, reuse: b
     return best
 
 
-def _plan(model: LoweredModel, alignment: int, max_group: int | None) -> MemoryPlan:
+def _plan(model: LoweredModel, alignment: int, max_group: int | None, search: bool = True) -> MemoryPlan:
     """One strategy: ``max_group`` tensors per buffer at most (None: no limit; 0: aliases only)."""
     sizes = {t.index: t.nbytes for t in model.tensors}
     n = len(model.calls)
@@ -126,6 +190,8 @@ def _plan(model: LoweredModel, alignment: int, max_group: int | None) -> MemoryP
                 last[i] = max(last.get(i, step), step)
         first.setdefault(c.output, step)
         last[c.output] = max(last.get(c.output, step), step)
+        for sc in c.scratch:  # working memory of this call only
+            first[sc] = last[sc] = step
     group_of = {i: i for i in sizes}
     groups = {i: _Group({i: 0}, sizes[i], first.get(i, 0), last.get(i, first.get(i, 0))) for i in sizes}
 
@@ -172,12 +238,12 @@ def _plan(model: LoweredModel, alignment: int, max_group: int | None) -> MemoryP
             elif c.reuse == "grow" and sizes[out] >= sizes[i]:
                 join(i, out, r)
             elif c.reuse == "rows":  # start at least row_shift bytes before the input, aligned
-                join(i, out, -align_up(row_shift(c) - r, alignment))
+                join(i, out, -align_up(_row_shift(c) - r, alignment))
             else:
                 continue
             break
     requests = [BufferRequest(root, g.size, g.first, g.last) for root, g in groups.items()]
-    placements, arena = place_buffers(requests, alignment)
+    placements, arena = place_best(requests, alignment) if search else place_buffers(requests, alignment)
     offsets = {}
     for p in placements:
         for i, rel in groups[p.key].rel.items():
@@ -203,6 +269,11 @@ def check_plan(model: LoweredModel, plan: MemoryPlan) -> None:
     sizes = {t.index: t.nbytes for t in model.tensors}
     for c in model.calls:  # a call's output overlaps an input only where its kernel allows it
         o = c.output
+        for sc in c.scratch:  # scratch overlaps nothing the call reads or writes
+            for t in (*c.inputs, o):
+                if t in sizes and plan.offsets[sc] < plan.offsets[t] + sizes[t] and \
+                        plan.offsets[t] < plan.offsets[sc] + sizes[sc]:
+                    raise AssertionError(f"call {c.opcode} #{c.op_index}: scratch {sc} overlaps tensor {t}")
         for i in c.inputs:
             if i not in sizes or i == o:
                 continue
@@ -210,6 +281,6 @@ def check_plan(model: LoweredModel, plan: MemoryPlan) -> None:
             if lo < hi:
                 ok = (c.alias or (c.reuse == "elementwise" and plan.offsets[i] == plan.offsets[o]) or
                       (c.reuse == "grow" and plan.offsets[i] == plan.offsets[o] and i == c.inputs[0]) or
-                      (c.reuse == "rows" and i == c.inputs[0] and plan.offsets[i] - plan.offsets[o] >= row_shift(c)))
+                      (c.reuse == "rows" and i == c.inputs[0] and plan.offsets[i] - plan.offsets[o] >= _row_shift(c)))
                 if not ok:
                     raise AssertionError(f"call {c.opcode} #{c.op_index}: output {o} overlaps input {i}")

@@ -752,6 +752,79 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
     }
 }
 
+/* ============================================ streamed inverted-residual blocks (issue 16, memory)
+ * See ts_kernels.h. The window holds expanded rows [lo, hi) contiguously from scratch[0]; output
+ * row oy needs rows [oy * stride - pad, + (k_h - 1) * dil + 1) clipped to the input: the rows it
+ * still holds move to the front, the missing ones are expanded after them, the depthwise kernel
+ * runs on the window as a short input (its padding shifted so the same taps fall inside), then
+ * the project (and ADD) on that one row. No value is computed twice. */
+
+static void ts_irb_move(int8_t *dst, const int8_t *src, int32_t n) {  /* dst <= src: forward copy */
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+void ts_irb_s8(const ts_irb_params_t *p,
+               const int8_t *e_filter, const int32_t *e_bias, const int32_t *e_mult, const int32_t *e_shift,
+               const int32_t *e_tapsum,
+               const int8_t *d_filter, const int32_t *d_bias, const int32_t *d_mult, const int32_t *d_shift,
+               const int8_t *p_filter, const int32_t *p_bias, const int32_t *p_mult, const int32_t *p_shift,
+               const int32_t *p_tapsum,
+               const int8_t *in, int8_t *out, int8_t *scratch) {
+    const ts_conv_params_t *d = &p->dw;
+    const int32_t in_row = p->expand.in_w * p->expand.in_c;   /* bytes of one block-input row */
+    const int32_t hid_row = d->in_w * d->in_c;                /* bytes of one expanded row */
+    const int32_t out_row = p->project.out_w * p->project.out_c;
+    const int32_t span = (d->k_h - 1) * d->dil_h + 1;
+    int8_t *dw_row = scratch + p->window_rows * hid_row;
+    ts_conv_params_t e = p->expand, w = p->dw, pr = p->project;
+    ts_binary_params_t a = p->add;
+    int32_t lo = 0, hi = 0, oy;
+    w.out_h = 1;
+    pr.in_h = 1;
+    pr.out_h = 1;
+    a.size = out_row;
+    a.dims[0] = 1;
+    a.dims[1] = 1;
+    a.dims[2] = p->project.out_w;
+    a.dims[3] = p->project.out_c;
+    for (oy = 0; oy < d->out_h; ++oy) {
+        const int32_t iy0 = oy * d->stride_h - d->pad_h;
+        const int32_t need_lo = iy0 > 0 ? iy0 : 0;
+        int32_t need_hi = iy0 + span < d->in_h ? iy0 + span : d->in_h;
+        int8_t *o = out + oy * out_row;
+        if (need_hi < need_lo) {
+            need_hi = need_lo;
+        }
+        if (need_lo > lo) {               /* drop the rows above the window */
+            if (need_lo < hi) {
+                ts_irb_move(scratch, scratch + (need_lo - lo) * hid_row, (hi - need_lo) * hid_row);
+            } else {
+                hi = need_lo;
+            }
+            lo = need_lo;
+        }
+        if (need_hi > hi) {               /* expand the rows the window lacks */
+            e.in_h = need_hi - hi;
+            e.out_h = need_hi - hi;
+            ts_conv2d_s8(&e, e_filter, e_bias, e_mult, e_shift, e_tapsum, in + hi * in_row,
+                         scratch + (hi - lo) * hid_row);
+            hi = need_hi;
+        }
+        w.in_h = hi - lo;
+        w.pad_h = lo - iy0;
+        ts_dwconv2d_s8(&w, d_filter, d_bias, d_mult, d_shift, scratch, dw_row);
+        ts_conv2d_s8(&pr, p_filter, p_bias, p_mult, p_shift, p_tapsum, dw_row, o);
+        if (p->has_add) {
+            const int8_t *x = in + oy * out_row;   /* the residual input has the output's shape */
+            ts_add_s8(&a, p->add_x_first ? x : o, p->add_x_first ? o : x, o);
+        }
+    }
+}
+
+
 /* ======================================================================== activations (issue 17)
  * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
 

@@ -147,6 +147,29 @@ void ts_quantize_f32_s8(const ts_quant_params_t *p, const float *in, int8_t *out
 void ts_requantize_s8(const ts_requant_params_t *p, const int8_t *in, int8_t *out);
 void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *out);
 
+/* ============================================ streamed inverted-residual blocks (issue 16, memory)
+ * expand 1x1 CONV_2D -> DEPTHWISE_CONV_2D -> project 1x1 CONV_2D [-> residual ADD] computed one
+ * output row at a time: only a window of `window_rows` expanded rows (in_w x hidden int8 each) and
+ * one depthwise output row exist, in `scratch` (window_rows * dw.in_w * dw.in_c + dw.out_w *
+ * dw.out_c bytes). Each stage runs the layer's own kernel (ts_conv2d_s8, ts_dwconv2d_s8,
+ * ts_add_s8) on rows, with the layer's parameters and arrays: bit-identical to the separate calls.
+ * `scratch` overlaps neither `in` nor `out`; `out` may start up to IrbParams.row_shift() bytes
+ * before `in` (exporter/codegen/stream.py): output row r is written only over input rows read for
+ * the last time. */
+typedef struct {
+    ts_conv_params_t expand, dw, project;   /* dw: padding of a folded PAD included */
+    ts_binary_params_t add;                 /* flat; used when has_add */
+    int32_t has_add, add_x_first, window_rows;
+} ts_irb_params_t;
+
+void ts_irb_s8(const ts_irb_params_t *p,
+               const int8_t *e_filter, const int32_t *e_bias, const int32_t *e_mult, const int32_t *e_shift,
+               const int32_t *e_tapsum,
+               const int8_t *d_filter, const int32_t *d_bias, const int32_t *d_mult, const int32_t *d_shift,
+               const int8_t *p_filter, const int32_t *p_bias, const int32_t *p_mult, const int32_t *p_shift,
+               const int32_t *p_tapsum,
+               const int8_t *in, int8_t *out, int8_t *scratch);
+
 /* ======================================================================== activations (issue 17)
  * HARD_SWISH, LEAKY_RELU, PRELU, TANH, RELU, RELU6, L2_NORMALIZATION, LOG_SOFTMAX: add below. */
 

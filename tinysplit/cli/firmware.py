@@ -73,6 +73,10 @@ def add_model_board_args(p: Any) -> None:
     p.add_argument("--board", required=True, choices=names, metavar="NAME",
                    help="target board (see 'tinysplit boards'): " + ", ".join(names or ["?"]))
     p.add_argument("--model", metavar="NAME", help="device model of the bundle (default: its first)")
+    p.add_argument("--no-stream-blocks", dest="stream_blocks", action="store_false",
+                   help="run inverted-residual blocks layer at a time (every expanded tensor whole in the arena) "
+                        "instead of streamed row by row in one call each (the default: a smaller arena, the same "
+                        "outputs)")
 
 
 def check_model_source(args: Any, bundle_only: tuple[str, ...] = (), tflite_only: tuple[str, ...] = ()) -> None:
@@ -155,7 +159,7 @@ def run_firmware(args: Any) -> int:
             raise InputError("--keys is for method apps, which need a --bundle; a --tflite project speaks no wire "
                              "protocol")
         project, sources, name = generate_tflite_project(Path(args.tflite), args.board, Path(args.out), args.app,
-                                                         link=link)
+                                                         link=link, stream=args.stream_blocks)
     else:
         key, options = None, {}
         if args.keys is not None or args.device_id != 1 or args.transport is not None or args.udp_port is not None:
@@ -179,7 +183,8 @@ def run_firmware(args: Any) -> int:
                                  f"{args.device_id}'")
             key = keys[args.device_id].key
         project, sources, _, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model, args.app,
-                                                   device_key=key, link=link, **options)
+                                                   device_key=key, link=link, stream=args.stream_blocks,
+                                                   **options)
         name = dm.name
     board_name = args.board
     f = project.fit
@@ -341,6 +346,9 @@ def run_hil(args: Any) -> int:
     if args.inputs is not None and args.seed is not None:
         raise InputError("--seed draws random inputs; with --inputs FILE there is nothing to draw: give one of them")
     keep = Path(args.keep) if args.keep else None
+    if not getattr(args, "stream_blocks", True) and (getattr(args, "emulator", "qemu") == "renode" or args.e2e):
+        raise InputError("--no-stream-blocks goes with the QEMU check (no --emulator renode, no --e2e): those "
+                         "generate their firmware with the default (streamed blocks)")
     if getattr(args, "emulator", "qemu") == "renode":
         from tinysplit.firmware.renode import run_renode_hil
 
@@ -358,7 +366,7 @@ def run_hil(args: Any) -> int:
         source = tflite_source(args.tflite, args.samples, args.inputs, seed)
     else:
         source = bundle_source(args.bundle, args.samples, args.model)
-    r = hil_check(source, args.board, keep, Progress(args.quiet))
+    r = hil_check(source, args.board, keep, Progress(args.quiet), stream=getattr(args, "stream_blocks", True))
     if args.json:
         emit_json(r.to_json())
     else:

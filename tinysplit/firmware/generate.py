@@ -27,12 +27,13 @@ def generate_sources(bundle: Path, manifest: Any, out_dir: Path, model: str | No
 
 
 def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | None = None, app: str = "hil",
-                     device_key: bytes | None = None, link: Any = None, **app_options: Any):
+                     device_key: bytes | None = None, link: Any = None, stream: bool = True, **app_options: Any):
     """Code-generate the bundle's device model and render a project for the board:
     (project, sources, manifest, device model). A method app gets its configuration from the bundle
     (``app_options`` go to the app's ``config_from_manifest``: device_id, transport, ...).
     ``device_key``: an authenticated build embedding this device's key. ``link``: an ESP-IDF board's
-    Wi-Fi, host and UART settings (``tinysplit.firmware.project.LinkSettings``)."""
+    Wi-Fi, host and UART settings (``tinysplit.firmware.project.LinkSettings``). ``stream``: streamed
+    inverted-residual blocks (False: layer at a time; see exporter/codegen/stream.py)."""
     from tinysplit.boards import get_board
     from tinysplit.firmware.apps import get_app
     from tinysplit.manifest import load_manifest
@@ -50,12 +51,13 @@ def generate_project(bundle: Path, board_name: str, out_dir: Path, model: str | 
                              f"'{manifest.name}' is a '{manifest.method}' bundle")
         config = a.config_from_manifest(manifest, model=dm.name, **app_options)
     project, sources = model_project(board_name, (Path(bundle) / dm.file).read_bytes(), dm.name, out_dir, app,
-                                     config, device_key=device_key, link=link)
+                                     config, device_key=device_key, link=link, stream=stream)
     return project, sources, manifest, dm
 
 
 def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app: str = "hil",
-                  app_config: Any = None, exit_code: int = 0, device_key: bytes | None = None, link: Any = None):
+                  app_config: Any = None, exit_code: int = 0, device_key: bytes | None = None, link: Any = None,
+                  stream: bool = True):
     """Code-generate an int8 .tflite (C prefix ``c_identifier(name)``) and render a project for the
     board: (project, sources)."""
     from tinysplit.boards import get_board
@@ -65,14 +67,15 @@ def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app:
 
     board = get_board(board_name)
     with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
-        sources = generate_model_sources(tflite, c_identifier(name), Path(tmp), skippable=get_app(app).skippable)
+        sources = generate_model_sources(tflite, c_identifier(name), Path(tmp), skippable=get_app(app).skippable,
+                                         stream=stream)
         project = render_project(board, sources, out_dir, app=app, exit_code=exit_code, app_config=app_config,
                                  device_key=device_key, link=link)
     return project, sources
 
 
 def generate_tflite_project(tflite: Path, board_name: str, out_dir: Path, app: str = "hil", exit_code: int = 0,
-                            link: Any = None):
+                            link: Any = None, stream: bool = True):
     """A project for any int8 .tflite file (C prefix from its file name): (project, sources, name).
     Only test apps: a method app takes its configuration from a bundle."""
     from tinysplit.boards import get_board
@@ -88,5 +91,5 @@ def generate_tflite_project(tflite: Path, board_name: str, out_dir: Path, app: s
                          f"a bundle: use --bundle DIR (from 'tinysplit export'), or --app hil|exit with --tflite")
     name = tflite_model_name(tflite)
     project, sources = model_project(board_name, read_tflite_file(tflite), name, out_dir, app, exit_code=exit_code,
-                                     link=link)
+                                     link=link, stream=stream)
     return project, sources, name
