@@ -61,3 +61,9 @@ def test_readme_per_op_case_count_is_the_suites() -> None:
     for doc in ("README.md", "docs/firmware.md"):
         counts = {int(c) for c in re.findall(r"per-op suite \((\d+) random cases", (ROOT / doc).read_text())}
         assert counts == {n}, f"{doc} says {sorted(counts)} per-op cases; tests/opcases.py has {n}"
+
+
+def test_docs_ops_md_is_the_table(capsys) -> None:
+    assert main(["ops", "--markdown"]) == 0
+    assert (ROOT / "docs" / "ops.md").read_text() == capsys.readouterr().out, \
+        "docs/ops.md is stale: regenerate it with `tinysplit ops --markdown > docs/ops.md`"
