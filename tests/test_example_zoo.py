@@ -1,7 +1,6 @@
 """The example heads that need the ops beyond convolutions (tinysplit.examples.zoo): exported from
 PyTorch through the real exporter, their int8 models use the ops they were built for, and each runs
-bit-exact with TFLite Micro in QEMU on every emulated board it fits (``tinysplit hil``); a board it
-does not fit says so before anything is built."""
+bit-exact with TFLite Micro in QEMU on every emulated board (``tinysplit hil``); each fits them all."""
 
 from __future__ import annotations
 
@@ -25,8 +24,6 @@ USES = {
     "encoder-decoder": {"TRANSPOSE_CONV", "RESIZE_BILINEAR"},
     "detector": {"LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "CONCATENATION"},
 }
-# boards each example must fit (the others may refuse it for its RAM, and must say so)
-MUST_FIT = {"qemu-mps2-an386", "qemu-riscv32-virt", "qemu-mps3-an547"}
 
 
 @pytest.fixture(scope="module", params=list(HEADS))
@@ -53,4 +50,6 @@ def test_example_exports_with_its_ops_and_runs_bit_exact_on_every_board_it_fits(
         assert r.identical_fraction == 1.0 and r.max_lsb_diff == 0, (board, r)
         assert r.instructions_min > 10_000, (board, r)
         ran[board] = r.instructions_per_inference
-    assert MUST_FIT <= set(ran), f"{name}: ran on {sorted(ran)}; refused: {refused}"
+    print(f"{name}: instructions per inference {ran}; refused {refused}")
+    # measured: each of the three fits every emulated board, the 64 KiB Cortex-M3 and the LX106 included
+    assert set(ran) == set(EMULATED), f"{name}: ran on {sorted(ran)}; refused: {refused}"
