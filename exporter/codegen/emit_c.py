@@ -102,6 +102,7 @@ class ModelContext:
     skip_blocks: int  # 0: no skip mask (<prefix>_invoke only)
     skip_mask_valid: str  # the mask of valid bits, as C
     block_notes: tuple[str, ...]  # one line per skippable block, for the header
+    profile_calls: int = 0  # 0: no profiling hook; N: ts_profile_mark(0..N-1) after each kernel call
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class RenderedModel:
     model_h: str
     lowered: LoweredModel
     plan: MemoryPlan
+    streamed: tuple = ()  # stream.StreamedBlock per streamed call: the operators it fused
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -211,9 +213,18 @@ def _gate_blocks(prefix: str, lowered: LoweredModel, plan: MemoryPlan, calls: li
     return out, extra
 
 
+def profiled_calls(lowered: LoweredModel) -> tuple[int, ...]:
+    """The lowered call indices that get a profiling mark, in order: mark j follows call
+    ``profiled_calls(lowered)[j]`` (every call that emits code; an aliased RESHAPE emits none)."""
+    return tuple(k for k, c in enumerate(lowered.calls) if not c.alias)
+
+
 def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, prefix: str,
-                  source: str) -> ModelContext:
-    """Pure: everything the templates print, computed here."""
+                  source: str, profile: bool = False) -> ModelContext:
+    """Pure: everything the templates print, computed here. ``profile``: a call to
+    ``ts_profile_mark(j)`` (the app defines it) after the j-th kernel call that emits code."""
+    if profile and lowered.blocks:
+        raise InputError("a profiled model cannot have skippable blocks: profile the model without a skip mask")
     upper = prefix.upper()
     arrays: list[ArrayDef] = []
     const_names: dict[int, str] = {}
@@ -254,7 +265,10 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
         args.append(_tensor_expr(prefix, lowered, plan, model, c.output, const_names, writable=True))
         for sc in c.scratch:
             args.append(f"{prefix}_arena + {plan.offsets[sc]}")
-        calls.append(CallDef(comment.replace("*/", "* /"), (f"{c.kernel}({', '.join(args)});",)))
+        lines = (f"{c.kernel}({', '.join(args)});",)
+        if profile:
+            lines += (f"ts_profile_mark({sum(1 for d in lowered.calls[:k] if not d.alias)}u);",)
+        calls.append(CallDef(comment.replace("*/", "* /"), lines))
     calls, skip_bytes = _gate_blocks(prefix, lowered, plan, calls, params)
     const_bytes += skip_bytes
     tensors = []
@@ -287,35 +301,41 @@ def build_context(model: TfliteModel, lowered: LoweredModel, plan: MemoryPlan, p
         output_offset=plan.offsets[out.index], output_bytes=out.nbytes,
         output_shape=", ".join(str(d) for d in out.shape), output_scale=repr(out.scale),
         output_zero_point=out.zero_point,
-        arrays=tuple(arrays), params=tuple(params), tensors=tuple(tensors), calls=tuple(calls), asserts=tuple(asserts))
+        arrays=tuple(arrays), params=tuple(params), tensors=tuple(tensors), calls=tuple(calls), asserts=tuple(asserts),
+        profile_calls=len(profiled_calls(lowered)) if profile else 0)
 
 
 STREAM_BLOCKS_DEFAULT = True  # streamed inverted-residual blocks (stream.py) unless asked otherwise
 
 
 def render_model(tflite: bytes, prefix: str, alignment: int = DEFAULT_ALIGNMENT, skippable: bool = False,
-                 stream: bool = STREAM_BLOCKS_DEFAULT) -> RenderedModel:
+                 stream: bool = STREAM_BLOCKS_DEFAULT, profile: bool = False) -> RenderedModel:
     """Lower, plan and render; no files written. ``skippable``: also ``<prefix>_invoke_skip(mask)``.
     ``stream``: inverted-residual blocks run row by row in one call each (stream.py); False: layer
-    at a time (every intermediate tensor whole in the arena)."""
+    at a time (every intermediate tensor whole in the arena). ``profile``: a profiling mark after
+    every kernel call (``ts_profile_mark``, defined by the profile app); off, the output is the
+    same byte for byte as without the option."""
     check_identifier(prefix)
     model = parse_tflite(tflite)
     lowered = lower_model(model, skippable=skippable)
+    streamed: tuple = ()
     if stream:
-        lowered, _ = stream_blocks(lowered)
+        lowered, streamed = stream_blocks(lowered)
     plan = plan_model(lowered, alignment)
     check_plan(lowered, plan)
     digest = hashlib.sha256(tflite).hexdigest()[:16]
     source = f"int8 .tflite, {len(tflite)} bytes, sha256 {digest}..., ops: {', '.join(model.ops)}"
-    ctx = build_context(model, lowered, plan, prefix, source)
-    return RenderedModel(ctx, render("model/model.c.j2", m=ctx), render("model/model.h.j2", m=ctx), lowered, plan)
+    ctx = build_context(model, lowered, plan, prefix, source, profile=profile)
+    return RenderedModel(ctx, render("model/model.c.j2", m=ctx), render("model/model.h.j2", m=ctx), lowered, plan,
+                         tuple(streamed))
 
 
 def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path, skippable: bool = False,
-                           stream: bool = STREAM_BLOCKS_DEFAULT) -> ModelSources:
+                           stream: bool = STREAM_BLOCKS_DEFAULT, profile: bool = False) -> ModelSources:
     """Write ``<prefix>_model.c/.h`` and the kernel runtime into ``out_dir``; return what was written.
 
     ``stream``: streamed inverted-residual blocks (see stream.py); False: layer at a time.
+    ``profile``: with the profiling marks (see ``render_model``).
 
     ``skippable``: the model's identity-shortcut residual blocks become skippable at run time
     (``<prefix>_invoke_skip(uint32_t skip_mask)``, bit i skips block i; see blocks.py)."""
@@ -326,7 +346,7 @@ def generate_model_sources(tflite: bytes | Path, prefix: str, out_dir: Path, ski
         tflite = p.read_bytes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    r = render_model(bytes(tflite), prefix, skippable=skippable, stream=stream)
+    r = render_model(bytes(tflite), prefix, skippable=skippable, stream=stream, profile=profile)
     c_path, h_path = out_dir / f"{prefix}_model.c", out_dir / f"{prefix}_model.h"
     c_path.write_text(r.model_c)
     h_path.write_text(r.model_h)

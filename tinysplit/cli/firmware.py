@@ -1,7 +1,7 @@
-"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``, ``flash``, ``hil``.
+"""CLI commands for firmware: ``boards``, ``firmware``, ``build``, ``run``, ``flash``, ``hil``, ``profile``.
 
 Each command is an (add_parser, run) pair; ``run`` returns the process exit status and raises
-tinysplit errors (``tinysplit.cli.main`` maps them to exit codes). ``firmware`` and ``hil`` take a
+tinysplit errors (``tinysplit.cli.main`` maps them to exit codes). ``firmware``, ``hil`` and ``profile`` take a
 model from a bundle (``--bundle``) or from any int8 .tflite file (``--tflite``) through the shared
 helpers ``add_model_board_args`` and ``check_model_source``.
 """
@@ -378,6 +378,55 @@ def run_hil(args: Any) -> int:
     return 0 if r.identical_fraction == 1.0 else 5
 
 
+# --- profile --------------------------------------------------------------------------------------
+
+def add_profile(sub: Any) -> None:
+    p = sub.add_parser("profile", help="instructions, MACs, arena and flash per operator of a model on an emulated "
+                                       "board",
+                       description="Generate C for the device model (a bundle's, or any int8 .tflite file) with a "
+                                   "profiling mark after every kernel call, build it for BOARD, run one input in QEMU "
+                                   "and print, per TFLite operator: exact instructions (QEMU -icount), percent, "
+                                   "MACs and instructions per MAC, the arena bytes live and the flash bytes of its "
+                                   "constants and parameters. The counter's and the marks' own cost is measured and "
+                                   "subtracted; the total row is the whole invoke less that stated overhead. The "
+                                   "output is compared with TFLite Micro. The normal firmware has no marks.")
+    add_model_board_args(p)
+    p.add_argument("--inputs", metavar="FILE.npy", help="with --tflite: take the first input of this file "
+                   "(as 'tinysplit hil --inputs')")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="with --tflite and no --inputs: seed of the random int8 input (default 0)")
+    p.add_argument("--runs", type=int, default=2, metavar="N",
+                   help="run the input N times, each in a fresh QEMU, and require identical counts (default 2)")
+    p.add_argument("--keep", metavar="DIR", help="keep the generated project under DIR")
+    p.add_argument("--json", action="store_true", help="print the profile as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def run_profile(args: Any) -> int:
+    from tinysplit.firmware.profile import check_profile_board, format_report, profile_model
+    from tinysplit.firmware.source import DEFAULT_SEED, bundle_source, tflite_source
+
+    check_model_source(args, tflite_only=("inputs", "seed"))
+    if args.inputs is not None and args.seed is not None:
+        raise InputError("--seed draws a random input; with --inputs FILE there is nothing to draw: give one of them")
+    if args.runs < 1:
+        raise InputError(f"--runs must be at least 1, got {args.runs}")
+    check_profile_board(args.board)
+    keep = Path(args.keep) if args.keep else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    if args.tflite is not None:
+        source = tflite_source(args.tflite, 1, args.inputs, DEFAULT_SEED if args.seed is None else args.seed)
+    else:
+        source = bundle_source(args.bundle, 1, args.model)
+    r = profile_model(source, args.board, keep, Progress(args.quiet), stream=args.stream_blocks, runs=args.runs)
+    if args.json:
+        emit_json(r.to_json())
+    else:
+        print(format_report(r))
+    return 0 if r.identical_to_tflm else 5
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "boards": (add_boards, run_boards),
     "firmware": (add_firmware, run_firmware),
@@ -385,4 +434,5 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (add_run, run_run),
     "flash": (add_flash, run_flash),
     "hil": (add_hil, run_hil),
+    "profile": (add_profile, run_profile),
 }

@@ -68,7 +68,7 @@ def model_project(board_name: str, tflite: bytes, name: str, out_dir: Path, app:
     board = get_board(board_name)
     with tempfile.TemporaryDirectory(prefix="tinysplit-model-") as tmp:
         sources = generate_model_sources(tflite, c_identifier(name), Path(tmp), skippable=get_app(app).skippable,
-                                         stream=stream)
+                                         stream=stream, profile=get_app(app).profile)
         project = render_project(board, sources, out_dir, app=app, exit_code=exit_code, app_config=app_config,
                                  device_key=device_key, link=link)
     return project, sources

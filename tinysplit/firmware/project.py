@@ -478,7 +478,8 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         toolchain_prefix=board.toolchain.prefix,
         arch_flags=board.core.cflags,
         # apps that compile the runtime need the C library's headers (string.h): the specs select them
-        compile_flags=(*COMPILE_FLAGS, *(board.toolchain.specs if runtime else ()), *(("-DTS_AUTH",) if auth else ())),
+        compile_flags=(*COMPILE_FLAGS, *(board.toolchain.specs if runtime else ()), *(("-DTS_AUTH",) if auth else ()),
+                       *(("-DTS_PROFILE",) if get_app(app).profile else ())),
         link_flags=(*LINK_FLAGS, *board.toolchain.specs),
         memory=tuple(LinkerRegion(r.name, f"0x{r.origin:08X}", r.length, "rx" if r.kind == "flash" else "rwx")
                      for r in board.memory),

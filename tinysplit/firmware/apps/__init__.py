@@ -52,6 +52,7 @@ class App:
     templates: Mapping[str, str] = field(default_factory=dict)  # extra output path -> template
     module: str | None = None  # Python half of a method app: config_from_manifest(manifest, **options)
     skippable: bool = False  # the app runs <model>_invoke_skip: the model is generated with skippable blocks
+    profile: bool = False  # the model is generated with profiling marks; the project compiles with -DTS_PROFILE
 
     @property
     def main_template(self) -> str:
@@ -70,6 +71,8 @@ _DEVICE_RUNTIME = ("ts_device.c", "ts_device.h", "ts_wire.c", "ts_wire.h")
 APPS: dict[str, App] = {a.name: a for a in (
     App("hil", "test app: raw HIL protocol (TSHIL1), inputs in, outputs and instruction counts out"),
     App("exit", "test app: runs the model once and exits with a given status"),
+    App("profile", "test app: TSHIL1 plus instruction counts after every kernel call ('tinysplit profile')",
+        profile=True),
     # nair: the runtime's COBS receive buffer, frame and COBS transmit buffers, the Ethernet frame;
     # measured ~3.3 KiB, ~4.4 KiB with UDP
     App("nair", "NAIR: streams importance-ordered slices of the model's output under a budget",
