@@ -429,4 +429,25 @@ def corner_cases(seed: int) -> list[OpCase]:
     # TFLite's ADD requires an output multiplier below 1 (no shift > 0)
     cases += [_corner_add(rng, r) for r in _REGIMES if r != "shiftpos"]
     cases += [_pad_conv(rng, k) for k in range(4)]
+    cases += [_big_patch_conv(rng, k) for k in range(2)]
     return cases
+
+
+def _big_patch_conv(rng: np.random.Generator, k: int) -> OpCase:
+    """A convolution whose patch (k_h * k_w * in_c) exceeds the kernel's patch buffer (256 bytes):
+    the direct path with per-tap weight sums at the borders."""
+    b = ModelBuilder()
+    h, w, ic, oc = 7, 6, 12, 6 + k
+    s_in, z_in = 0.02, [-128, 77][k]
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in)
+    fshape = (oc, 5, 5, ic)
+    f_s = list(10 ** rng.uniform(-3, -2, size=oc))
+    f = b.tensor(fshape, "int8", f_s, 0, data=rng.integers(-127, 128, size=fshape).astype(np.int8), qdim=0)
+    bias = b.tensor((oc,), "int32", [s_in * s for s in f_s], 0, data=rng.integers(-900, 900, size=oc).astype(np.int32))
+    sh = 1 + k
+    oh, ow = -(-h // sh), w
+    y = b.tensor((1, oh, ow, oc), "int8", 0.2, int(rng.integers(-20, 21)))
+    b.op("CONV_2D", [x, f, bias], [y], options("Conv2DOptions", padding=PAD["SAME"], strideH=sh, strideW=1,
+                                                 fusedActivationFunction=ACT["NONE"], dilationHFactor=1,
+                                                 dilationWFactor=1))
+    return OpCase(f"bigpatch_conv_2d_{k}", ("CONV_2D",), b.build([x], [y]), (1, h, w, ic))

@@ -99,24 +99,20 @@ TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
     return s;
 }
 
-/* 1x1, stride 1, no padding: a matrix product, blocked 2 pixels x 2 output channels; zbias holds
- * bias + in_offset * sum(weights) per output channel, so the zero point costs nothing here */
-static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
-                            const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
-    const int32_t n = p->in_c, out_c = p->out_c, pixels = p->out_h * p->out_w;
-    const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
-    int32_t px = 0, oc, i;
-    for (; px + 1 < pixels; px += 2) {
-        const int8_t *x0 = in + px * n;
-        const int8_t *x1 = x0 + n;
-        int8_t *o0 = out + px * out_c;
-        int8_t *o1 = o0 + out_c;
+/* out pixels o0 (and o1, unless x1 is null) = requant(zbias + filter . x) for every output channel:
+ * a matrix product blocked 2 pixels x 2 output channels (four accumulators, each input and weight
+ * byte loaded once per block); zbias holds bias + in_offset * sum(weights), so the input zero point
+ * costs nothing here. Parameters arrive as values and stay in registers across the int8 stores. */
+TS_INLINE void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
+                           const int32_t *zbias, const int32_t *mult, const int32_t *shift,
+                           int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
+    int32_t oc, i;
+    if (x1) {
         for (oc = 0; oc + 1 < out_c; oc += 2) {
             const int8_t *w0 = filter + oc * n;
             const int8_t *w1 = w0 + n;
             const int32_t b0 = zbias[oc], b1 = zbias[oc + 1];
             int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
-            const int32_t m0 = mult[oc], s0 = shift[oc], m1 = mult[oc + 1], s1 = shift[oc + 1];
             for (i = 0; i < n; ++i) {
                 const int32_t v0 = x0[i], v1 = x1[i], f0 = w0[i], f1 = w1[i];
                 a00 += v0 * f0;
@@ -124,29 +120,113 @@ static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, con
                 a10 += v1 * f0;
                 a11 += v1 * f1;
             }
-            a00 = ts_out8(a00, m0, s0, zo, lo, hi);
-            a01 = ts_out8(a01, m1, s1, zo, lo, hi);
-            a10 = ts_out8(a10, m0, s0, zo, lo, hi);
-            a11 = ts_out8(a11, m1, s1, zo, lo, hi);
+            {
+                const int32_t m0 = mult[oc], s0 = shift[oc], m1 = mult[oc + 1], s1 = shift[oc + 1];
+                a00 = ts_out8(a00, m0, s0, zo, lo, hi);
+                a01 = ts_out8(a01, m1, s1, zo, lo, hi);
+                a10 = ts_out8(a10, m0, s0, zo, lo, hi);
+                a11 = ts_out8(a11, m1, s1, zo, lo, hi);
+            }
             o0[oc] = (int8_t)a00;
             o0[oc + 1] = (int8_t)a01;
             o1[oc] = (int8_t)a10;
             o1[oc + 1] = (int8_t)a11;
         }
-        for (; oc < out_c; ++oc) {
+        if (oc < out_c) {
             const int8_t *w0 = filter + oc * n;
             const int32_t a0 = ts_dot_s8(w0, x0, n) + zbias[oc], a1 = ts_dot_s8(w0, x1, n) + zbias[oc];
             const int32_t m0 = mult[oc], s0 = shift[oc];
-            o0[oc] = ts_out8(a0, m0, s0, zo, lo, hi);
-            o1[oc] = ts_out8(a1, m0, s0, zo, lo, hi);
+            const int32_t r0 = ts_out8(a0, m0, s0, zo, lo, hi), r1 = ts_out8(a1, m0, s0, zo, lo, hi);
+            o0[oc] = (int8_t)r0;
+            o1[oc] = (int8_t)r1;
+        }
+        return;
+    }
+    for (oc = 0; oc + 1 < out_c; oc += 2) {
+        const int8_t *w0 = filter + oc * n;
+        const int8_t *w1 = w0 + n;
+        int32_t a0 = zbias[oc], a1 = zbias[oc + 1];
+        for (i = 0; i < n; ++i) {
+            const int32_t v = x0[i];
+            a0 += v * w0[i];
+            a1 += v * w1[i];
+        }
+        a0 = ts_out8(a0, mult[oc], shift[oc], zo, lo, hi);
+        a1 = ts_out8(a1, mult[oc + 1], shift[oc + 1], zo, lo, hi);
+        o0[oc] = (int8_t)a0;
+        o0[oc + 1] = (int8_t)a1;
+    }
+    if (oc < out_c) {
+        o0[oc] = ts_out8(ts_dot_s8(filter + oc * n, x0, n) + zbias[oc], mult[oc], shift[oc], zo, lo, hi);
+    }
+}
+
+/* 1x1, stride 1, no padding: a matrix product */
+static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
+                            const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    const int32_t n = p->in_c, out_c = p->out_c, pixels = p->out_h * p->out_w;
+    const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    int32_t px = 0;
+    for (; px + 1 < pixels; px += 2) {
+        ts_rows2_s8(in + px * n, in + (px + 1) * n, filter, n, out_c, zbias, mult, shift,
+                    out + px * out_c, out + (px + 1) * out_c, zo, lo, hi);
+    }
+    if (px < pixels) {
+        ts_rows2_s8(in + px * n, (const int8_t *)0, filter, n, out_c, zbias, mult, shift, out + px * out_c,
+                    (int8_t *)0, zo, lo, hi);
+    }
+}
+
+/* The patch (im2col row) of output pixel (oy, ox): k_h x k_w x in_c bytes in the filter's order; a tap
+ * outside the input reads the input zero point (exact with zbias: w * (zp + in_offset) = 0). */
+static void ts_patch_s8(const ts_conv_params_t *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *dst) {
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_w = p->k_w;
+    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    const int8_t zp = (int8_t)(-p->in_offset);
+    int32_t ky, kx, c;
+    for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (kx = 0; kx < k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+                const int8_t *src = in + (iy * in_w + ix) * in_c;
+                for (c = 0; c < in_c; ++c) {
+                    dst[c] = src[c];
+                }
+            } else {
+                for (c = 0; c < in_c; ++c) {
+                    dst[c] = zp;
+                }
+            }
+            dst += in_c;
         }
     }
-    for (; px < pixels; ++px) {
-        const int8_t *x0 = in + px * n;
-        for (oc = 0; oc < out_c; ++oc) {
-            out[px * out_c + oc] = ts_out8(ts_dot_s8(filter + oc * n, x0, n) + zbias[oc], mult[oc], shift[oc],
-                                           zo, lo, hi);
-        }
+}
+
+/* patches of at most this many bytes go through a stack buffer (two of them) and the matrix product */
+#define TS_PATCH_MAX 256
+
+static void ts_conv_patches_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
+                               const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    int8_t patch0[TS_PATCH_MAX] TS_ALIGN(4);
+    int8_t patch1[TS_PATCH_MAX] TS_ALIGN(4);
+    const int32_t n = p->k_h * p->k_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
+    const int32_t pixels = p->out_h * out_w;
+    const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    int32_t px = 0;
+    /* raster order: an output pixel is written after every input it needs was read into a patch,
+     * and row-streaming reuse (the output starting before the input) only overwrites rows no later
+     * output row reads */
+    for (; px + 1 < pixels; px += 2) {
+        ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
+        ts_patch_s8(p, in, (px + 1) / out_w, (px + 1) % out_w, patch1);
+        ts_rows2_s8(patch0, patch1, filter, n, out_c, zbias, mult, shift, out + px * out_c,
+                    out + (px + 1) * out_c, zo, lo, hi);
+    }
+    if (px < pixels) {
+        ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
+        ts_rows2_s8(patch0, (const int8_t *)0, filter, n, out_c, zbias, mult, shift, out + px * out_c,
+                    (int8_t *)0, zo, lo, hi);
     }
 }
 
@@ -225,6 +305,10 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
     int32_t oy, ox, oc, ky, kx;
     if (k_h == 1 && k_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0) {
         ts_pointwise_s8(p, filter, zbias, mult, shift, in, out);
+        return;
+    }
+    if (ksize <= TS_PATCH_MAX) {
+        ts_conv_patches_s8(p, filter, zbias, mult, shift, in, out);
         return;
     }
     for (oy = 0; oy < out_h; ++oy) {
