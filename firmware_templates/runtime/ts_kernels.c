@@ -99,27 +99,73 @@ TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
     return s;
 }
 
+/* a[0..3] += x0.w0, x0.w1, x1.w0, x1.w1 over n bytes: few live values, so every core keeps the
+ * pointers and the four sums in registers (a separate function on purpose) */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void ts_mac2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w0, const int8_t *w1, int32_t n,
+                         int32_t a[4]) {
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+    const int8_t *const end = x0 + n;
+#if defined(__riscv)
+    /* RISC-V has no post-increment loads: two values a step halves the pointer updates (measured:
+     * 0.85x the instructions of the plain loop on RV32IMAC; on Cortex-M the plain loop is faster) */
+    const int8_t *const end2 = x0 + (n & ~1);
+    while (x0 != end2) {
+        int32_t v0 = x0[0], v1 = x1[0], f0 = w0[0], f1 = w1[0];
+        a00 += v0 * f0;
+        a01 += v0 * f1;
+        a10 += v1 * f0;
+        a11 += v1 * f1;
+        v0 = x0[1];
+        v1 = x1[1];
+        f0 = w0[1];
+        f1 = w1[1];
+        a00 += v0 * f0;
+        a01 += v0 * f1;
+        a10 += v1 * f0;
+        a11 += v1 * f1;
+        x0 += 2;
+        x1 += 2;
+        w0 += 2;
+        w1 += 2;
+    }
+#endif
+    while (x0 != end) {
+        const int32_t v0 = *x0++, v1 = *x1++, f0 = *w0++, f1 = *w1++;
+        a00 += v0 * f0;
+        a01 += v0 * f1;
+        a10 += v1 * f0;
+        a11 += v1 * f1;
+    }
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
 /* out pixels o0 (and o1, unless x1 is null) = requant(zbias + filter . x) for every output channel:
  * a matrix product blocked 2 pixels x 2 output channels (four accumulators, each input and weight
  * byte loaded once per block); zbias holds bias + in_offset * sum(weights), so the input zero point
  * costs nothing here. Parameters arrive as values and stay in registers across the int8 stores. */
-TS_INLINE void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
-                           const int32_t *zbias, const int32_t *mult, const int32_t *shift,
-                           int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
+static void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
+                        const int32_t *zbias, const int32_t *mult, const int32_t *shift,
+                        int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
     int32_t oc, i;
     if (x1) {
         for (oc = 0; oc + 1 < out_c; oc += 2) {
             const int8_t *w0 = filter + oc * n;
             const int8_t *w1 = w0 + n;
-            const int32_t b0 = zbias[oc], b1 = zbias[oc + 1];
-            int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
-            for (i = 0; i < n; ++i) {
-                const int32_t v0 = x0[i], v1 = x1[i], f0 = w0[i], f1 = w1[i];
-                a00 += v0 * f0;
-                a01 += v0 * f1;
-                a10 += v1 * f0;
-                a11 += v1 * f1;
-            }
+            int32_t a00, a01, a10, a11;
+            int32_t a[4];
+            a[0] = a[2] = zbias[oc];
+            a[1] = a[3] = zbias[oc + 1];
+            ts_mac2x2_s8(x0, x1, w0, w1, n, a);
+            a00 = a[0];
+            a01 = a[1];
+            a10 = a[2];
+            a11 = a[3];
             {
                 const int32_t m0 = mult[oc], s0 = shift[oc], m1 = mult[oc + 1], s1 = shift[oc + 1];
                 a00 = ts_out8(a00, m0, s0, zo, lo, hi);
