@@ -430,7 +430,26 @@ def corner_cases(seed: int) -> list[OpCase]:
     cases += [_corner_add(rng, r) for r in _REGIMES if r != "shiftpos"]
     cases += [_pad_conv(rng, k) for k in range(4)]
     cases += [_big_patch_conv(rng, k) for k in range(2)]
+    cases += [_wide_depthwise(rng, k) for k in range(2)]
     return cases
+
+
+def _wide_depthwise(rng: np.random.Generator, k: int) -> OpCase:
+    """A depthwise convolution with more channels than the kernel's zero-point row (64), padded:
+    the border pixels go through the channels in chunks, with a tail that is not a multiple of 4."""
+    b = ModelBuilder()
+    h, w, c = 5, 4, 70 + k
+    s_in, z_in = 0.02, [-128, 31][k]
+    x = b.tensor((1, h, w, c), "int8", s_in, z_in)
+    f_s = list(10 ** rng.uniform(-2.5, -1.5, size=c))
+    f = b.tensor((1, 3, 3, c), "int8", f_s, 0, data=rng.integers(-127, 128, size=(1, 3, 3, c)).astype(np.int8), qdim=3)
+    bias = b.tensor((c,), "int32", [s_in * s for s in f_s], 0, data=rng.integers(-900, 900, size=c).astype(np.int32))
+    sh = 1 + k
+    y = b.tensor((1, -(-h // sh), w, c), "int8", 0.05, int(rng.integers(-20, 21)))
+    b.op("DEPTHWISE_CONV_2D", [x, f, bias], [y],
+         options("DepthwiseConv2DOptions", padding=PAD["SAME"], strideH=sh, strideW=1, depthMultiplier=1,
+                 fusedActivationFunction=ACT["RELU6"], dilationHFactor=1, dilationWFactor=1))
+    return OpCase(f"wide_depthwise_conv_2d_{k}", ("DEPTHWISE_CONV_2D",), b.build([x], [y]), (1, h, w, c))
 
 
 def _big_patch_conv(rng: np.random.Generator, k: int) -> OpCase:

@@ -433,6 +433,33 @@ void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t
     }
 }
 
+/* a[0..3] += sum over the taps t of w[t * wstep + j] * xs[t][c + j], j = 0..3: four channels of one
+ * output pixel, accumulators and pointers in registers (a separate function on purpose) */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void ts_dw4_s8(const int8_t *const *xs, int32_t taps, const int8_t *w, int32_t wstep, int32_t c,
+                      int32_t a[4]) {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int8_t *const *const end = xs + taps;
+    for (; xs != end; ++xs, w += wstep) {
+        const int8_t *x = *xs + c;
+        a0 += w[0] * x[0];
+        a1 += w[1] * x[1];
+        a2 += w[2] * x[2];
+        a3 += w[3] * x[3];
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+
+/* depthwise with depth multiplier 1 and at most this many taps: per output pixel, one input pointer
+ * per tap (the zero-point row for a tap outside the input), then four channels at a time */
+#define TS_DW_TAPS 32
+#define TS_DW_ZROW 64
+
 /* zbias[c] = bias[c] + in_offset * sum over all taps of filter[.][.][c]. A tap inside the input adds
  * w * x; a tap outside it (skipped by TFLite) adds w * (-in_offset), which cancels its share of
  * zbias: the same integers as TFLite's sum over the inside taps of w * (x + in_offset). */
@@ -446,6 +473,67 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t row_step = dil_h * in_w * in_c, col_step = dil_w * in_c;
     int32_t oy, ox, ky, kx, c;
+    if (dm == 1 && k_h * k_w <= TS_DW_TAPS) {
+        const int8_t *base[TS_DW_TAPS];
+        const int8_t *cur[TS_DW_TAPS];
+        int8_t zrow[TS_DW_ZROW] TS_ALIGN(4);
+        const int32_t taps = k_h * k_w;
+        for (c = 0; c < TS_DW_ZROW; ++c) {
+            zrow[c] = (int8_t)zp;
+        }
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t iy0 = oy * stride_h - pad_h;
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t ix0 = ox * stride_w - pad_w;
+                int8_t *o = out + (oy * out_w + ox) * out_c;
+                int32_t inside = 1, t = 0, c0, c1;
+                for (ky = 0; ky < k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * dil_h;
+                    for (kx = 0; kx < k_w; ++kx, ++t) {
+                        const int32_t ix = ix0 + kx * dil_w;
+                        if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+                            base[t] = in + (iy * in_w + ix) * in_c;
+                        } else {
+                            base[t] = (const int8_t *)0;
+                            inside = 0;
+                        }
+                    }
+                }
+                /* a window inside the input: all channels at once; one that leaves it: channels in
+                 * chunks the zero-point row covers */
+                for (c0 = 0; c0 < out_c; c0 = c1) {
+                    c1 = inside || out_c - c0 <= TS_DW_ZROW ? out_c : c0 + TS_DW_ZROW;
+                    for (t = 0; t < taps; ++t) {
+                        cur[t] = base[t] ? base[t] + c0 : zrow;
+                    }
+                    for (c = c0; c + 3 < c1; c += 4) {
+                        int32_t a[4];
+                        a[0] = zbias[c];
+                        a[1] = zbias[c + 1];
+                        a[2] = zbias[c + 2];
+                        a[3] = zbias[c + 3];
+                        ts_dw4_s8(cur, taps, filter + c, out_c, c - c0, a);
+                        a[0] = ts_out8(a[0], mult[c], shift[c], zo, lo, hi);
+                        a[1] = ts_out8(a[1], mult[c + 1], shift[c + 1], zo, lo, hi);
+                        a[2] = ts_out8(a[2], mult[c + 2], shift[c + 2], zo, lo, hi);
+                        a[3] = ts_out8(a[3], mult[c + 3], shift[c + 3], zo, lo, hi);
+                        o[c] = (int8_t)a[0];
+                        o[c + 1] = (int8_t)a[1];
+                        o[c + 2] = (int8_t)a[2];
+                        o[c + 3] = (int8_t)a[3];
+                    }
+                    for (; c < c1; ++c) {
+                        int32_t acc = zbias[c];
+                        for (t = 0; t < taps; ++t) {
+                            acc += filter[t * out_c + c] * cur[t][c - c0];
+                        }
+                        o[c] = ts_out8(acc, mult[c], shift[c], zo, lo, hi);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (oy = 0; oy < out_h; ++oy) {
         const int32_t iy0 = oy * stride_h - pad_h;
         int32_t ky0, ky1;
