@@ -540,50 +540,19 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
         ts_valid_taps(iy0, dil_h, in_h, k_h, &ky0, &ky1);
         for (ox = 0; ox < out_w; ++ox) {
             const int32_t ix0 = ox * stride_w - pad_w;
-            const int8_t *xpix = in + (iy0 * in_w + ix0) * in_c;  /* tap (0, 0); may lie outside */
+            const int32_t pix = (iy0 * in_w + ix0) * in_c;  /* tap (0, 0), as an index; may lie outside */
             int8_t *o = out + (oy * out_w + ox) * out_c;
             int32_t kx0, kx1;
             ts_valid_taps(ix0, dil_w, in_w, k_w, &kx0, &kx1);
-            c = 0;
-            if (dm == 1) {
-                for (; c + 3 < out_c; c += 4) {
-                    int32_t a0 = zbias[c], a1 = zbias[c + 1], a2 = zbias[c + 2], a3 = zbias[c + 3];
-                    const int8_t *w = filter + c;
-                    for (ky = 0; ky < k_h; ++ky) {
-                        const int32_t row_in = ky >= ky0 && ky < ky1;
-                        const int8_t *x = xpix + ky * row_step + c;
-                        for (kx = 0; kx < k_w; ++kx, w += out_c, x += col_step) {
-                            if (row_in && kx >= kx0 && kx < kx1) {
-                                a0 += w[0] * x[0];
-                                a1 += w[1] * x[1];
-                                a2 += w[2] * x[2];
-                                a3 += w[3] * x[3];
-                            } else {
-                                a0 += w[0] * zp;
-                                a1 += w[1] * zp;
-                                a2 += w[2] * zp;
-                                a3 += w[3] * zp;
-                            }
-                        }
-                    }
-                    a0 = ts_out8(a0, mult[c], shift[c], zo, lo, hi);
-                    a1 = ts_out8(a1, mult[c + 1], shift[c + 1], zo, lo, hi);
-                    a2 = ts_out8(a2, mult[c + 2], shift[c + 2], zo, lo, hi);
-                    a3 = ts_out8(a3, mult[c + 3], shift[c + 3], zo, lo, hi);
-                    o[c] = (int8_t)a0;
-                    o[c + 1] = (int8_t)a1;
-                    o[c + 2] = (int8_t)a2;
-                    o[c + 3] = (int8_t)a3;
-                }
-            }
-            for (; c < out_c; ++c) {
+            /* depth multiplier > 1, or more taps than the fast path holds: one channel at a time */
+            for (c = 0; c < out_c; ++c) {
                 const int32_t ic = c / dm;
                 int32_t a = zbias[c];
                 for (ky = 0; ky < k_h; ++ky) {
                     const int32_t row_in = ky >= ky0 && ky < ky1;
                     for (kx = 0; kx < k_w; ++kx) {
                         const int32_t w = filter[(ky * k_w + kx) * out_c + c];
-                        a += w * (row_in && kx >= kx0 && kx < kx1 ? xpix[ky * row_step + kx * col_step + ic] : zp);
+                        a += w * (row_in && kx >= kx0 && kx < kx1 ? in[pix + ky * row_step + kx * col_step + ic] : zp);
                     }
                 }
                 o[c] = ts_out8(a, mult[c], shift[c], zo, lo, hi);
