@@ -1,7 +1,7 @@
 """Benchmark: the host build of the generated C vs the TFLite Micro runtime (time and arena ratios,
 bench_codegen.py), then the generated C on every emulated board vs TFLite Micro, in one run.
 
-    python tests/benchmarks/bench_hil.py [--samples 100] [--skip-host] [--boards a,b] [--opt -O2] [--kernel-opt -Os]
+    python tests/benchmarks/bench_hil.py [--samples 100] [--skip-host] [--boards a,b] [--opt=-O2] [--kernel-opt=-Os]
 
 Exports the digits head and the MobileNetV2-style head, then per board: identical fraction over
 N held-out inputs (streamed over the emulated UART), exact instructions per inference (QEMU
