@@ -328,4 +328,145 @@ def all_cases(seed: int = 20261123) -> list[OpCase]:
     cases += opcases_act.cases(seed + 1)
     cases += opcases_binary.cases(seed + 2)
     cases += opcases_shape.cases(seed + 3)
+    cases += corner_cases(seed + 16)  # issue 16: requantization corners and PAD folds
     return cases
+
+
+# ------------------------------------------------------------- requantization corners (issue 16)
+
+_REGIMES = {  # name -> (real multiplier in_scale * filter_scale / out_scale, input zp, output zp)
+    "shiftpos": (5.3, 3, -7),           # multiplier >= 1: shift > 0 (a left shift before the high mul)
+    "shift0": (0.71, -11, 9),           # in [0.5, 1): shift 0, no rounding divide
+    "mult0": (2.0 ** -40, 17, 5),       # below 2^-31: multiplier 0, shift 0, output = zero point
+    "zpmin": (0.004, -128, 127),        # extreme zero points
+    "zpmax": (0.004, 127, -128),
+}
+
+
+def _corner_conv(rng: np.random.Generator, regime: str, op: str) -> OpCase:
+    real, z_in, z_out = _REGIMES[regime]
+    b = ModelBuilder()
+    s_in, f_s = 0.02, 0.01
+    s_out = s_in * f_s / real
+    h, w, ic = 5, 6, 3
+    if op == "FULLY_CONNECTED":
+        units, depth = 5, h * w * ic
+        x = b.tensor((1, depth), "int8", s_in, z_in)
+        f = b.tensor((units, depth), "int8", [f_s], 0, data=rng.integers(-127, 128, size=(units, depth)).astype(np.int8))
+        bias = b.tensor((units,), "int32", [s_in * f_s], 0, data=rng.integers(-300, 300, size=units).astype(np.int32))
+        y = b.tensor((1, units), "int8", s_out, z_out)
+        b.op(op, [x, f, bias], [y], options("FullyConnectedOptions", fusedActivationFunction=ACT["NONE"]))
+        return OpCase(f"corner_{regime}_fully_connected", (op,), b.build([x], [y]), (1, depth))
+    depthwise = op == "DEPTHWISE_CONV_2D"
+    oc = ic * 2 if depthwise else 4
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in)
+    fshape = (1, 3, 3, oc) if depthwise else (oc, 3, 3, ic)
+    f = b.tensor(fshape, "int8", [f_s], 0, data=rng.integers(-127, 128, size=fshape).astype(np.int8),
+                 qdim=3 if depthwise else 0)
+    bias = b.tensor((oc,), "int32", [s_in * f_s], 0, data=rng.integers(-300, 300, size=oc).astype(np.int32))
+    y = b.tensor((1, h, w, oc), "int8", s_out, z_out)
+    if depthwise:
+        opt = options("DepthwiseConv2DOptions", padding=PAD["SAME"], strideH=1, strideW=1, depthMultiplier=2,
+                      fusedActivationFunction=ACT["NONE"], dilationHFactor=1, dilationWFactor=1)
+    else:
+        opt = options("Conv2DOptions", padding=PAD["SAME"], strideH=1, strideW=1, fusedActivationFunction=ACT["NONE"],
+                      dilationHFactor=1, dilationWFactor=1)
+    b.op(op, [x, f, bias], [y], opt)
+    return OpCase(f"corner_{regime}_{op.lower()}", (op,), b.build([x], [y]), (1, h, w, ic))
+
+
+def _corner_add(rng: np.random.Generator, regime: str) -> OpCase:
+    """ADD's output multiplier is 2 * max(s1, s2) / (2^20 * s_out): the regime's real multiplier."""
+    real, z_in, z_out = _REGIMES[regime]
+    b = ModelBuilder()
+    shape = (1, 4, 5, 3)
+    s1, s2 = 0.05, 0.031
+    x = b.tensor(shape, "int8", s1, z_in)
+    y = b.tensor(shape, "int8", s2, -z_in if abs(z_in) < 128 else 127,
+                 data=rng.integers(-128, 128, size=shape).astype(np.int8))
+    out = b.tensor(shape, "int8", 2 * s1 / ((1 << 20) * real), z_out)
+    b.op("ADD", [x, y], [out], options("AddOptions", fusedActivationFunction=ACT["NONE"]))
+    return OpCase(f"corner_{regime}_add", ("ADD",), b.build([x], [out]), shape)
+
+
+def _pad_conv(rng: np.random.Generator, k: int) -> OpCase:
+    """PAD (height/width, with the input zero point) -> CONV_2D / DEPTHWISE_CONV_2D: the lowering
+    folds the PAD into the convolution, which then reads the padding virtually."""
+    depthwise = k % 2 == 1
+    b = ModelBuilder()
+    h, w, ic = 6, 5, 3
+    s_in, z_in = 0.03, [-128, 127, 13, -40][k % 4]
+    pads = np.array([[0, 0], [1 + k % 2, 2], [2, k % 2], [0, 0]], dtype=np.int32)
+    ph, pw = h + int(pads[1].sum()), w + int(pads[2].sum())
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in, name="input")
+    xp = b.tensor((1, ph, pw, ic), "int8", s_in, z_in, name="padded")
+    b.op("PAD", [x, b.tensor((4, 2), "int32", data=pads)], [xp], options("PadOptions"))
+    oc = ic if depthwise else 5
+    sh = 1 + k // 2 % 2
+    fshape = (1, 3, 3, oc) if depthwise else (oc, 3, 3, ic)
+    f_s = list(10 ** rng.uniform(-2.5, -1.5, size=oc))
+    f = b.tensor(fshape, "int8", f_s, 0, data=rng.integers(-127, 128, size=fshape).astype(np.int8),
+                 qdim=3 if depthwise else 0)
+    bias = b.tensor((oc,), "int32", [s_in * s for s in f_s], 0, data=rng.integers(-900, 900, size=oc).astype(np.int32))
+    oh, ow = (ph - 3 + sh) // sh, (pw - 3 + 1) // 1
+    y = b.tensor((1, oh, ow, oc), "int8", 0.05, int(rng.integers(-20, 21)))
+    if depthwise:
+        opt = options("DepthwiseConv2DOptions", padding=PAD["VALID"], strideH=sh, strideW=1, depthMultiplier=1,
+                      fusedActivationFunction=ACT["RELU"], dilationHFactor=1, dilationWFactor=1)
+    else:
+        opt = options("Conv2DOptions", padding=PAD["VALID"], strideH=sh, strideW=1, fusedActivationFunction=ACT["RELU"],
+                      dilationHFactor=1, dilationWFactor=1)
+    op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+    b.op(op, [xp, f, bias], [y], opt)
+    return OpCase(f"padfold_{op.lower()}_{k}", ("PAD", op), b.build([x], [y]), (1, h, w, ic))
+
+
+def corner_cases(seed: int) -> list[OpCase]:
+    """Requantization corners (shift > 0, shift 0, multiplier 0, zero points -128 / 127) for every
+    kernel that requantizes with a per-op multiplier, and PAD -> convolution folds."""
+    rng = np.random.default_rng(seed)
+    cases = [_corner_conv(rng, r, op) for r in _REGIMES for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    # TFLite's ADD requires an output multiplier below 1 (no shift > 0)
+    cases += [_corner_add(rng, r) for r in _REGIMES if r != "shiftpos"]
+    cases += [_pad_conv(rng, k) for k in range(4)]
+    cases += [_big_patch_conv(rng, k) for k in range(2)]
+    cases += [_wide_depthwise(rng, k) for k in range(2)]
+    return cases
+
+
+def _wide_depthwise(rng: np.random.Generator, k: int) -> OpCase:
+    """A depthwise convolution with more channels than the kernel's zero-point row (64), padded:
+    the border pixels go through the channels in chunks, with a tail that is not a multiple of 4."""
+    b = ModelBuilder()
+    h, w, c = 5, 4, 70 + k
+    s_in, z_in = 0.02, [-128, 31][k]
+    x = b.tensor((1, h, w, c), "int8", s_in, z_in)
+    f_s = list(10 ** rng.uniform(-2.5, -1.5, size=c))
+    f = b.tensor((1, 3, 3, c), "int8", f_s, 0, data=rng.integers(-127, 128, size=(1, 3, 3, c)).astype(np.int8), qdim=3)
+    bias = b.tensor((c,), "int32", [s_in * s for s in f_s], 0, data=rng.integers(-900, 900, size=c).astype(np.int32))
+    sh = 1 + k
+    y = b.tensor((1, -(-h // sh), w, c), "int8", 0.05, int(rng.integers(-20, 21)))
+    b.op("DEPTHWISE_CONV_2D", [x, f, bias], [y],
+         options("DepthwiseConv2DOptions", padding=PAD["SAME"], strideH=sh, strideW=1, depthMultiplier=1,
+                 fusedActivationFunction=ACT["RELU6"], dilationHFactor=1, dilationWFactor=1))
+    return OpCase(f"wide_depthwise_conv_2d_{k}", ("DEPTHWISE_CONV_2D",), b.build([x], [y]), (1, h, w, c))
+
+
+def _big_patch_conv(rng: np.random.Generator, k: int) -> OpCase:
+    """A convolution whose patch (k_h * k_w * in_c) exceeds the kernel's patch buffer (256 bytes):
+    the direct path with per-tap weight sums at the borders."""
+    b = ModelBuilder()
+    h, w, ic, oc = 7, 6, 12, 6 + k
+    s_in, z_in = 0.02, [-128, 77][k]
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in)
+    fshape = (oc, 5, 5, ic)
+    f_s = list(10 ** rng.uniform(-3, -2, size=oc))
+    f = b.tensor(fshape, "int8", f_s, 0, data=rng.integers(-127, 128, size=fshape).astype(np.int8), qdim=0)
+    bias = b.tensor((oc,), "int32", [s_in * s for s in f_s], 0, data=rng.integers(-900, 900, size=oc).astype(np.int32))
+    sh = 1 + k
+    oh, ow = -(-h // sh), w
+    y = b.tensor((1, oh, ow, oc), "int8", 0.2, int(rng.integers(-20, 21)))
+    b.op("CONV_2D", [x, f, bias], [y], options("Conv2DOptions", padding=PAD["SAME"], strideH=sh, strideW=1,
+                                                 fusedActivationFunction=ACT["NONE"], dilationHFactor=1,
+                                                 dilationWFactor=1))
+    return OpCase(f"bigpatch_conv_2d_{k}", ("CONV_2D",), b.build([x], [y]), (1, h, w, ic))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -87,6 +87,39 @@ def out_size_and_padding(padding: int, in_size: int, k: int, stride: int, dil: i
     out = (in_size + stride - 1) // stride if padding == _PAD_SAME else (in_size + stride - eff) // stride
     total = (out - 1) * stride + eff - in_size
     return out, max(total, 0) // 2
+
+
+def srdhm(a: int, b: int) -> int:
+    """SaturatingRoundingDoublingHighMul exactly as TFLite writes it (64-bit product, nudge, division
+    truncating toward zero)."""
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    q = abs(ab + nudge) // (1 << 31)
+    return q if ab + nudge >= 0 else -q
+
+
+def rdbpot(x: int, exponent: int) -> int:
+    """RoundingDivideByPOT (round half away from zero), int32 arithmetic."""
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def mbqm(x: int, multiplier: int, shift: int) -> int:
+    """MultiplyByQuantizedMultiplier (double rounding), x an int32."""
+    left, right = max(shift, 0), max(-shift, 0)
+    xs = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    return rdbpot(srdhm(xs, multiplier), right)
+
+
+def add_lut(in_offset: int, mult: int, shift: int) -> np.ndarray:
+    """int8 ADD's per-input term for every int8 value v (index v + 128): the input scaled up by
+    2^ADD_LEFT_SHIFT and requantized, as TFLite computes it per element."""
+    return np.asarray([mbqm((v + in_offset) << ADD_LEFT_SHIFT, mult, shift) for v in range(-128, 128)],
+                      dtype=np.int32)
 
 
 def calculate_input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
@@ -385,6 +418,7 @@ def _per_channel(op: Operator, inp: Tensor, filt: Tensor, out: Tensor, channels:
         m, s = quantize_multiplier(float(in_s) * float(fs) / float(out_s))
         mults.append(m)
         shifts.append(s)
+    _check_multipliers(op, np.asarray(mults, dtype=np.int64))
     return (ConstArray("mult", "int32_t", np.asarray(mults, dtype=np.int32)),
             ConstArray("shift", "int32_t", np.asarray(shifts, dtype=np.int32)))
 
@@ -440,7 +474,9 @@ def _lower_conv_like(model: TfliteModel, op: Operator, depthwise: bool) -> tuple
     params = ConvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pad_h, pad_w, dm,
                         -in_zp, out_zp, amin, amax)
     w = ConstArray("filter", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
-    consts: tuple[ConstArray | None, ...] = (w, _bias(model, op, 2), mult, shift)
+    fd = np.asarray(filt.data, dtype=np.int64)
+    wsum = fd.reshape(kh * kw, oc).sum(axis=0) if depthwise else fd.reshape(oc, -1).sum(axis=1)
+    consts: tuple[ConstArray | None, ...] = (w, _zbias(model, op, 2, oc, -in_zp, wsum), mult, shift)
     if not depthwise:
         consts += (_wsum(filt.data.reshape(oc * kh * kw, ic), "tapsum"),)
     kernel = "ts_dwconv2d_s8" if depthwise else "ts_conv2d_s8"
@@ -451,6 +487,30 @@ def _wsum(rows: np.ndarray, role: str = "wsum") -> ConstArray:
     """Row sums of int8 weights (per unit, or per output channel and tap): the kernels fold the input
     zero point in with them, sum(w * (x - zp)) = sum(w * x) - zp * sum(w), the same integers."""
     return ConstArray(role, "int32_t", rows.astype(np.int64).sum(axis=1).astype(np.int32))
+
+
+def _wrap32(v: np.ndarray) -> np.ndarray:
+    """int64 values modulo 2^32 as int32: TFLite's int32 accumulator wraps the same way."""
+    v = np.asarray(v, dtype=np.int64)
+    return (((v + (1 << 31)) % (1 << 32)) - (1 << 31)).astype(np.int32)
+
+
+def _zbias(model: TfliteModel, op: Operator, pos: int, n: int, in_offset: int, wsum: np.ndarray) -> ConstArray:
+    """bias + in_offset * sum(weights) per output (the bias may be absent): the input zero point
+    folded in at generation time, sum(w * (x + off)) + b = sum(w * x) + (b + off * sum(w)); the same
+    integers modulo 2^32 as TFLite's int32 accumulator."""
+    b = _bias(model, op, pos)
+    bias = np.zeros(n, dtype=np.int64) if b is None else b.values.astype(np.int64)
+    _need(bias.size == n, op, f"bias has {bias.size} values for {n} outputs")
+    return ConstArray("zbias", "int32_t", _wrap32(bias + int(in_offset) * np.asarray(wsum, dtype=np.int64)))
+
+
+def _check_multipliers(op: Operator, *mults: int | np.ndarray) -> None:
+    """The kernels' requantization (ts_mbqm_nonneg) needs multiplier >= 0 (it skips TFLite's
+    INT32_MIN * INT32_MIN saturation test); scales are positive, so a negative one is a bad model."""
+    for m in mults:
+        _need(bool(np.all(np.asarray(m, dtype=np.int64) >= 0)), op,
+              "a requantization multiplier is negative (a negative or NaN quantization scale)")
 
 
 def lower_conv_2d(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
@@ -478,13 +538,15 @@ def lower_fully_connected(model: TfliteModel, op: Operator) -> tuple[KernelCall,
         # GetQuantizedConvolutionMultipler: the input*filter product is a float, then a double division
         real = float(np.float32(in_s) * np.float32(filt.scales[0])) / float(out_s)
         m, s = quantize_multiplier(real)
+        _check_multipliers(op, m)
         mult = ConstArray("mult", "int32_t", np.full(units, m, dtype=np.int32))
         shift = ConstArray("shift", "int32_t", np.full(units, s, dtype=np.int32))
     amin, amax = activation_range(op.options.fusedActivationFunction, out_s, out_zp, _where(op))
     params = FcParams(n_in // depth, depth, units, -in_zp, -f_zp, out_zp, amin, amax)
     w = ConstArray("weights", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
-    return (KernelCall(op.index, op.opcode, "ts_fc_s8", params,
-                       (w, _bias(model, op, 2), mult, shift, _wsum(filt.data.reshape(units, depth))),
+    wsum = np.asarray(filt.data, dtype=np.int64).reshape(units, depth).sum(axis=1) - f_zp * depth
+    zbias = _zbias(model, op, 2, units, -in_zp, wsum)
+    return (KernelCall(op.index, op.opcode, "ts_fc_s8", params, (w, zbias, mult, shift),
                        (op.inputs[0],), op.outputs[0]),)
 
 
@@ -511,9 +573,11 @@ def lower_add(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     m2, sh2 = quantize_multiplier(float(sb) / twice_max)
     mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(so)))
     amin, amax = activation_range(op.options.fusedActivationFunction, so, zo, _where(op))
+    _check_multipliers(op, m1, m2, mo)
     p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, ADD_LEFT_SHIFT,
                      m1, sh1, m2, sh2, mo, sho, amin, amax)
-    return (KernelCall(op.index, op.opcode, "ts_add_s8", p, (), (op.inputs[0], op.inputs[1]), op.outputs[0],
+    luts = (ConstArray("lut1", "int32_t", add_lut(-za, m1, sh1)), ConstArray("lut2", "int32_t", add_lut(-zb, m2, sh2)))
+    return (KernelCall(op.index, op.opcode, "ts_add_s8", p, luts, (op.inputs[0], op.inputs[1]), op.outputs[0],
                        reuse="elementwise" if flat else ""),)
 
 
@@ -524,6 +588,7 @@ def lower_mul(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     flat, dims, s1, s2 = _broadcast(op, a, b, out)
     (sa, za), (sb, zb), (so, zo) = _q(a), _q(b), _q(out)
     mo, sho = quantize_multiplier(float(sa) * float(sb) / float(so))
+    _check_multipliers(op, mo)
     amin, amax = activation_range(op.options.fusedActivationFunction, so, zo, _where(op))
     p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, 0, 0, 0, 0, 0, mo, sho, amin, amax)
     return (KernelCall(op.index, op.opcode, "ts_mul_s8", p, (), (op.inputs[0], op.inputs[1]), op.outputs[0],
@@ -586,6 +651,7 @@ def lower_mean(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     s = min(count.bit_length() - 1, 32, 31 + shift)
     mult = int((mult << s) // count) if count > 0 else mult
     shift -= s
+    _check_multipliers(op, mult)
     p = MeanParams(outd, red, _strides(dims), count, plain, zi, zo, mult, shift)  # type: ignore[arg-type]
     return (KernelCall(op.index, op.opcode, "ts_mean_s8", p, (), (op.inputs[0],), op.outputs[0]),)
 
@@ -679,6 +745,7 @@ def lower_quantize(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     _dtype(op, inp, "int8")
     si, zi = _q(inp)
     mult, shift = quantize_multiplier(float(si) / float(so))
+    _check_multipliers(op, mult)
     return (KernelCall(op.index, op.opcode, "ts_requantize_s8", RequantParams(size, zi, zo, mult, shift), (),
                        (op.inputs[0],), op.outputs[0], reuse="elementwise"),)
 
@@ -720,6 +787,40 @@ for _group in (lower_act, lower_binary, lower_shape):
 assert set(LOWERINGS) == set(SUPPORTED_OPS), "the lowering registry must cover exactly SUPPORTED_OPS"
 
 
+def fold_pads(calls: list[KernelCall], model_output: int) -> list[KernelCall]:
+    """Fold a PAD into the convolution that alone reads its output, when it pads only height and
+    width with the convolution's input zero point: the convolution reads the PAD's input with a
+    larger leading padding (pad_h, pad_w) and treats every tap outside it as that zero point, which
+    TFLite's kernels make exact (a tap at the zero point adds w * 0). Trailing padding needs nothing:
+    the output size stays the same, so the taps past the input's end are outside it too."""
+    readers: dict[int, list[int]] = {}
+    for k, c in enumerate(calls):
+        for i in c.inputs:
+            readers.setdefault(i, []).append(k)
+    drop: set[int] = set()
+    out = list(calls)
+    for k, c in enumerate(calls):
+        if c.kernel != "ts_pad_s8" or c.output == model_output:
+            continue
+        r = readers.get(c.output, [])
+        if len(r) != 1 or calls[r[0]].kernel not in ("ts_conv2d_s8", "ts_dwconv2d_s8"):
+            continue
+        conv = out[r[0]]
+        pp, cp = c.params, conv.params
+        if conv.inputs[0] != c.output or pp.value != -cp.in_offset:
+            continue
+        if pp.before[0] or pp.before[3] or pp.in_dims[0] != 1 or pp.in_dims[3] != pp.out_dims[3] \
+                or pp.out_dims[1:3] != (cp.in_h, cp.in_w):
+            continue
+        params = replace(cp, in_h=pp.in_dims[1], in_w=pp.in_dims[2], pad_h=cp.pad_h + pp.before[1],
+                         pad_w=cp.pad_w + pp.before[2])
+        out[r[0]] = replace(conv, params=params, inputs=(c.inputs[0],) + conv.inputs[1:])
+        drop.add(k)
+    if drop:
+        log.debug("folded %d PAD call(s) into the next convolution", len(drop))
+    return [c for k, c in enumerate(out) if k not in drop]
+
+
 def _tensor_info(t: Tensor) -> TensorInfo:
     n = int(np.prod(t.shape)) if t.shape else 1
     scale, zp = (t.scales[0], t.zero_points[0] if t.zero_points else 0) if t.scales else (0.0, 0)
@@ -751,6 +852,7 @@ def lower_model(model: TfliteModel, skippable: bool = False) -> LoweredModel:
     calls: list[KernelCall] = []
     for op in model.operators:
         calls.extend(LOWERINGS[op.opcode](model, op))
+    calls = fold_pads(calls, model.outputs[0])
     used: dict[int, TensorInfo] = {}
     constants: list[int] = []
     for c in calls:

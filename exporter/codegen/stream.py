@@ -193,7 +193,7 @@ def _match(calls: Sequence[KernelCall], k: int, info: dict[int, TensorInfo], onl
     nconsumed = len(used)
     a = calls[j + 2] if j + 2 < len(calls) else None
     if (a is not None and a.kernel == "ts_add_s8" and isinstance(a.params, BinaryParams) and a.params.flat == 1
-            and not a.consts and a.op_index not in block_adds and set(a.inputs) == {x, y} and x != y
+            and len(a.consts) == 2 and a.op_index not in block_adds and set(a.inputs) == {x, y} and x != y
             and only_feeds(pr, dataclasses.replace(a, inputs=(y,))) and info[x].nbytes == info[a.output].nbytes):
         add, add_x_first = a.params, int(a.inputs[0] == x)
         middle.append(y)
@@ -205,7 +205,8 @@ def _match(calls: Sequence[KernelCall], k: int, info: dict[int, TensorInfo], onl
     window = min((dwp.k_h - 1) * dwp.dil_h + 1, dwp.in_h)
     scratch = window * dwp.in_w * dwp.in_c + dwp.out_w * dwp.out_c
     params = IrbParams(ep, dwp, pp, add, int(add is not _NO_ADD), add_x_first, window)
-    consts = _named("expand", e.consts) + _named("dw", d.consts) + _named("project", pr.consts)
+    add_luts = _named("add", used[-1].consts) if add is not _NO_ADD else (None, None)  # ADD's two tables
+    consts = _named("expand", e.consts) + _named("dw", d.consts) + _named("project", pr.consts) + add_luts
     call = KernelCall(e.op_index, "+".join(c.opcode for c in used), "ts_irb_s8", params, consts, (x,), y,
                       reuse="rows")
     saved = sum(info[t].nbytes for t in middle)

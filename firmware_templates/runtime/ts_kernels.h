@@ -29,6 +29,9 @@ extern "C" {
 int32_t ts_srdhm(int32_t a, int32_t b);                 /* SaturatingRoundingDoublingHighMul */
 int32_t ts_rdbpot(int32_t x, int exponent);             /* RoundingDivideByPOT */
 int32_t ts_mbqm(int32_t x, int32_t multiplier, int shift); /* MultiplyByQuantizedMultiplier */
+/* the same for multiplier >= 0 (every multiplier the lowering emits, except LOGISTIC's): what the
+ * kernels use; one 32x32->64 multiply, no 64-bit division, no saturation test */
+int32_t ts_mbqm_nonneg(int32_t x, int32_t multiplier, int shift);
 
 /* CONV_2D and DEPTHWISE_CONV_2D (filter [out_c][k_h][k_w][in_c] resp. [1][k_h][k_w][out_c]) */
 typedef struct {
@@ -38,12 +41,13 @@ typedef struct {
     int32_t in_offset, out_offset, act_min, act_max;
 } ts_conv_params_t;
 
-/* tapsum[oc][ky][kx]: the sum over input channels of filter oc's weights at one tap (folds the
- * input zero point into one multiply per tap); FC's wsum[unit]: the sum of a unit's weights */
-void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+/* zbias[oc] (never null): bias[oc] + in_offset * (the sum of all of filter oc's weights), the input
+ * zero point folded in at generation time; tapsum[oc][ky][kx]: the sum over input channels of filter
+ * oc's weights at one tap, to take the share of taps outside the input back out at the borders */
+void ts_conv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
                   const int32_t *mult, const int32_t *shift, const int32_t *tapsum,
                   const int8_t *in, int8_t *out);
-void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *bias,
+void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
                     const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out);
 
 /* FULLY_CONNECTED: weights [units][depth]; mult/shift per unit (per-tensor models repeat them) */
@@ -52,9 +56,9 @@ typedef struct {
     int32_t in_offset, filter_offset, out_offset, act_min, act_max;
 } ts_fc_params_t;
 
-void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *bias,
-              const int32_t *mult, const int32_t *shift, const int32_t *wsum,
-              const int8_t *in, int8_t *out);
+/* zbias[unit] (never null): bias + in_offset * sum over depth of (weight + filter_offset) */
+void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *zbias,
+              const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out);
 
 /* ADD / MUL with 4-D broadcasting (stride 0 on a broadcast dimension) */
 typedef struct {
@@ -68,7 +72,9 @@ typedef struct {
     int32_t act_min, act_max;
 } ts_binary_params_t;
 
-void ts_add_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+/* ADD: lut1/lut2[v + 128] (256 values each) = input v's rescaled contribution (host-computed) */
+void ts_add_s8(const ts_binary_params_t *p, const int32_t *lut1, const int32_t *lut2,
+               const int8_t *in1, const int8_t *in2, int8_t *out);
 void ts_mul_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
 /* PAD (4-D, constant value) */
@@ -167,7 +173,7 @@ void ts_irb_s8(const ts_irb_params_t *p,
                const int32_t *e_tapsum,
                const int8_t *d_filter, const int32_t *d_bias, const int32_t *d_mult, const int32_t *d_shift,
                const int8_t *p_filter, const int32_t *p_bias, const int32_t *p_mult, const int32_t *p_shift,
-               const int32_t *p_tapsum,
+               const int32_t *p_tapsum, const int32_t *a_lut1, const int32_t *a_lut2,
                const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* ======================================================================== activations (issue 17)

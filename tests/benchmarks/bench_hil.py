@@ -1,7 +1,7 @@
 """Benchmark: the host build of the generated C vs the TFLite Micro runtime (time and arena ratios,
 bench_codegen.py), then the generated C on every emulated board vs TFLite Micro, in one run.
 
-    python tests/benchmarks/bench_hil.py [--samples 100] [--skip-host]
+    python tests/benchmarks/bench_hil.py [--samples 100] [--skip-host] [--boards a,b] [--opt=-O2] [--kernel-opt=-Os]
 
 Exports the digits head and the MobileNetV2-style head, then per board: identical fraction over
 N held-out inputs (streamed over the emulated UART), exact instructions per inference (QEMU
@@ -25,7 +25,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--skip-host", action="store_true", help="skip the host-build comparison (bench_codegen)")
+    ap.add_argument("--boards", default="", help="comma-separated board names (default: every emulated board)")
+    ap.add_argument("--opt", default="", help="the firmware's optimization flag instead of the default (e.g. -O2)")
+    ap.add_argument("--kernel-opt", default="", help="the kernel runtime's optimization flag instead of the "
+                    "default (e.g. -Os: the whole firmware at one level)")
     args = ap.parse_args()
+    from tinysplit.firmware import project
+
+    if args.opt:
+        project.COMPILE_FLAGS = (args.opt, *(f for f in project.COMPILE_FLAGS if not f.startswith("-O")))
+    if args.kernel_opt:
+        project.KERNEL_COMPILE_FLAGS = (args.kernel_opt,)
+    print(f"firmware {project.COMPILE_FLAGS[0]}, kernel runtime {' '.join(project.KERNEL_COMPILE_FLAGS)}")
     if not args.skip_host:
         import importlib.util
 
@@ -45,7 +56,8 @@ def main() -> None:
         print(f"{'model':15} {'board':20} {'inputs':>6} {'identical':>9} {'maxLSB':>6} {'instr/inference':>15} "
               f"{'flash B':>8} {'RAM B':>8} {'arena B':>8} {'TFLM arena':>10} {'ratio':>5} {'wall s':>6}")
         for model, bundle in bundles.items():
-            for board in [b.name for b in list_boards(emulated_only=True)]:
+            boards = args.boards.split(",") if args.boards else [b.name for b in list_boards(emulated_only=True)]
+            for board in boards:
                 t0 = time.perf_counter()
                 try:
                     r = run_hil_check(bundle, board, args.samples)
