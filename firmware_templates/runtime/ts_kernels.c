@@ -1362,6 +1362,33 @@ void ts_l2norm_s8(const ts_l2norm_params_t *p, const int8_t *in, int8_t *out) {
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 
+/* The element-wise loop of the binary ops below: flat, or broadcast through the strides s1/s2
+ * (4-D, a stride of 0 repeats a value), one function per element. */
+typedef int8_t (*ts_binary_fn)(const ts_binary_params_t *, int8_t, int8_t);
+
+static void ts_binary(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out,
+                      ts_binary_fn fn) {
+    int32_t i0, i1, i2, i3;
+    if (p->flat) {
+        const int32_t size = p->size;
+        for (i0 = 0; i0 < size; ++i0) {
+            out[i0] = fn(p, in1[i0], in2[i0]);
+        }
+        return;
+    }
+    for (i0 = 0; i0 < p->dims[0]; ++i0) {
+        for (i1 = 0; i1 < p->dims[1]; ++i1) {
+            for (i2 = 0; i2 < p->dims[2]; ++i2) {
+                const int32_t a = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2];
+                const int32_t b = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2];
+                for (i3 = 0; i3 < p->dims[3]; ++i3) {
+                    *out++ = fn(p, in1[a + i3 * p->s1[3]], in2[b + i3 * p->s2[3]]);
+                }
+            }
+        }
+    }
+}
+
 /* SUB: ADD's arithmetic with a difference (TFLite's SubElementwise / BroadcastQuantSubSlow) */
 static int8_t ts_sub_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
     const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
