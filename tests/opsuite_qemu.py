@@ -195,8 +195,9 @@ def pack(models: Sequence[ModelSources], flash_budget: int) -> list[list[int]]:
     return groups
 
 
-def build_suite(board: Board, tflites: Sequence[bytes], work: Path) -> list[SuiteImage]:
-    """Generate every case and build as few images as fit ``board`` (usually one)."""
+def build_suite(board: Board, tflites: Sequence[bytes], work: Path, kernels: str | None = None) -> list[SuiteImage]:
+    """Generate every case and build as few images as fit ``board`` (usually one), with the kernel set
+    ``kernels`` (None: the board core's default)."""
     work.mkdir(parents=True, exist_ok=True)
     src = work / "model"
     models = [generate_model_sources(t, f"c{i}", src) for i, t in enumerate(tflites)]
@@ -208,7 +209,7 @@ def build_suite(board: Board, tflites: Sequence[bytes], work: Path) -> list[Suit
         gdir.mkdir(exist_ok=True)
         ms = [models[i] for i in group]
         dispatch = _dispatch_sources(ms, gdir, alignment)
-        project = render_project(board, dispatch, work / f"image{k}", app="hil")
+        project = render_project(board, dispatch, work / f"image{k}", app="hil", kernels=kernels)
         result = build_project(project.dir)
         return SuiteImage(board, tuple(group), tuple(ms), result, time.perf_counter() - t0)
 

@@ -24,20 +24,26 @@ from tinysplit.boards import get_board
 from tinysplit.firmware.hil import HilProtocolError, HilSession
 from tinysplit.modelsrc import ModelSources, TensorIO
 
-BOARDS = ("qemu-mps2-an386", "qemu-riscv32-virt")
+# (board, kernel set): every kernel set on a board that runs it (auto: the core's default, see
+# tinysplit.firmware.kernelsets: dsp on the M4, mve on the M55, portable on RV32), and the portable
+# set on the M4 too
+RUNS = (("qemu-mps2-an386", "auto"), ("qemu-mps2-an386", "portable"), ("qemu-riscv32-virt", "auto"),
+        ("qemu-mps3-an547", "auto"))
+BOARDS = tuple(dict.fromkeys(b for b, _ in RUNS))
 RANDOM_INPUTS = 3
 CASES = all_cases()
 _IMAGES: dict[str, tuple[list[SuiteImage], float]] = {}
 
 
-def _images(board_name: str, tmp_path_factory: pytest.TempPathFactory) -> list[SuiteImage]:
-    """The suite's images for a board, generated and built once per session."""
-    if board_name not in _IMAGES:
+def _images(board_name: str, tmp_path_factory: pytest.TempPathFactory, kernels: str = "auto") -> list[SuiteImage]:
+    """The suite's images for a board and kernel set, generated and built once per session."""
+    key = f"{board_name}-{kernels}"
+    if key not in _IMAGES:
         t0 = time.perf_counter()
         images = build_suite(get_board(board_name), [c.tflite for c in CASES],
-                             tmp_path_factory.mktemp(f"ops_qemu_{board_name}"))
-        _IMAGES[board_name] = images, time.perf_counter() - t0
-    return _IMAGES[board_name][0]
+                             tmp_path_factory.mktemp(f"ops_qemu_{key}"), kernels=kernels)
+        _IMAGES[key] = images, time.perf_counter() - t0
+    return _IMAGES[key][0]
 
 
 def _inputs(index: int) -> np.ndarray:
@@ -49,9 +55,10 @@ def _inputs(index: int) -> np.ndarray:
 
 
 @pytest.mark.emulator
-@pytest.mark.parametrize("board_name", BOARDS)
-def test_every_op_case_bit_exact_in_qemu(board_name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    images = _images(board_name, tmp_path_factory)
+@pytest.mark.parametrize("board_name, kernels", RUNS, ids=[f"{b}-{k}" for b, k in RUNS])
+def test_every_op_case_bit_exact_in_qemu(board_name: str, kernels: str,
+                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    images = _images(board_name, tmp_path_factory, kernels)
     assert sorted(i for im in images for i in im.cases) == list(range(len(CASES)))  # every case, once
     inputs = {i: _inputs(i) for i in range(len(CASES))}
     run = run_suite(images, inputs)
@@ -67,14 +74,14 @@ def test_every_op_case_bit_exact_in_qemu(board_name: str, tmp_path_factory: pyte
         if differ:
             bad.append(f"{case.name}: " + ("output shape " + str(got.shape) + " != " + str(want.shape) if differ < 0
                                            else f"{differ} of {want.size} values differ"))
-    out = Path(tmp_path_factory.mktemp("ops_qemu_report")) / f"ops_qemu_{board_name}.json"
-    seconds = {"build": round(_IMAGES[board_name][1], 1), "qemu": round(run.seconds, 1),
+    out = Path(tmp_path_factory.mktemp("ops_qemu_report")) / f"ops_qemu_{board_name}-{kernels}.json"
+    seconds = {"build": round(_IMAGES[f"{board_name}-{kernels}"][1], 1), "qemu": round(run.seconds, 1),
                "tflm": round(time.perf_counter() - t0, 1)}
-    out.write_text(json.dumps({"board": board_name, "baseline": run.baseline, "seconds": seconds,
+    out.write_text(json.dumps({"board": board_name, "kernels": kernels, "baseline": run.baseline, "seconds": seconds,
                                "images": [{"elf": str(im.elf), "cases": len(im.cases), "flash": im.build.flash_bytes,
                                            "ram": im.build.ram_bytes} for im in images],
                                "cases": report}, indent=1))
-    assert not bad, f"{board_name}: {len(bad)} of {len(CASES)} cases differ from TFLite Micro " \
+    assert not bad, f"{board_name} ({kernels} kernels): {len(bad)} of {len(CASES)} cases differ from TFLite Micro " \
                     f"(instructions per case in {out}):\n" + "\n".join(bad)
     base = set(run.baseline.values())
     assert len(base) == 1 and 0 < min(base) < 64, run.baseline  # the empty invoke: call overhead only

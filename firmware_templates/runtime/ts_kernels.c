@@ -99,6 +99,21 @@ TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
     return s;
 }
 
+/* ============================================ DSP kernel set (TS_KERNELS == TS_KERNELS_DSP, issue 16)
+ * Cortex-M4/M7/M33/M55 scalar DSP extension through ACLE: helpers and inner loops; add below. The
+ * kernels further down take these where `#if TS_KERNELS == TS_KERNELS_DSP` says so. */
+#if TS_KERNELS == TS_KERNELS_DSP
+#include <arm_acle.h>
+#endif
+
+
+/* ============================================ MVE kernel set (TS_KERNELS == TS_KERNELS_MVE, issue 16)
+ * Cortex-M55 Helium through arm_mve.h: helpers and inner loops; add below. */
+#if TS_KERNELS == TS_KERNELS_MVE
+#include <arm_mve.h>
+#endif
+
+
 /* a[0..3] += x0.w0, x0.w1, x1.w0, x1.w1 over n bytes: few live values, so every core keeps the
  * pointers and the four sums in registers (a separate function on purpose) */
 #if defined(__GNUC__) || defined(__clang__)

@@ -15,6 +15,27 @@
 
 #include <stdint.h>
 
+/* The kernel set (tinysplit.firmware.kernelsets): the firmware build passes -DTS_KERNELS=<id> with
+ * the board core's choice; without it, the compiler's target chooses the same way. */
+#define TS_KERNELS_PORTABLE 0
+#define TS_KERNELS_DSP 1
+#define TS_KERNELS_MVE 2
+#ifndef TS_KERNELS
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define TS_KERNELS TS_KERNELS_MVE
+#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TS_KERNELS TS_KERNELS_DSP
+#else
+#define TS_KERNELS TS_KERNELS_PORTABLE
+#endif
+#endif
+#if TS_KERNELS == TS_KERNELS_MVE && !(defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1))
+#error "TS_KERNELS=2 (mve) needs a core with Helium (MVE), e.g. -mcpu=cortex-m55"
+#endif
+#if TS_KERNELS == TS_KERNELS_DSP && !(defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP)
+#error "TS_KERNELS=1 (dsp) needs a core with the DSP extension, e.g. -mcpu=cortex-m4"
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

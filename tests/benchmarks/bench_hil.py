@@ -12,6 +12,7 @@ arena. A model that does not fit a board is reported with the bytes needed and a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -34,9 +35,14 @@ def main() -> None:
 
     if args.opt:
         project.COMPILE_FLAGS = (args.opt, *(f for f in project.COMPILE_FLAGS if not f.startswith("-O")))
-    if args.kernel_opt:
-        project.KERNEL_COMPILE_FLAGS = (args.kernel_opt,)
-    print(f"firmware {project.COMPILE_FLAGS[0]}, kernel runtime {' '.join(project.KERNEL_COMPILE_FLAGS)}")
+    from tinysplit.firmware import kernelsets
+
+    if args.kernel_opt:  # every kernel set at that level
+        for name, ks in list(kernelsets.KERNEL_SETS.items()):
+            kernelsets.KERNEL_SETS[name] = dataclasses.replace(
+                ks, flags=(args.kernel_opt, *(f for f in ks.flags if not f.startswith("-O"))))
+    print(f"firmware {project.COMPILE_FLAGS[0]}, kernel runtime: "
+          + "; ".join(f"{n} {' '.join(k.flags)}" for n, k in kernelsets.KERNEL_SETS.items()))
     if not args.skip_host:
         import importlib.util
 

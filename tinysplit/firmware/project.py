@@ -135,11 +135,11 @@ TRANSPORTS = tuple(NET_TEMPLATES)
 COMPILE_FLAGS = ("-Os", "-g", "-ffunction-sections", "-fdata-sections", "-ffreestanding",
                  "-Wall", "-Wextra", "-Werror")
 LINK_FLAGS = ("-nostartfiles", "-Wl,--gc-sections")
-# The kernel runtime (where inference spends its time) compiles at -O2, the rest at -Os: measured on
-# the QEMU boards (docs/firmware.md), -O2 kernels run 0.90-0.96x the instructions of -Os ones for
-# 0.5-1.4 KB more flash on Cortex-M3, Cortex-M4 and RV32 alike (the whole firmware at -O2: no faster,
-# about 100 B larger), so one choice for every family.
-KERNEL_COMPILE_FLAGS = ("-O2",)
+# The kernel runtime (where inference spends its time) compiles with its kernel set's flags
+# (tinysplit.firmware.kernelsets: -O2 and -DTS_KERNELS=<set>), the rest at -Os: measured on the QEMU
+# boards (docs/firmware.md), -O2 kernels run 0.90-0.96x the instructions of -Os ones for 0.5-1.4 KB
+# more flash on Cortex-M3, Cortex-M4 and RV32 alike (the whole firmware at -O2: no faster, about
+# 100 B larger).
 KERNEL_SOURCES = ("ts_kernels.c",)
 
 
@@ -465,10 +465,13 @@ def runtime_files(app: str, auth: bool = False) -> tuple[str, ...]:
 
 def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code: int = 0,
                   app_config: AppConfig | None = None, auth: bool = False,
-                  link: LinkSettings | None = None) -> ProjectContext:
+                  link: LinkSettings | None = None, kernels: str | None = None) -> ProjectContext:
     """The one context object of a render (pure: reads only its arguments). ``auth``: an
     authenticated build (-DTS_AUTH, the authentication runtime and the device's key file).
-    ``link``: an ESP-IDF board's Wi-Fi, host and UART settings (already checked by ``check_link``)."""
+    ``link``: an ESP-IDF board's Wi-Fi, host and UART settings (already checked by ``check_link``).
+    ``kernels``: the kernel set (tinysplit.firmware.kernelsets; None: the board core's default)."""
+    from tinysplit.firmware.kernelsets import kernel_flags
+
     files = templates_for(board, app, app_config)
     runtime = runtime_files(app, auth)
     own = sorted([p for p in files if p.startswith("src/") and p.endswith((".c", ".S"))]
@@ -515,7 +518,7 @@ def build_context(board: Board, model: ModelSources, app: str = "hil", exit_code
         model_header=model.header,
         sources=tuple(own + model_srcs),
         kernel_sources=tuple(p for p in model_srcs if Path(p).name in KERNEL_SOURCES),
-        kernel_flags=KERNEL_COMPILE_FLAGS,
+        kernel_flags=kernel_flags(board, kernels),
         files=files,
         nic_base=f"0x{board.nic.base or 0:08X}",
         reset_vector=f"0x{board.core.reset_vector or 0:08X}",
@@ -568,7 +571,7 @@ def project_builder(board: Board) -> str:
 
 def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: str = "hil",
                    exit_code: int = 0, app_config: AppConfig | None = None, device_key: bytes | None = None,
-                   link: LinkSettings | None = None) -> Project:
+                   link: LinkSettings | None = None, kernels: str | None = None) -> Project:
     """Render a buildable project for ``board`` running ``model`` with ``app`` into ``out_dir``.
 
     ``out_dir`` must not exist, be empty, or be a project rendered before (then it is replaced).
@@ -598,7 +601,7 @@ def render_project(board: Board, model: ModelSources, out_dir: str | Path, app: 
                          "adaptive_resnet) take a device key")
     if auth:
         device_key_source(device_key)  # checks the key before anything is written
-    ctx = build_context(board, model, app, exit_code, app_config, auth, link)
+    ctx = build_context(board, model, app, exit_code, app_config, auth, link, kernels)
     values = _context_dict(ctx)
     written: list[Path] = []
     from tinysplit.files import write_atomic  # a temporary file of mode 0600, then a rename
