@@ -653,26 +653,33 @@ static int8_t ts_mul_one(const ts_binary_params_t *p, int8_t a, int8_t b) {
     return (int8_t)ts_clamp(r, p->act_min, p->act_max);
 }
 
+/* The element-wise loop of a binary op: flat, or broadcast through the strides s1/s2 (4-D, a stride
+ * of 0 repeats a value); ONE(p, a, b) computes one element (a macro, so each op's loop inlines it). */
+#define TS_BINARY_LOOP(ONE)                                                                          \
+    do {                                                                                             \
+        int32_t i0, i1, i2, i3;                                                                      \
+        if (p->flat) {                                                                               \
+            const int32_t size = p->size;                                                            \
+            for (i0 = 0; i0 < size; ++i0) {                                                          \
+                out[i0] = ONE(p, in1[i0], in2[i0]);                                                  \
+            }                                                                                        \
+            break;                                                                                   \
+        }                                                                                            \
+        for (i0 = 0; i0 < p->dims[0]; ++i0) {                                                        \
+            for (i1 = 0; i1 < p->dims[1]; ++i1) {                                                    \
+                for (i2 = 0; i2 < p->dims[2]; ++i2) {                                                \
+                    const int32_t a = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2];                 \
+                    const int32_t b = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2];                 \
+                    for (i3 = 0; i3 < p->dims[3]; ++i3) {                                            \
+                        *out++ = ONE(p, in1[a + i3 * p->s1[3]], in2[b + i3 * p->s2[3]]);             \
+                    }                                                                                \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    } while (0)
+
 void ts_mul_s8(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
-    int32_t i0, i1, i2, i3;
-    if (p->flat) {
-        const int32_t size = p->size;
-        for (i0 = 0; i0 < size; ++i0) {
-            out[i0] = ts_mul_one(p, in1[i0], in2[i0]);
-        }
-        return;
-    }
-    for (i0 = 0; i0 < p->dims[0]; ++i0) {
-        for (i1 = 0; i1 < p->dims[1]; ++i1) {
-            for (i2 = 0; i2 < p->dims[2]; ++i2) {
-                const int32_t a = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2];
-                const int32_t b = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2];
-                for (i3 = 0; i3 < p->dims[3]; ++i3) {
-                    *out++ = ts_mul_one(p, in1[a + i3 * p->s1[3]], in2[b + i3 * p->s2[3]]);
-                }
-            }
-        }
-    }
+    TS_BINARY_LOOP(ts_mul_one);
 }
 
 /* ------------------------------------------------------------------ pad */
@@ -1377,31 +1384,12 @@ void ts_l2norm_s8(const ts_l2norm_params_t *p, const int8_t *in, int8_t *out) {
 /* ============================================================ binary ops and reductions (issue 17)
  * SUB, SQUARED_DIFFERENCE, MINIMUM, MAXIMUM, REDUCE_MAX, SUM, ARG_MAX, BATCH_MATMUL: add below. */
 
-/* The element-wise loop of the binary ops below: flat, or broadcast through the strides s1/s2
- * (4-D, a stride of 0 repeats a value), one function per element. */
+/* The binary ops below share one loop through a function pointer (they are not on the hot path). */
 typedef int8_t (*ts_binary_fn)(const ts_binary_params_t *, int8_t, int8_t);
 
 static void ts_binary(const ts_binary_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out,
                       ts_binary_fn fn) {
-    int32_t i0, i1, i2, i3;
-    if (p->flat) {
-        const int32_t size = p->size;
-        for (i0 = 0; i0 < size; ++i0) {
-            out[i0] = fn(p, in1[i0], in2[i0]);
-        }
-        return;
-    }
-    for (i0 = 0; i0 < p->dims[0]; ++i0) {
-        for (i1 = 0; i1 < p->dims[1]; ++i1) {
-            for (i2 = 0; i2 < p->dims[2]; ++i2) {
-                const int32_t a = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2];
-                const int32_t b = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2];
-                for (i3 = 0; i3 < p->dims[3]; ++i3) {
-                    *out++ = fn(p, in1[a + i3 * p->s1[3]], in2[b + i3 * p->s2[3]]);
-                }
-            }
-        }
-    }
+    TS_BINARY_LOOP(fn);
 }
 
 /* SUB: ADD's arithmetic with a difference (TFLite's SubElementwise / BroadcastQuantSubSlow) */
