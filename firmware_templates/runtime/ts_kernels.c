@@ -441,6 +441,29 @@ static void ts_patch_s8(const ts_conv_params_t *p, const int8_t *in, int32_t oy,
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
     const int8_t zp = (int8_t)(-p->in_offset);
     int32_t ky, kx, c;
+#if TS_KERNELS == TS_KERNELS_MVE
+    /* a window inside the input, taps adjacent (dilation 1): each kernel row is k_w * in_c
+     * contiguous bytes, copied 16 at a time (the last ones under a predicate) */
+    if (p->dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w) {
+        const int32_t len = k_w * in_c;
+        for (ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = iy0 + ky * p->dil_h;
+            if (iy >= 0 && iy < in_h) {
+                const int8_t *src = in + (iy * in_w + ix0) * in_c;
+                for (c = 0; c < len; c += 16) {
+                    const mve_pred16_t pr = vctp8q((uint32_t)(len - c));
+                    vstrbq_p_s8(dst + c, vldrbq_z_s8(src + c, pr), pr);
+                }
+            } else {
+                for (c = 0; c < len; c += 16) {
+                    vstrbq_p_s8(dst + c, vdupq_n_s8(zp), vctp8q((uint32_t)(len - c)));
+                }
+            }
+            dst += len;
+        }
+        return;
+    }
+#endif
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
         for (kx = 0; kx < k_w; ++kx) {
