@@ -255,7 +255,7 @@ static void ts_mve_row_s8(const int8_t *x, const int8_t *filter, int32_t n, int3
  * so the bias, multipliers and shifts are gathered and the bytes scattered in that order. The rest
  * four channels at a time (widening loads to 32-bit lanes) under a lane predicate. */
 #if defined(__GNUC__) || defined(__clang__)
-__attribute__((noinline))
+__attribute__((noinline, optimize("no-schedule-insns", "no-schedule-insns2")))
 #endif
 static void ts_mve_dw_s8(const int8_t *const *xs, int32_t taps, const int8_t *w, int32_t wstep, int32_t xoff,
                          int32_t nch, const int32_t *zbias, const int32_t *mult, const int32_t *shift, int8_t *o,
@@ -271,25 +271,42 @@ static void ts_mve_dw_s8(const int8_t *const *xs, int32_t taps, const int8_t *w,
         const int8_t *wp = w + c;
         for (t = 0; t < taps; ++t, wp += wstep) {
             const int8_t *xp = xs[t] + xoff + c;
-            const int16x8_t x0 = vldrbq_s16(xp), w0 = vldrbq_s16(wp);
-            const int16x8_t x1 = vldrbq_s16(xp + 8), w1 = vldrbq_s16(wp + 8);
-            e0 = vaddq_s32(e0, vmullbq_int_s16(x0, w0));
-            o0 = vaddq_s32(o0, vmulltq_int_s16(x0, w0));
-            e1 = vaddq_s32(e1, vmullbq_int_s16(x1, w1));
-            o1 = vaddq_s32(o1, vmulltq_int_s16(x1, w1));
+            int16x8_t xv = vldrbq_s16(xp), wv = vldrbq_s16(wp);
+            e0 = vaddq_s32(e0, vmullbq_int_s16(xv, wv));
+            o0 = vaddq_s32(o0, vmulltq_int_s16(xv, wv));
+            xv = vldrbq_s16(xp + 8);
+            wv = vldrbq_s16(wp + 8);
+            e1 = vaddq_s32(e1, vmullbq_int_s16(xv, wv));
+            o1 = vaddq_s32(o1, vmulltq_int_s16(xv, wv));
         }
         e0 = ts_mve_requant(e0, vldrwq_gather_shifted_offset_s32(mult + c, ev),
                             vldrwq_gather_shifted_offset_s32(shift + c, ev), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, ev, e0);
         o0 = ts_mve_requant(o0, vldrwq_gather_shifted_offset_s32(mult + c, od),
                             vldrwq_gather_shifted_offset_s32(shift + c, od), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, od, o0);
         e1 = ts_mve_requant(e1, vldrwq_gather_shifted_offset_s32(mult + c + 8, ev),
                             vldrwq_gather_shifted_offset_s32(shift + c + 8, ev), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c + 8, ev, e1);
         o1 = ts_mve_requant(o1, vldrwq_gather_shifted_offset_s32(mult + c + 8, od),
                             vldrwq_gather_shifted_offset_s32(shift + c + 8, od), zo, vlo, vhi);
-        vstrbq_scatter_offset_s32(o + c, ev, e0);
-        vstrbq_scatter_offset_s32(o + c, od, o0);
-        vstrbq_scatter_offset_s32(o + c + 8, ev, e1);
         vstrbq_scatter_offset_s32(o + c + 8, od, o1);
+    }
+    for (; c + 7 < nch; c += 8) {
+        int32x4_t e0 = vldrwq_gather_shifted_offset_s32(zbias + c, ev);
+        int32x4_t o0 = vldrwq_gather_shifted_offset_s32(zbias + c, od);
+        const int8_t *wp = w + c;
+        for (t = 0; t < taps; ++t, wp += wstep) {
+            const int16x8_t x0 = vldrbq_s16(xs[t] + xoff + c), w0 = vldrbq_s16(wp);
+            e0 = vaddq_s32(e0, vmullbq_int_s16(x0, w0));
+            o0 = vaddq_s32(o0, vmulltq_int_s16(x0, w0));
+        }
+        e0 = ts_mve_requant(e0, vldrwq_gather_shifted_offset_s32(mult + c, ev),
+                            vldrwq_gather_shifted_offset_s32(shift + c, ev), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, ev, e0);
+        o0 = ts_mve_requant(o0, vldrwq_gather_shifted_offset_s32(mult + c, od),
+                            vldrwq_gather_shifted_offset_s32(shift + c, od), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, od, o0);
     }
     for (; c < nch; c += 4) {
         const mve_pred16_t p = vctp32q((uint32_t)(nch - c));
@@ -720,6 +737,19 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
         const int8_t *cur[TS_DW_TAPS];
         int8_t zrow[TS_DW_ZROW] TS_ALIGN(4);
         const int32_t taps = k_h * k_w;
+#if TS_KERNELS == TS_KERNELS_MVE
+        /* a window inside the input: the tap pointers are the window's corner plus fixed offsets */
+        int32_t toff[TS_DW_TAPS];
+        const int32_t span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+        {
+            int32_t t = 0;
+            for (ky = 0; ky < k_h; ++ky) {
+                for (kx = 0; kx < k_w; ++kx, ++t) {
+                    toff[t] = ky * row_step + kx * col_step;
+                }
+            }
+        }
+#endif
         for (c = 0; c < TS_DW_ZROW; ++c) {
             zrow[c] = (int8_t)zp;
         }
@@ -729,6 +759,16 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
                 const int32_t ix0 = ox * stride_w - pad_w;
                 int8_t *o = out + (oy * out_w + ox) * out_c;
                 int32_t inside = 1, t = 0, c0, c1;
+#if TS_KERNELS == TS_KERNELS_MVE
+                if (iy0 >= 0 && iy0 + span_h < in_h && ix0 >= 0 && ix0 + span_w < in_w) {
+                    const int8_t *corner = in + (iy0 * in_w + ix0) * in_c;
+                    for (t = 0; t < taps; ++t) {
+                        cur[t] = corner + toff[t];
+                    }
+                    ts_mve_dw_s8(cur, taps, filter, out_c, 0, out_c, zbias, mult, shift, o, zo, lo, hi);
+                    continue;
+                }
+#endif
                 for (ky = 0; ky < k_h; ++ky) {
                     const int32_t iy = iy0 + ky * dil_h;
                     for (kx = 0; kx < k_w; ++kx, ++t) {
