@@ -129,12 +129,11 @@ TS_INLINE int32x4_t ts_mve_requant(int32x4_t v, int32x4_t m, int32x4_t s, int32_
     return vminq_s32(vmaxq_s32(vaddq_n_s32(v, zo), lo), hi);
 }
 
-/* the four sums x . w0, x . (w0 + n), x . (w0 + 2n), x . (w0 + 3n) over n bytes as one vector:
+/* the four sums x . w0, x . w1, x . w2, x . w3 over n bytes as one vector:
  * four weight rows share each 16-byte input load (VMLADAVA: 16 products summed into a scalar); the
- * last n % 16 bytes are loaded under a tail predicate (zeros beyond n, nothing read past it).
- * step is the distance between the rows (n, or 0 to repeat row w0) */
-TS_INLINE int32x4_t ts_mve_dot4_s8(const int8_t *x, const int8_t *w0, int32_t step, int32_t n) {
-    const int8_t *w1 = w0 + step, *w2 = w1 + step, *w3 = w2 + step;
+ * last n % 16 bytes are loaded under a tail predicate (zeros beyond n, nothing read past it) */
+TS_INLINE int32x4_t ts_mve_dot4_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2,
+                                   const int8_t *w3, int32_t n) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i;
     int32x4_t v;
     for (i = n >> 4; i > 0; --i) {
@@ -208,7 +207,8 @@ TS_INLINE int32_t ts_mve_row_small_s8(const int8_t *x, const int8_t *w, int32_t 
 
 /* o[oc] = requant(zbias[oc] + filter[oc] . x) for every output channel oc of one input row x (n
  * bytes), four output channels a block, requantized as one vector; the last out_c % 4 channels
- * under a lane predicate (the unused lanes repeat the last channel's weights). */
+ * under a lane predicate (the unused lanes repeat the last channel's weights: nothing is read past
+ * the filter). */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
@@ -231,17 +231,16 @@ static void ts_mve_row_s8(const int8_t *x, const int8_t *filter, int32_t n, int3
         w += oc * n;
     }
     for (; oc < full; oc += 4) {
-        int32x4_t v = vaddq_s32(ts_mve_dot4_s8(x, w, n, n), vldrwq_s32(zbias + oc));
+        int32x4_t v = vaddq_s32(ts_mve_dot4_s8(x, w, w + n, w + 2 * n, w + 3 * n, n), vldrwq_s32(zbias + oc));
         v = ts_mve_requant(v, vldrwq_s32(mult + oc), vldrwq_s32(shift + oc), zo, vlo, vhi);
         vstrbq_s32(o + oc, v);
         w += 4 * n;
     }
     if (oc < out_c) {
-        const mve_pred16_t pc = vctp32q((uint32_t)(out_c - oc));
-        int32x4_t v = ts_mve_dot4_s8(x, w, out_c - oc > 1 ? n : 0, n);
-        if (out_c - oc == 3) {
-            v = vsetq_lane_s32(ts_dot_s8(x, w + 2 * n, n), v, 2);
-        }
+        const int32_t left = out_c - oc;  /* 1 to 3: the unused lanes repeat the last row */
+        const mve_pred16_t pc = vctp32q((uint32_t)left);
+        const int8_t *w1 = left > 1 ? w + n : w, *w2 = left > 2 ? w + 2 * n : w1;
+        int32x4_t v = ts_mve_dot4_s8(x, w, w1, w2, w2, n);
         v = vaddq_s32(v, vldrwq_z_s32(zbias + oc, pc));
         v = ts_mve_requant(v, vldrwq_z_s32(mult + oc, pc), vldrwq_z_s32(shift + oc, pc), zo, vlo, vhi);
         vstrbq_p_s32(o + oc, v, pc);
