@@ -194,3 +194,16 @@ def adaptive_study_dir(tmp_path_factory) -> Path:
                 "--policies", "block_drop", "--hil-samples", "2", "-q", timeout=900)
     assert r.returncode == 0, r.stderr
     return out
+
+
+def min_plausible_instructions(bundle: Path) -> int:
+    """A lower bound on the instructions of one inference of a bundle's device model on any core
+    here: its multiply-accumulates / 16 (the widest instruction, Helium's VMLADAV.S8, does 16). A
+    count below it means the counter did not count the inference."""
+    from tinysplit.exporter.codegen.emit_c import render_model
+    from tinysplit.exporter.tflite_model import parse_tflite
+    from tinysplit.firmware.profile import call_infos
+    from tinysplit.manifest import load_manifest
+
+    tflite = (bundle / load_manifest(bundle).device_models[0].file).read_bytes()
+    return sum(c.macs for c in call_infos(render_model(tflite, "m"), parse_tflite(tflite))) // 16

@@ -431,6 +431,7 @@ def corner_cases(seed: int) -> list[OpCase]:
     cases += [_pad_conv(rng, k) for k in range(4)]
     cases += [_big_patch_conv(rng, k) for k in range(2)]
     cases += [_wide_depthwise(rng, k) for k in range(2)]
+    cases += mve_shape_cases(seed + 1)  # vector-size edges of the MVE kernels, every regime
     return cases
 
 
@@ -470,3 +471,51 @@ def _big_patch_conv(rng: np.random.Generator, k: int) -> OpCase:
                                                  fusedActivationFunction=ACT["NONE"], dilationHFactor=1,
                                                  dilationWFactor=1))
     return OpCase(f"bigpatch_conv_2d_{k}", ("CONV_2D",), b.build([x], [y]), (1, h, w, ic))
+
+
+# ------------------------------------------------- shapes the MVE (Helium) kernels treat specially
+
+def _mve_case(rng: np.random.Generator, op: str, regime: str, ic: int, oc: int) -> OpCase:
+    """A 1x1 convolution, a 3x3 depthwise (multiplier 1) or a fully connected layer in one of the
+    requantization regimes, with an input depth / channel count around the MVE kernels' vector sizes:
+    the input row below 16, exactly 16, between 16 and 32, 32, or longer with a tail; output channels
+    not a multiple of 4 (the lane-predicated last block); depthwise channels past a multiple of 16."""
+    real, z_in, z_out = _REGIMES[regime]
+    b = ModelBuilder()
+    s_in, f_s = 0.02, 0.01
+    s_out = s_in * f_s / real
+    h, w = 4, 5
+    name = f"mve_{op.lower()}_{regime}_{ic}x{oc}"
+    if op == "FULLY_CONNECTED":
+        x = b.tensor((2, ic), "int8", s_in, z_in)
+        f = b.tensor((oc, ic), "int8", [f_s], 0, data=rng.integers(-128, 128, size=(oc, ic)).astype(np.int8))
+        bias = b.tensor((oc,), "int32", [s_in * f_s], 0, data=rng.integers(-300, 300, size=oc).astype(np.int32))
+        y = b.tensor((2, oc), "int8", s_out, z_out)
+        b.op(op, [x, f, bias], [y], options("FullyConnectedOptions", fusedActivationFunction=ACT["NONE"]))
+        return OpCase(name, (op,), b.build([x], [y]), (2, ic))
+    depthwise = op == "DEPTHWISE_CONV_2D"
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in)
+    fshape = (1, 3, 3, oc) if depthwise else (oc, 1, 1, ic)
+    f = b.tensor(fshape, "int8", [f_s], 0, data=rng.integers(-128, 128, size=fshape).astype(np.int8),
+                 qdim=3 if depthwise else 0)
+    bias = b.tensor((oc,), "int32", [s_in * f_s], 0, data=rng.integers(-300, 300, size=oc).astype(np.int32))
+    y = b.tensor((1, h, w, oc), "int8", s_out, z_out)
+    if depthwise:
+        opt = options("DepthwiseConv2DOptions", padding=PAD["SAME"], strideH=1, strideW=1, depthMultiplier=1,
+                      fusedActivationFunction=ACT["RELU6"], dilationHFactor=1, dilationWFactor=1)
+    else:
+        opt = options("Conv2DOptions", padding=PAD["VALID"], strideH=1, strideW=1, fusedActivationFunction=ACT["NONE"],
+                      dilationHFactor=1, dilationWFactor=1)
+    b.op(op, [x, f, bias], [y], opt)
+    return OpCase(name, (op,), b.build([x], [y]), (1, h, w, ic))
+
+
+def mve_shape_cases(seed: int) -> list[OpCase]:
+    rng = np.random.default_rng(seed)
+    shapes = [("CONV_2D", "shiftpos", 5, 7), ("CONV_2D", "shift0", 16, 6), ("CONV_2D", "zpmin", 21, 9),
+              ("CONV_2D", "mult0", 32, 3), ("CONV_2D", "zpmax", 45, 5), ("CONV_2D", "shiftpos", 48, 1),
+              ("DEPTHWISE_CONV_2D", "shiftpos", 19, 19), ("DEPTHWISE_CONV_2D", "mult0", 35, 35),
+              ("DEPTHWISE_CONV_2D", "zpmin", 16, 16), ("DEPTHWISE_CONV_2D", "shift0", 3, 3),
+              ("FULLY_CONNECTED", "shiftpos", 37, 7), ("FULLY_CONNECTED", "zpmax", 16, 3),
+              ("FULLY_CONNECTED", "shift0", 200, 5)]
+    return [_mve_case(rng, op, r, ic, oc) for op, r, ic, oc in shapes]

@@ -111,6 +111,212 @@ TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
  * Cortex-M55 Helium through arm_mve.h: helpers and inner loops; add below. */
 #if TS_KERNELS == TS_KERNELS_MVE
 #include <arm_mve.h>
+
+/* TFLite's MultiplyByQuantizedMultiplier on four lanes, per-lane multiplier and shift:
+ * x << max(shift, 0) (wrapping, as the scalar path), then VQRDMULH, which is
+ * floor((2ab + 2^31) / 2^32) = floor((ab + 2^30) / 2^31) saturated: exactly
+ * SaturatingRoundingDoublingHighMul (INT32_MIN * INT32_MIN -> INT32_MAX included); then
+ * RoundingDivideByPOT by -min(shift, 0): VRSHL rounds half up, so a negative lane is first lowered
+ * by one (saturating; INT32_MIN is a multiple of every power of two) when the shift is not 0,
+ * which makes the rounding half away from zero. Then the output offset and the clamp. */
+TS_INLINE int32x4_t ts_mve_requant(int32x4_t v, int32x4_t m, int32x4_t s, int32_t zo, int32x4_t lo,
+                                   int32x4_t hi) {
+    const int32x4_t z = vdupq_n_s32(0);
+    const int32x4_t left = vmaxq_s32(s, z), nright = vminq_s32(s, z);
+    v = vqrdmulhq_s32(vshlq_s32(v, left), m);
+    v = vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, nright), 31));
+    v = vrshlq_s32(v, nright);
+    return vminq_s32(vmaxq_s32(vaddq_n_s32(v, zo), lo), hi);
+}
+
+/* the four sums x . w0, x . w1, x . w2, x . w3 over n bytes as one vector:
+ * four weight rows share each 16-byte input load (VMLADAVA: 16 products summed into a scalar); the
+ * last n % 16 bytes are loaded under a tail predicate (zeros beyond n, nothing read past it) */
+TS_INLINE int32x4_t ts_mve_dot4_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2,
+                                   const int8_t *w3, int32_t n) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i;
+    int32x4_t v;
+    for (i = n >> 4; i > 0; --i) {
+        const int8x16_t xv = vldrbq_s8(x);
+        a0 = vmladavaq_s8(a0, xv, vldrbq_s8(w0));
+        a1 = vmladavaq_s8(a1, xv, vldrbq_s8(w1));
+        a2 = vmladavaq_s8(a2, xv, vldrbq_s8(w2));
+        a3 = vmladavaq_s8(a3, xv, vldrbq_s8(w3));
+        x += 16;
+        w0 += 16;
+        w1 += 16;
+        w2 += 16;
+        w3 += 16;
+    }
+    if (n & 15) {
+        const mve_pred16_t pt = vctp8q((uint32_t)(n & 15));
+        const int8x16_t xv = vldrbq_z_s8(x, pt);
+        a0 = vmladavaq_s8(a0, xv, vldrbq_z_s8(w0, pt));
+        a1 = vmladavaq_s8(a1, xv, vldrbq_z_s8(w1, pt));
+        a2 = vmladavaq_s8(a2, xv, vldrbq_z_s8(w2, pt));
+        a3 = vmladavaq_s8(a3, xv, vldrbq_z_s8(w3, pt));
+    }
+    v = vdupq_n_s32(a0);
+    v = vsetq_lane_s32(a1, v, 1);
+    v = vsetq_lane_s32(a2, v, 2);
+    v = vsetq_lane_s32(a3, v, 3);
+    return v;
+}
+
+/* ts_mve_row_s8's blocks of four output channels for n <= 32, the input row held in registers:
+ * kind 0: n == 16; 1: n < 16 (one vector under a predicate); 2: 16 < n <= 32 (a full vector and one
+ * under a predicate). Loads under a predicate read nothing beyond n. Returns the channels done. */
+TS_INLINE int32_t ts_mve_row_small_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t full,
+                                      const int32_t *zbias, const int32_t *mult, const int32_t *shift, int8_t *o,
+                                      int32_t zo, int32x4_t vlo, int32x4_t vhi, const int kind) {
+    const mve_pred16_t p = vctp8q((uint32_t)(kind == 2 ? n - 16 : n));
+    const int8x16_t x0 = kind == 1 ? vldrbq_z_s8(x, p) : vldrbq_s8(x);
+    const int8x16_t x1 = kind == 2 ? vldrbq_z_s8(x + 16, p) : vdupq_n_s8(0);
+    int32_t oc;
+    for (oc = 0; oc < full; oc += 4) {
+        int32_t a0, a1, a2, a3;
+        int32x4_t v;
+        if (kind == 1) {
+            a0 = vmladavq_s8(x0, vldrbq_z_s8(w, p));
+            a1 = vmladavq_s8(x0, vldrbq_z_s8(w + n, p));
+            a2 = vmladavq_s8(x0, vldrbq_z_s8(w + 2 * n, p));
+            a3 = vmladavq_s8(x0, vldrbq_z_s8(w + 3 * n, p));
+        } else {
+            a0 = vmladavq_s8(x0, vldrbq_s8(w));
+            a1 = vmladavq_s8(x0, vldrbq_s8(w + n));
+            a2 = vmladavq_s8(x0, vldrbq_s8(w + 2 * n));
+            a3 = vmladavq_s8(x0, vldrbq_s8(w + 3 * n));
+        }
+        if (kind == 2) {
+            a0 = vmladavaq_s8(a0, x1, vldrbq_z_s8(w + 16, p));
+            a1 = vmladavaq_s8(a1, x1, vldrbq_z_s8(w + n + 16, p));
+            a2 = vmladavaq_s8(a2, x1, vldrbq_z_s8(w + 2 * n + 16, p));
+            a3 = vmladavaq_s8(a3, x1, vldrbq_z_s8(w + 3 * n + 16, p));
+        }
+        v = vdupq_n_s32(a0);
+        v = vsetq_lane_s32(a1, v, 1);
+        v = vsetq_lane_s32(a2, v, 2);
+        v = vsetq_lane_s32(a3, v, 3);
+        v = vaddq_s32(v, vldrwq_s32(zbias + oc));
+        v = ts_mve_requant(v, vldrwq_s32(mult + oc), vldrwq_s32(shift + oc), zo, vlo, vhi);
+        vstrbq_s32(o + oc, v);
+        w += 4 * n;
+    }
+    return oc;
+}
+
+/* o[oc] = requant(zbias[oc] + filter[oc] . x) for every output channel oc of one input row x (n
+ * bytes), four output channels a block, requantized as one vector; the last out_c % 4 channels
+ * under a lane predicate (the unused lanes repeat the last channel's weights: nothing is read past
+ * the filter). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void ts_mve_row_s8(const int8_t *x, const int8_t *filter, int32_t n, int32_t out_c, const int32_t *zbias,
+                          const int32_t *mult, const int32_t *shift, int8_t *o, int32_t zo, int32_t lo,
+                          int32_t hi) {
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    const int32_t full = out_c & ~3;
+    const int8_t *w = filter;
+    int32_t oc = 0;
+    if (n <= 32) {
+        /* the input row held in one or two vector registers across all output channels */
+        if (n == 16) {
+            oc = ts_mve_row_small_s8(x, w, n, full, zbias, mult, shift, o, zo, vlo, vhi, 0);
+        } else if (n < 16) {
+            oc = ts_mve_row_small_s8(x, w, n, full, zbias, mult, shift, o, zo, vlo, vhi, 1);
+        } else {
+            oc = ts_mve_row_small_s8(x, w, n, full, zbias, mult, shift, o, zo, vlo, vhi, 2);
+        }
+        w += oc * n;
+    }
+    for (; oc < full; oc += 4) {
+        int32x4_t v = vaddq_s32(ts_mve_dot4_s8(x, w, w + n, w + 2 * n, w + 3 * n, n), vldrwq_s32(zbias + oc));
+        v = ts_mve_requant(v, vldrwq_s32(mult + oc), vldrwq_s32(shift + oc), zo, vlo, vhi);
+        vstrbq_s32(o + oc, v);
+        w += 4 * n;
+    }
+    if (oc < out_c) {
+        const int32_t left = out_c - oc;  /* 1 to 3: the unused lanes repeat the last row */
+        const mve_pred16_t pc = vctp32q((uint32_t)left);
+        const int8_t *w1 = left > 1 ? w + n : w, *w2 = left > 2 ? w + 2 * n : w1;
+        int32x4_t v = ts_mve_dot4_s8(x, w, w1, w2, w2, n);
+        v = vaddq_s32(v, vldrwq_z_s32(zbias + oc, pc));
+        v = ts_mve_requant(v, vldrwq_z_s32(mult + oc, pc), vldrwq_z_s32(shift + oc, pc), zo, vlo, vhi);
+        vstrbq_p_s32(o + oc, v, pc);
+    }
+}
+
+/* depthwise, depth multiplier 1: channels [0, nch) of one output pixel, o[c] = requant(zbias[c] +
+ * sum over the taps t of w[t * wstep + c] * xs[t][xoff + c]). 16 channels a pass: inputs and weights
+ * loaded widened to 16-bit lanes (8 channels a load), VMULLB / VMULLT multiply the even / odd lanes
+ * into 32-bit products, four accumulators hold channels (0 2 4 6) (1 3 5 7) (8 10 12 14) (9 11 13 15),
+ * so the bias, multipliers and shifts are gathered and the bytes scattered in that order. The rest
+ * four channels at a time (widening loads to 32-bit lanes) under a lane predicate. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline, optimize("no-schedule-insns", "no-schedule-insns2")))
+#endif
+static void ts_mve_dw_s8(const int8_t *const *xs, int32_t taps, const int8_t *w, int32_t wstep, int32_t xoff,
+                         int32_t nch, const int32_t *zbias, const int32_t *mult, const int32_t *shift, int8_t *o,
+                         int32_t zo, int32_t lo, int32_t hi) {
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    const uint32x4_t ev = vidupq_n_u32(0, 2), od = vidupq_n_u32(1, 2);
+    int32_t c = 0, t;
+    for (; c + 15 < nch; c += 16) {
+        int32x4_t e0 = vldrwq_gather_shifted_offset_s32(zbias + c, ev);
+        int32x4_t o0 = vldrwq_gather_shifted_offset_s32(zbias + c, od);
+        int32x4_t e1 = vldrwq_gather_shifted_offset_s32(zbias + c + 8, ev);
+        int32x4_t o1 = vldrwq_gather_shifted_offset_s32(zbias + c + 8, od);
+        const int8_t *wp = w + c;
+        for (t = 0; t < taps; ++t, wp += wstep) {
+            const int8_t *xp = xs[t] + xoff + c;
+            int16x8_t xv = vldrbq_s16(xp), wv = vldrbq_s16(wp);
+            e0 = vaddq_s32(e0, vmullbq_int_s16(xv, wv));
+            o0 = vaddq_s32(o0, vmulltq_int_s16(xv, wv));
+            xv = vldrbq_s16(xp + 8);
+            wv = vldrbq_s16(wp + 8);
+            e1 = vaddq_s32(e1, vmullbq_int_s16(xv, wv));
+            o1 = vaddq_s32(o1, vmulltq_int_s16(xv, wv));
+        }
+        e0 = ts_mve_requant(e0, vldrwq_gather_shifted_offset_s32(mult + c, ev),
+                            vldrwq_gather_shifted_offset_s32(shift + c, ev), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, ev, e0);
+        o0 = ts_mve_requant(o0, vldrwq_gather_shifted_offset_s32(mult + c, od),
+                            vldrwq_gather_shifted_offset_s32(shift + c, od), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, od, o0);
+        e1 = ts_mve_requant(e1, vldrwq_gather_shifted_offset_s32(mult + c + 8, ev),
+                            vldrwq_gather_shifted_offset_s32(shift + c + 8, ev), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c + 8, ev, e1);
+        o1 = ts_mve_requant(o1, vldrwq_gather_shifted_offset_s32(mult + c + 8, od),
+                            vldrwq_gather_shifted_offset_s32(shift + c + 8, od), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c + 8, od, o1);
+    }
+    for (; c + 7 < nch; c += 8) {
+        int32x4_t e0 = vldrwq_gather_shifted_offset_s32(zbias + c, ev);
+        int32x4_t o0 = vldrwq_gather_shifted_offset_s32(zbias + c, od);
+        const int8_t *wp = w + c;
+        for (t = 0; t < taps; ++t, wp += wstep) {
+            const int16x8_t x0 = vldrbq_s16(xs[t] + xoff + c), w0 = vldrbq_s16(wp);
+            e0 = vaddq_s32(e0, vmullbq_int_s16(x0, w0));
+            o0 = vaddq_s32(o0, vmulltq_int_s16(x0, w0));
+        }
+        e0 = ts_mve_requant(e0, vldrwq_gather_shifted_offset_s32(mult + c, ev),
+                            vldrwq_gather_shifted_offset_s32(shift + c, ev), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, ev, e0);
+        o0 = ts_mve_requant(o0, vldrwq_gather_shifted_offset_s32(mult + c, od),
+                            vldrwq_gather_shifted_offset_s32(shift + c, od), zo, vlo, vhi);
+        vstrbq_scatter_offset_s32(o + c, od, o0);
+    }
+    for (; c < nch; c += 4) {
+        const mve_pred16_t p = vctp32q((uint32_t)(nch - c));
+        int32x4_t a = vldrwq_z_s32(zbias + c, p);
+        const int8_t *wp = w + c;
+        for (t = 0; t < taps; ++t, wp += wstep) {
+            a = vaddq_s32(a, vmulq_s32(vldrbq_z_s32(xs[t] + xoff + c, p), vldrbq_z_s32(wp, p)));
+        }
+        vstrbq_p_s32(o + c, ts_mve_requant(a, vldrwq_z_s32(mult + c, p), vldrwq_z_s32(shift + c, p), zo, vlo, vhi), p);
+    }
+}
 #endif
 
 
@@ -228,6 +434,12 @@ static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, con
     const int32_t n = p->in_c, out_c = p->out_c, pixels = p->out_h * p->out_w;
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     int32_t px = 0;
+#if TS_KERNELS == TS_KERNELS_MVE
+    for (; px < pixels; ++px) {
+        ts_mve_row_s8(in + px * n, filter, n, out_c, zbias, mult, shift, out + px * out_c, zo, lo, hi);
+    }
+    return;
+#endif
     for (; px + 1 < pixels; px += 2) {
         ts_rows2_s8(in + px * n, in + (px + 1) * n, filter, n, out_c, zbias, mult, shift,
                     out + px * out_c, out + (px + 1) * out_c, zo, lo, hi);
@@ -245,6 +457,29 @@ static void ts_patch_s8(const ts_conv_params_t *p, const int8_t *in, int32_t oy,
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
     const int8_t zp = (int8_t)(-p->in_offset);
     int32_t ky, kx, c;
+#if TS_KERNELS == TS_KERNELS_MVE
+    /* a window inside the input, taps adjacent (dilation 1): each kernel row is k_w * in_c
+     * contiguous bytes, copied 16 at a time (the last ones under a predicate) */
+    if (p->dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w) {
+        const int32_t len = k_w * in_c;
+        for (ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = iy0 + ky * p->dil_h;
+            if (iy >= 0 && iy < in_h) {
+                const int8_t *src = in + (iy * in_w + ix0) * in_c;
+                for (c = 0; c < len; c += 16) {
+                    const mve_pred16_t pr = vctp8q((uint32_t)(len - c));
+                    vstrbq_p_s8(dst + c, vldrbq_z_s8(src + c, pr), pr);
+                }
+            } else {
+                for (c = 0; c < len; c += 16) {
+                    vstrbq_p_s8(dst + c, vdupq_n_s8(zp), vctp8q((uint32_t)(len - c)));
+                }
+            }
+            dst += len;
+        }
+        return;
+    }
+#endif
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
         for (kx = 0; kx < k_w; ++kx) {
@@ -278,6 +513,14 @@ static void ts_conv_patches_s8(const ts_conv_params_t *p, const int8_t *filter, 
     /* raster order: an output pixel is written after every input it needs was read into a patch,
      * and row-streaming reuse (the output starting before the input) only overwrites rows no later
      * output row reads */
+#if TS_KERNELS == TS_KERNELS_MVE
+    for (; px < pixels; ++px) {
+        ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
+        ts_mve_row_s8(patch0, filter, n, out_c, zbias, mult, shift, out + px * out_c, zo, lo, hi);
+    }
+    (void)patch1;
+    return;
+#endif
     for (; px + 1 < pixels; px += 2) {
         ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
         ts_patch_s8(p, in, (px + 1) / out_w, (px + 1) % out_w, patch1);
@@ -493,6 +736,19 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
         const int8_t *cur[TS_DW_TAPS];
         int8_t zrow[TS_DW_ZROW] TS_ALIGN(4);
         const int32_t taps = k_h * k_w;
+#if TS_KERNELS == TS_KERNELS_MVE
+        /* a window inside the input: the tap pointers are the window's corner plus fixed offsets */
+        int32_t toff[TS_DW_TAPS];
+        const int32_t span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+        {
+            int32_t t = 0;
+            for (ky = 0; ky < k_h; ++ky) {
+                for (kx = 0; kx < k_w; ++kx, ++t) {
+                    toff[t] = ky * row_step + kx * col_step;
+                }
+            }
+        }
+#endif
         for (c = 0; c < TS_DW_ZROW; ++c) {
             zrow[c] = (int8_t)zp;
         }
@@ -502,6 +758,16 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
                 const int32_t ix0 = ox * stride_w - pad_w;
                 int8_t *o = out + (oy * out_w + ox) * out_c;
                 int32_t inside = 1, t = 0, c0, c1;
+#if TS_KERNELS == TS_KERNELS_MVE
+                if (iy0 >= 0 && iy0 + span_h < in_h && ix0 >= 0 && ix0 + span_w < in_w) {
+                    const int8_t *corner = in + (iy0 * in_w + ix0) * in_c;
+                    for (t = 0; t < taps; ++t) {
+                        cur[t] = corner + toff[t];
+                    }
+                    ts_mve_dw_s8(cur, taps, filter, out_c, 0, out_c, zbias, mult, shift, o, zo, lo, hi);
+                    continue;
+                }
+#endif
                 for (ky = 0; ky < k_h; ++ky) {
                     const int32_t iy = iy0 + ky * dil_h;
                     for (kx = 0; kx < k_w; ++kx, ++t) {
@@ -521,6 +787,11 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
                     for (t = 0; t < taps; ++t) {
                         cur[t] = base[t] ? base[t] + c0 : zrow;
                     }
+#if TS_KERNELS == TS_KERNELS_MVE
+                    ts_mve_dw_s8(cur, taps, filter + c0, out_c, 0, c1 - c0, zbias + c0, mult + c0, shift + c0,
+                                 o + c0, zo, lo, hi);
+                    continue;
+#endif
                     for (c = c0; c + 3 < c1; c += 4) {
                         int32_t a[4];
                         a[0] = zbias[c];
@@ -589,6 +860,12 @@ void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *zbi
         const int8_t *TS_RESTRICT x = in + b * depth;
         int8_t *TS_RESTRICT y = out + b * units;
         u = 0;
+#if TS_KERNELS == TS_KERNELS_MVE
+        if (fo == 0) {
+            ts_mve_row_s8(x, weights, depth, units, zbias, mult, shift, y, zo, lo, hi);
+            continue;
+        }
+#endif
         if (fo == 0) {
             for (; u + 1 < units; u += 2) {
                 const int8_t *TS_RESTRICT w0 = weights + u * depth;
@@ -628,10 +905,27 @@ void ts_add_s8(const ts_binary_params_t *p, const int32_t *lut1, const int32_t *
     int32_t i0, i1, i2, i3;
     if (p->flat) {
         const int32_t size = p->size;
+#if TS_KERNELS == TS_KERNELS_MVE
+        /* four elements a step: both tables gathered at value + 128, the sum requantized as a vector;
+         * the last elements under a lane predicate */
+        const int32x4_t vm = vdupq_n_s32(m), vs = vdupq_n_s32(s), vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+        for (i0 = 0; i0 < size; i0 += 4) {
+            const mve_pred16_t pr = vctp32q((uint32_t)(size - i0));
+            const uint32x4_t k1 = vreinterpretq_u32_s32(vaddq_n_s32(vldrbq_z_s32(in1 + i0, pr), 128));
+            const uint32x4_t k2 = vreinterpretq_u32_s32(vaddq_n_s32(vldrbq_z_s32(in2 + i0, pr), 128));
+            const int32x4_t v = vaddq_s32(vldrwq_gather_shifted_offset_z_s32(lut1, k1, pr),
+                                          vldrwq_gather_shifted_offset_z_s32(lut2, k2, pr));
+            vstrbq_p_s32(out + i0, ts_mve_requant(v, vm, vs, zo, vlo, vhi), pr);
+        }
+        (void)t1;
+        (void)t2;
+        return;
+#else
         for (i0 = 0; i0 < size; ++i0) {
             out[i0] = ts_out8(t1[in1[i0]] + t2[in2[i0]], m, s, zo, lo, hi);
         }
         return;
+#endif
     }
     for (i0 = 0; i0 < p->dims[0]; ++i0) {
         for (i1 = 0; i1 < p->dims[1]; ++i1) {
