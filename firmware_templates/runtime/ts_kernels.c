@@ -104,6 +104,233 @@ TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
  * kernels further down take these where `#if TS_KERNELS == TS_KERNELS_DSP` says so. */
 #if TS_KERNELS == TS_KERNELS_DSP
 #include <arm_acle.h>
+
+/* a 32-bit load from any address (Armv7E-M / Armv8-M Mainline load words unaligned) */
+typedef int32_t ts_dsp_w32 __attribute__((aligned(1), may_alias));
+TS_INLINE int32_t ts_dsp_ld32(const int8_t *p) {
+    return *(const ts_dsp_w32 *)p;
+}
+
+/* SXTB16 with ROR #8: bytes 1 and 3 sign-extended to two int16 (ACLE has no __ror to fold) */
+TS_INLINE int32_t ts_dsp_sxtb16_r8(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* MultiplyByQuantizedMultiplier (double rounding, multiplier m >= 0) in one 64-bit step. With
+ * v = floor((acc * m + 2^30) / 2^31) (SaturatingRoundingDoublingHighMul for m >= 0) and r = -shift
+ * >= 1, RoundingDivideByPOT(v, r) = floor((v + 2^(r-1) - [v < 0]) / 2^r) = floor((acc * m + 2^30
+ * + (2^(r-1) - [v < 0]) * 2^31) / 2^(31+r)) (floors compose). [v < 0] may be taken as [acc < 0]:
+ * they differ only when v = 0, and then both give 0. The quotient is the high word shifted right
+ * by r - 1. Per channel: k = 2^30 + 2^(30+r) as two words and r - 1 (ts_dsp_rq_prep); per value
+ * SMLAL, the sign correction (AND, SUBS, SBC) and one shift. shift >= 0 (no division) goes the
+ * plain way: ((acc << shift) * m + 2^30) >> 31. */
+typedef struct {
+    int32_t m, khi, klo, rs;
+} ts_dsp_rq_t;
+
+TS_INLINE ts_dsp_rq_t ts_dsp_rq_prep(int32_t m, int32_t shift) {
+    ts_dsp_rq_t q;
+    const int32_t r = -shift;
+    q.m = m;
+    q.khi = r >= 2 ? (int32_t)(1u << (r - 2)) : 0;
+    q.klo = r >= 2 ? (int32_t)0x40000000 : (int32_t)0xC0000000u;
+    q.rs = r - 1;
+    return q;
+}
+
+TS_INLINE int32_t ts_dsp_rq_neg(int32_t acc, const ts_dsp_rq_t *q) {  /* shift < 0 */
+    int32_t lo = q->klo, hi = q->khi, t;
+    __asm__("smlal %[lo], %[hi], %[acc], %[m]\n\t"
+            "and %[t], %[acc], #0x80000000\n\t"
+            "subs %[lo], %[lo], %[t]\n\t"
+            "sbc %[hi], %[hi], #0"
+            : [lo] "+&r"(lo), [hi] "+&r"(hi), [t] "=&r"(t)
+            : [acc] "r"(acc), [m] "r"(q->m)
+            : "cc");
+    return hi >> q->rs;
+}
+
+TS_INLINE int32_t ts_dsp_rq_pos(int32_t acc, int32_t m, int32_t shift) {  /* shift >= 0 */
+    const int32_t x = (int32_t)((uint32_t)acc << shift);
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
+}
+
+/* requantize the accumulators a[0], a[step] (two pixels, one channel) into o0[c], o1[c] (o1 may be
+ * null) */
+TS_INLINE void ts_dsp_out2(int32_t a0, int32_t a1, int32_t m, int32_t shift, int8_t *o0, int8_t *o1,
+                           int32_t zo, int32_t lo, int32_t hi) {
+    int32_t y0, y1;
+    if (shift < 0) {
+        const ts_dsp_rq_t q = ts_dsp_rq_prep(m, shift);
+        y0 = ts_dsp_rq_neg(a0, &q);
+        y1 = ts_dsp_rq_neg(a1, &q);
+    } else {
+        y0 = ts_dsp_rq_pos(a0, m, shift);
+        y1 = ts_dsp_rq_pos(a1, m, shift);
+    }
+    *o0 = (int8_t)ts_clamp(y0 + zo, lo, hi);
+    if (o1) {
+        *o1 = (int8_t)ts_clamp(y1 + zo, lo, hi);
+    }
+}
+
+TS_INLINE int8_t ts_dsp_out8(int32_t acc, int32_t m, int32_t shift, int32_t zo, int32_t lo, int32_t hi) {
+    int32_t y;
+    if (shift < 0) {
+        const ts_dsp_rq_t q = ts_dsp_rq_prep(m, shift);
+        y = ts_dsp_rq_neg(acc, &q);
+    } else {
+        y = ts_dsp_rq_pos(acc, m, shift);
+    }
+    return (int8_t)ts_clamp(y + zo, lo, hi);
+}
+
+/* every kernel below requantizes with the DSP form (the same integers, fewer instructions) */
+#define ts_out8 ts_dsp_out8
+
+/* rows of at most this many bytes are widened to int16 once (on the stack, 4 bytes per byte for
+ * two rows) and multiplied from there */
+#define TS_DSP_KMAX 256
+
+/* n4 groups of four bytes of rows x0 and x1 as int16 pairs, per group: SXTB16(x0) (bytes 0, 2),
+ * SXTB16(x0 ror 8) (bytes 1, 3), the same for x1: the order SMLAD pairs them with the weights
+ * widened the same way, so no repacking is needed (the pairs' order matches on both sides) */
+TS_INLINE void ts_dsp_widen2(const int8_t *x0, const int8_t *x1, int32_t n4, int32_t *dst) {
+    int32_t *const end = dst + 4 * n4;
+    while (dst != end) {
+        const int32_t a = ts_dsp_ld32(x0), b = ts_dsp_ld32(x1);
+        x0 += 4;
+        x1 += 4;
+        dst[0] = __sxtb16(a);
+        dst[1] = ts_dsp_sxtb16_r8(a);
+        dst[2] = __sxtb16(b);
+        dst[3] = ts_dsp_sxtb16_r8(b);
+        dst += 4;
+    }
+}
+
+/* a[0..3] += x0.w0, x0.w1, x1.w0, x1.w1 over n4 >= 1 groups of four: the widened inputs in two
+ * LDRD, one word of each weight row widened with two SXTB16, eight SMLAD (16 MACs in 18
+ * instructions). Written as one asm loop: GCC keeps fewer values in registers and spills. */
+TS_INLINE void ts_dsp_mac2x2(const int32_t *xw, int32_t n4, const int8_t *w0, const int8_t *w1, int32_t a[4]) {
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+    const int32_t *const end = xw + 4 * n4;
+    int32_t x0e, x0o, x1e, x1o, f, fo;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd %[x0e], %[x0o], [%[xw]], #8\n\t"
+        "ldrd %[x1e], %[x1o], [%[xw]], #8\n\t"
+        "ldr %[f], [%[w0]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
+        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
+        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
+        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
+        "ldr %[f], [%[w1]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
+        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
+        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
+        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
+        "cmp %[xw], %[end]\n\t"
+        "bne 1b"
+        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [xw] "+r"(xw), [w0] "+r"(w0),
+          [w1] "+r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo)
+        : [end] "r"(end)
+        : "cc", "memory");
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
+/* requantize n channels of two pixels: acc holds (pixel 0, pixel 1) pairs per channel; one loop
+ * with few live values, so the parameters stay in registers */
+__attribute__((noinline))
+static void ts_dsp_requant2(const int32_t *acc, const int32_t *mult, const int32_t *shift, int32_t n,
+                            int8_t *o0, int8_t *o1, const int32_t *zlh) {
+    const int32_t zo = zlh[0], lo = zlh[1], hi = zlh[2];
+    const int32_t *const end = mult + n;
+    while (mult != end) {
+        const int32_t m = *mult++, s = *shift++, a0 = acc[0], a1 = acc[1];
+        int32_t y0, y1;
+        acc += 2;
+        if (s < 0) {
+            const ts_dsp_rq_t q = ts_dsp_rq_prep(m, s);
+            y0 = ts_dsp_rq_neg(a0, &q);
+            y1 = ts_dsp_rq_neg(a1, &q);
+        } else {
+            y0 = ts_dsp_rq_pos(a0, m, s);
+            y1 = ts_dsp_rq_pos(a1, m, s);
+        }
+        *o0++ = (int8_t)ts_clamp(y0 + zo, lo, hi);
+        *o1++ = (int8_t)ts_clamp(y1 + zo, lo, hi);
+    }
+}
+
+/* output channels per requantization batch (accumulators on the stack) */
+#define TS_DSP_OCB 32
+
+/* ts_rows2_s8 with the DSP product: both pixels (x1 may be null: x0 twice, the copy discarded),
+ * 4 <= n <= TS_DSP_KMAX; the n % 4 last bytes in scalar code. Accumulators of up to TS_DSP_OCB
+ * channels are kept, then requantized in one loop. */
+static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
+                            const int32_t *zbias, const int32_t *mult, const int32_t *shift,
+                            int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
+    int32_t xw[TS_DSP_KMAX] TS_ALIGN(8);
+    int32_t acc[2 * TS_DSP_OCB + 2] TS_ALIGN(8);
+    int8_t spare[TS_DSP_OCB];
+    int32_t zlh[3];
+    const int32_t n4 = n >> 2, nt = n & 3;
+    const int8_t *const t0 = x0 + (n & ~3);
+    const int8_t *t1;
+    int32_t c0;
+    zlh[0] = zo;
+    zlh[1] = lo;
+    zlh[2] = hi;
+    if (!x1) {
+        x1 = x0;
+    }
+    t1 = x1 + (n & ~3);
+    ts_dsp_widen2(x0, x1, n4, xw);
+    for (c0 = 0; c0 < out_c; c0 += TS_DSP_OCB) {
+        const int32_t cn = out_c - c0 < TS_DSP_OCB ? out_c - c0 : TS_DSP_OCB;
+        const int8_t *w = filter + c0 * n;
+        const int32_t *zb = zbias + c0;
+        int32_t *ap = acc;
+        int32_t *const aend = acc + 2 * cn;
+        while (ap < aend) {   /* channel pairs; an odd last channel is paired with itself */
+            const int8_t *const w1 = ap + 2 < aend ? w + n : w;
+            int32_t a[4];
+            a[0] = a[2] = zb[0];
+            a[1] = a[3] = ap + 2 < aend ? zb[1] : zb[0];
+            ts_dsp_mac2x2(xw, n4, w, w1, a);
+            if (nt) {
+                int32_t i;
+                for (i = 0; i < nt; ++i) {
+                    const int32_t v0 = t0[i], v1 = t1[i], f0 = w[4 * n4 + i], f1 = w1[4 * n4 + i];
+                    a[0] += v0 * f0;
+                    a[1] += v0 * f1;
+                    a[2] += v1 * f0;
+                    a[3] += v1 * f1;
+                }
+            }
+            ap[0] = a[0];
+            ap[1] = a[2];
+            ap[2] = a[1];   /* one past 2 * cn when cn is odd: the buffer has room */
+            ap[3] = a[3];
+            ap += 4;
+            zb += 2;
+            w += 2 * n;
+        }
+        ts_dsp_requant2(acc, mult + c0, shift + c0, cn, o0 + c0, o1 ? o1 + c0 : spare, zlh);
+    }
+}
 #endif
 
 
@@ -168,6 +395,12 @@ static void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter
                         const int32_t *zbias, const int32_t *mult, const int32_t *shift,
                         int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
     int32_t oc, i;
+#if TS_KERNELS == TS_KERNELS_DSP
+    if (n >= 4 && n <= TS_DSP_KMAX) {
+        ts_dsp_rows2_s8(x0, x1, filter, n, out_c, zbias, mult, shift, o0, o1, zo, lo, hi);
+        return;
+    }
+#endif
     if (x1) {
         for (oc = 0; oc + 1 < out_c; oc += 2) {
             const int8_t *w0 = filter + oc * n;
@@ -457,6 +690,18 @@ static void ts_dw4_s8(const int8_t *const *xs, int32_t taps, const int8_t *w, in
                       int32_t a[4]) {
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
     const int8_t *const *const end = xs + taps;
+#if TS_KERNELS == TS_KERNELS_DSP
+    /* one word of inputs and one of weights per tap, widened with SXTB16 (channels 0, 2) and
+     * SXTB16 ROR 8 (1, 3); SMLABB / SMLATT multiply the matching halves */
+    for (; xs != end; ++xs, w += wstep) {
+        const int32_t x = ts_dsp_ld32(*xs + c), f = ts_dsp_ld32(w);
+        const int32_t xe = __sxtb16(x), xo = ts_dsp_sxtb16_r8(x), fe = __sxtb16(f), fo = ts_dsp_sxtb16_r8(f);
+        a0 = __smlabb(xe, fe, a0);
+        a2 = __smlatt(xe, fe, a2);
+        a1 = __smlabb(xo, fo, a1);
+        a3 = __smlatt(xo, fo, a3);
+    }
+#endif
     for (; xs != end; ++xs, w += wstep) {
         const int8_t *x = *xs + c;
         a0 += w[0] * x[0];
