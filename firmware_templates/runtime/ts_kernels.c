@@ -249,28 +249,228 @@ TS_INLINE void ts_dsp_mac2x2(const int32_t *xw, int32_t n4, const int8_t *w0, co
     a[3] = a11;
 }
 
-/* requantize n channels of two pixels: acc holds (pixel 0, pixel 1) pairs per channel; one loop
- * with few live values, so the parameters stay in registers */
-__attribute__((noinline))
-static void ts_dsp_requant2(const int32_t *acc, const int32_t *mult, const int32_t *shift, int32_t n,
-                            int8_t *o0, int8_t *o1, const int32_t *zlh) {
-    const int32_t zo = zlh[0], lo = zlh[1], hi = zlh[2];
+/* y = requant(acc) for shift < 0 with the channel's k = (khi, klo) and rs = -shift - 1 in registers */
+TS_INLINE int32_t ts_dsp_rq_k(int32_t acc, int32_t m, int32_t khi, int32_t klo, int32_t rs) {
+    int32_t lo = klo, hi = khi, t;
+    __asm__("smlal %[lo], %[hi], %[acc], %[m]\n\t"
+            "and %[t], %[acc], #0x80000000\n\t"
+            "subs %[lo], %[lo], %[t]\n\t"
+            "sbc %[hi], %[hi], #0"
+            : [lo] "+&r"(lo), [hi] "+&r"(hi), [t] "=&r"(t)
+            : [acc] "r"(acc), [m] "r"(m)
+            : "cc");
+    return hi >> rs;
+}
+
+/* requantize n channels of two pixels (acc: (pixel 0, pixel 1) per channel) into o0, o1; full: the
+ * activation range is all of int8 (one SSAT clamps) */
+TS_INLINE void ts_dsp_requant2_body(const int32_t *acc, const int32_t *mult, const int32_t *shift, int32_t n,
+                                    int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi, int full) {
     const int32_t *const end = mult + n;
     while (mult != end) {
         const int32_t m = *mult++, s = *shift++, a0 = acc[0], a1 = acc[1];
         int32_t y0, y1;
         acc += 2;
         if (s < 0) {
-            const ts_dsp_rq_t q = ts_dsp_rq_prep(m, s);
-            y0 = ts_dsp_rq_neg(a0, &q);
-            y1 = ts_dsp_rq_neg(a1, &q);
+            /* r - 1 = ~s; k = 2^30 + 2^(31 + r - 1): hi word 2^(r-2) (0 for r = 1), lo word 2^30 plus
+             * 2^31 for r = 1 (a register shift by 32 or more gives 0) */
+            int32_t rs = ~s, lo0, hi0, lo1, hi1, t;
+            __asm__("lsl %[hi0], %[one], %[rs]\n\t"
+                    "lsr %[hi0], %[hi0], #1\n\t"
+                    "lsl %[lo0], %[c31], %[rs]\n\t"
+                    "add %[lo0], %[lo0], #0x40000000\n\t"
+                    "mov %[lo1], %[lo0]\n\t"
+                    "mov %[hi1], %[hi0]\n\t"
+                    "smlal %[lo0], %[hi0], %[a0], %[m]\n\t"
+                    "smlal %[lo1], %[hi1], %[a1], %[m]\n\t"
+                    "and %[t], %[a0], #0x80000000\n\t"
+                    "subs %[lo0], %[lo0], %[t]\n\t"
+                    "sbc %[hi0], %[hi0], #0\n\t"
+                    "and %[t], %[a1], #0x80000000\n\t"
+                    "subs %[lo1], %[lo1], %[t]\n\t"
+                    "sbc %[hi1], %[hi1], #0\n\t"
+                    "asr %[hi0], %[hi0], %[rs]\n\t"
+                    "asr %[hi1], %[hi1], %[rs]"
+                    : [lo0] "=&r"(lo0), [hi0] "=&r"(hi0), [lo1] "=&r"(lo1), [hi1] "=&r"(hi1), [t] "=&r"(t)
+                    : [a0] "r"(a0), [a1] "r"(a1), [m] "r"(m), [rs] "r"(rs), [one] "r"(1),
+                      [c31] "r"((int32_t)0x80000000u)
+                    : "cc");
+            y0 = hi0;
+            y1 = hi1;
         } else {
             y0 = ts_dsp_rq_pos(a0, m, s);
             y1 = ts_dsp_rq_pos(a1, m, s);
         }
-        *o0++ = (int8_t)ts_clamp(y0 + zo, lo, hi);
-        *o1++ = (int8_t)ts_clamp(y1 + zo, lo, hi);
+        y0 += zo;
+        y1 += zo;
+        if (full) {
+            y0 = __ssat(y0, 8);
+            y1 = __ssat(y1, 8);
+        } else {
+            y0 = ts_clamp(y0, lo, hi);
+            y1 = ts_clamp(y1, lo, hi);
+        }
+        *o0++ = (int8_t)y0;
+        *o1++ = (int8_t)y1;
     }
+}
+
+__attribute__((noinline))
+static void ts_dsp_requant2(const int32_t *acc, const int32_t *mult, const int32_t *shift, int32_t n,
+                            int8_t *o0, int8_t *o1, const int32_t *zlh) {
+    if (zlh[1] == -128 && zlh[2] == 127) {
+        ts_dsp_requant2_body(acc, mult, shift, n, o0, o1, zlh[0], -128, 127, 1);
+    } else {
+        ts_dsp_requant2_body(acc, mult, shift, n, o0, o1, zlh[0], zlh[1], zlh[2], 0);
+    }
+}
+
+/* per-channel constants of a layer whose shifts are all negative (the usual case), prepared once
+ * per kernel call: m, k = 2^30 + 2^(30+r) as (khi, klo), rs = r - 1 */
+#define TS_DSP_TAB 96
+
+static int ts_dsp_rq_table(const int32_t *mult, const int32_t *shift, int32_t n, ts_dsp_rq_t *tab) {
+    int32_t c;
+    if (n > TS_DSP_TAB) {
+        return 0;
+    }
+    for (c = 0; c < n; ++c) {
+        if (shift[c] >= 0) {
+            return 0;
+        }
+        tab[c] = ts_dsp_rq_prep(mult[c], shift[c]);
+    }
+    return 1;
+}
+
+/* ts_dsp_requant2 with prepared constants */
+__attribute__((noinline))
+static void ts_dsp_requant2_tab(const int32_t *acc, const ts_dsp_rq_t *q, int32_t n, int8_t *o0, int8_t *o1,
+                                const int32_t *zlh) {
+    const ts_dsp_rq_t *const end = q + n;
+    const int32_t zo = zlh[0], lo = zlh[1], hi = zlh[2];
+    if (lo == -128 && hi == 127) {
+        for (; q != end; ++q, acc += 2) {
+            const int32_t y0 = ts_dsp_rq_neg(acc[0], q) + zo, y1 = ts_dsp_rq_neg(acc[1], q) + zo;
+            *o0++ = (int8_t)__ssat(y0, 8);
+            *o1++ = (int8_t)__ssat(y1, 8);
+        }
+    } else {
+        for (; q != end; ++q, acc += 2) {
+            const int32_t y0 = ts_dsp_rq_neg(acc[0], q) + zo, y1 = ts_dsp_rq_neg(acc[1], q) + zo;
+            *o0++ = (int8_t)ts_clamp(y0, lo, hi);
+            *o1++ = (int8_t)ts_clamp(y1, lo, hi);
+        }
+    }
+}
+
+/* Depthwise convolution, depth multiplier 1, at most 9 taps and TS_DSP_DWC channels: the weights
+ * widened once per call into (SXTB16, SXTB16 ROR 8) pairs in the order the loop reads them (per
+ * group of four channels, per tap), the requantization constants prepared once; per output pixel
+ * one input pointer per tap (a zero-point row for a tap outside the input: w * zp cancels the tap's
+ * share of zbias, as in the portable kernel), then per four channels: per tap one input word
+ * widened, four SMLABB / SMLATT with the prepared weights. Returns 0 (nothing done) for shapes it
+ * does not take. */
+#define TS_DSP_DWC 96
+
+static int ts_dsp_dwconv_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
+                            const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    int32_t wv[TS_DSP_DWC / 4 * 9 * 2] TS_ALIGN(8);
+    ts_dsp_rq_t tab[TS_DSP_DWC];
+    int8_t zrow[TS_DSP_DWC + 4] TS_ALIGN(4);
+    const int8_t *cur[9];
+    const int32_t out_c = p->out_c, in_c = p->in_c, k_h = p->k_h, k_w = p->k_w, taps = k_h * k_w;
+    const int32_t in_h = p->in_h, in_w = p->in_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_h = p->pad_h, pad_w = p->pad_w;
+    const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t groups = out_c >> 2, full = lo == -128 && hi == 127;
+    int32_t oy, ox, ky, kx, g, t, c;
+    if (p->depth_mult != 1 || taps > 9 || out_c > TS_DSP_DWC || !ts_dsp_rq_table(mult, shift, out_c, tab)) {
+        return 0;
+    }
+    for (g = 0; g < groups; ++g) {
+        for (t = 0; t < taps; ++t) {
+            const int32_t f = ts_dsp_ld32(filter + t * out_c + 4 * g);
+            wv[(g * taps + t) * 2] = __sxtb16(f);
+            wv[(g * taps + t) * 2 + 1] = ts_dsp_sxtb16_r8(f);
+        }
+    }
+    for (c = 0; c < out_c + 4; ++c) {
+        zrow[c] = (int8_t)(-p->in_offset);
+    }
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * stride_h - pad_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * stride_w - pad_w;
+            int8_t *o = out + (oy * p->out_w + ox) * out_c;
+            const int32_t *wp = wv;
+            t = 0;
+            for (ky = 0; ky < k_h; ++ky) {
+                const int32_t iy = iy0 + ky * dil_h;
+                for (kx = 0; kx < k_w; ++kx, ++t) {
+                    const int32_t ix = ix0 + kx * dil_w;
+                    cur[t] = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w ? in + (iy * in_w + ix) * in_c : zrow;
+                }
+            }
+            for (c = 0; c < 4 * groups; c += 4) {
+                int32_t a0 = zbias[c], a1 = zbias[c + 1], a2 = zbias[c + 2], a3 = zbias[c + 3];
+                int32_t y0, y1, y2, y3;
+                if (taps == 9) {   /* 3x3: the tap loop unrolled */
+                    int32_t k;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 9
+#endif
+                    for (k = 0; k < 9; ++k) {
+                        const int32_t x = ts_dsp_ld32(cur[k] + c);
+                        const int32_t xe = __sxtb16(x), xo = ts_dsp_sxtb16_r8(x), fe = wp[2 * k], fo = wp[2 * k + 1];
+                        a0 = __smlabb(xe, fe, a0);
+                        a2 = __smlatt(xe, fe, a2);
+                        a1 = __smlabb(xo, fo, a1);
+                        a3 = __smlatt(xo, fo, a3);
+                    }
+                    wp += 18;
+                } else {
+                    const int8_t *const *xs = cur;
+                    const int8_t *const *const xend = cur + taps;
+                    for (; xs != xend; ++xs, wp += 2) {
+                        const int32_t x = ts_dsp_ld32(*xs + c);
+                        const int32_t xe = __sxtb16(x), xo = ts_dsp_sxtb16_r8(x), fe = wp[0], fo = wp[1];
+                        a0 = __smlabb(xe, fe, a0);
+                        a2 = __smlatt(xe, fe, a2);
+                        a1 = __smlabb(xo, fo, a1);
+                        a3 = __smlatt(xo, fo, a3);
+                    }
+                }
+                y0 = ts_dsp_rq_neg(a0, &tab[c]) + zo;
+                y1 = ts_dsp_rq_neg(a1, &tab[c + 1]) + zo;
+                y2 = ts_dsp_rq_neg(a2, &tab[c + 2]) + zo;
+                y3 = ts_dsp_rq_neg(a3, &tab[c + 3]) + zo;
+                if (full) {
+                    y0 = __ssat(y0, 8);
+                    y1 = __ssat(y1, 8);
+                    y2 = __ssat(y2, 8);
+                    y3 = __ssat(y3, 8);
+                } else {
+                    y0 = ts_clamp(y0, lo, hi);
+                    y1 = ts_clamp(y1, lo, hi);
+                    y2 = ts_clamp(y2, lo, hi);
+                    y3 = ts_clamp(y3, lo, hi);
+                }
+                o[c] = (int8_t)y0;
+                o[c + 1] = (int8_t)y1;
+                o[c + 2] = (int8_t)y2;
+                o[c + 3] = (int8_t)y3;
+            }
+            for (; c < out_c; ++c) {
+                int32_t acc = zbias[c];
+                for (t = 0; t < taps; ++t) {
+                    acc += filter[t * out_c + c] * cur[t][c];
+                }
+                o[c] = (int8_t)ts_clamp(ts_dsp_rq_neg(acc, &tab[c]) + zo, lo, hi);
+            }
+        }
+    }
+    return 1;
 }
 
 /* output channels per requantization batch (accumulators on the stack) */
@@ -281,7 +481,7 @@ static void ts_dsp_requant2(const int32_t *acc, const int32_t *mult, const int32
  * channels are kept, then requantized in one loop. */
 static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
                             const int32_t *zbias, const int32_t *mult, const int32_t *shift,
-                            int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
+                            int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi, const ts_dsp_rq_t *tab) {
     int32_t xw[TS_DSP_KMAX] TS_ALIGN(8);
     int32_t acc[2 * TS_DSP_OCB + 2] TS_ALIGN(8);
     int8_t spare[TS_DSP_OCB];
@@ -328,7 +528,11 @@ static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *fi
             zb += 2;
             w += 2 * n;
         }
-        ts_dsp_requant2(acc, mult + c0, shift + c0, cn, o0 + c0, o1 ? o1 + c0 : spare, zlh);
+        if (tab) {
+            ts_dsp_requant2_tab(acc, tab + c0, cn, o0 + c0, o1 ? o1 + c0 : spare, zlh);
+        } else {
+            ts_dsp_requant2(acc, mult + c0, shift + c0, cn, o0 + c0, o1 ? o1 + c0 : spare, zlh);
+        }
     }
 }
 #endif
@@ -397,7 +601,7 @@ static void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter
     int32_t oc, i;
 #if TS_KERNELS == TS_KERNELS_DSP
     if (n >= 4 && n <= TS_DSP_KMAX) {
-        ts_dsp_rows2_s8(x0, x1, filter, n, out_c, zbias, mult, shift, o0, o1, zo, lo, hi);
+        ts_dsp_rows2_s8(x0, x1, filter, n, out_c, zbias, mult, shift, o0, o1, zo, lo, hi, (const ts_dsp_rq_t *)0);
         return;
     }
 #endif
@@ -461,6 +665,18 @@ static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, con
     const int32_t n = p->in_c, out_c = p->out_c, pixels = p->out_h * p->out_w;
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     int32_t px = 0;
+#if TS_KERNELS == TS_KERNELS_DSP
+    if (n >= 4 && n <= TS_DSP_KMAX) {  /* the product with the layer's requantization constants prepared once */
+        ts_dsp_rq_t tab[TS_DSP_TAB];
+        const ts_dsp_rq_t *t = ts_dsp_rq_table(mult, shift, out_c, tab) ? tab : (const ts_dsp_rq_t *)0;
+        for (; px < pixels; px += 2) {
+            const int two = px + 1 < pixels;
+            ts_dsp_rows2_s8(in + px * n, two ? in + (px + 1) * n : (const int8_t *)0, filter, n, out_c, zbias, mult,
+                            shift, out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t);
+        }
+        return;
+    }
+#endif
     for (; px + 1 < pixels; px += 2) {
         ts_rows2_s8(in + px * n, in + (px + 1) * n, filter, n, out_c, zbias, mult, shift,
                     out + px * out_c, out + (px + 1) * out_c, zo, lo, hi);
@@ -511,6 +727,22 @@ static void ts_conv_patches_s8(const ts_conv_params_t *p, const int8_t *filter, 
     /* raster order: an output pixel is written after every input it needs was read into a patch,
      * and row-streaming reuse (the output starting before the input) only overwrites rows no later
      * output row reads */
+#if TS_KERNELS == TS_KERNELS_DSP
+    if (n >= 4) {  /* n <= TS_PATCH_MAX <= TS_DSP_KMAX here */
+        ts_dsp_rq_t tab[TS_DSP_TAB];
+        const ts_dsp_rq_t *t = ts_dsp_rq_table(mult, shift, out_c, tab) ? tab : (const ts_dsp_rq_t *)0;
+        for (; px < pixels; px += 2) {
+            const int two = px + 1 < pixels;
+            ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
+            if (two) {
+                ts_patch_s8(p, in, (px + 1) / out_w, (px + 1) % out_w, patch1);
+            }
+            ts_dsp_rows2_s8(patch0, two ? patch1 : (const int8_t *)0, filter, n, out_c, zbias, mult, shift,
+                            out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t);
+        }
+        return;
+    }
+#endif
     for (; px + 1 < pixels; px += 2) {
         ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
         ts_patch_s8(p, in, (px + 1) / out_w, (px + 1) % out_w, patch1);
@@ -733,6 +965,11 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t row_step = dil_h * in_w * in_c, col_step = dil_w * in_c;
     int32_t oy, ox, ky, kx, c;
+#if TS_KERNELS == TS_KERNELS_DSP
+    if (ts_dsp_dwconv_s8(p, filter, zbias, mult, shift, in, out)) {
+        return;
+    }
+#endif
     if (dm == 1 && k_h * k_w <= TS_DW_TAPS) {
         const int8_t *base[TS_DW_TAPS];
         const int8_t *cur[TS_DW_TAPS];
@@ -830,6 +1067,18 @@ void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *zbi
     const int32_t batches = p->batches, depth = p->depth, units = p->units, fo = p->filter_offset;
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     int32_t b, u, d;
+#if TS_KERNELS == TS_KERNELS_DSP
+    /* the DSP matrix product: two batches (or one, twice) against every unit's weight row */
+    if (fo == 0 && depth >= 4 && depth <= TS_DSP_KMAX) {
+        for (b = 0; b < batches; b += 2) {
+            const int two = b + 1 < batches;
+            ts_dsp_rows2_s8(in + b * depth, two ? in + (b + 1) * depth : (const int8_t *)0, weights, depth, units,
+                            zbias, mult, shift, out + b * units, two ? out + (b + 1) * units : (int8_t *)0, zo, lo,
+                            hi, (const ts_dsp_rq_t *)0);
+        }
+        return;
+    }
+#endif
     for (b = 0; b < batches; ++b) {
         const int8_t *TS_RESTRICT x = in + b * depth;
         int8_t *TS_RESTRICT y = out + b * units;
