@@ -1538,6 +1538,13 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 
 static void ts_irb_move(int8_t *dst, const int8_t *src, int32_t n) {  /* dst <= src: forward copy */
     int32_t i;
+#if TS_KERNELS == TS_KERNELS_DSP
+    /* a word at a time (these cores load and store words at any address): each word is read before
+     * the store that may overlap it, and a store never reaches bytes not yet read (dst <= src) */
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        *(ts_dsp_w32 *)dst = ts_dsp_ld32(src);
+    }
+#endif
     for (i = 0; i < n; ++i) {
         dst[i] = src[i];
     }
