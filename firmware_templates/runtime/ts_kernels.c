@@ -473,6 +473,61 @@ static int ts_dsp_dwconv_s8(const ts_conv_params_t *p, const int8_t *filter, con
     return 1;
 }
 
+/* acc[4j..4j+3] = zbias + the 2x2 products of channel pair j (channels 2j, 2j + 1 of rows w, each
+ * n = 4 * n4 bytes, consecutive) for pairs = (aend - acc) / 4 >= 1, in the order ts_dsp_requant2
+ * reads them (channel 2j: pixel 0, pixel 1; channel 2j + 1: pixel 0, pixel 1). The whole loop is one
+ * asm block: the loop state lives in memory operands outside the inner loop, which needs 13
+ * registers (GCC's own version of the outer loop spilled more). */
+TS_INLINE void ts_dsp_pairs(const int32_t *xw, int32_t n4, const int8_t *w, int32_t n, const int32_t *zb,
+                            int32_t *acc, int32_t *aend) {
+    const int32_t *const xend = xw + 4 * n4;
+    const int8_t *w1;
+    int32_t a00, a01, a10, a11, x0e, x0o, x1e, x1o, f, fo;
+    const int32_t *x;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[x0e], %[zb]\n\t"
+        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
+        "str %[x0e], %[zb]\n\t"
+        "mov %[a10], %[a00]\n\t"
+        "mov %[a11], %[a01]\n\t"
+        "ldr %[x0e], %[n]\n\t"
+        "add %[w1], %[w0], %[x0e]\n\t"
+        "ldr %[x], %[xw]\n\t"
+        "2:\n\t"
+        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
+        "ldrd %[x1e], %[x1o], [%[x]], #8\n\t"
+        "ldr %[f], [%[w0]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
+        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
+        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
+        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
+        "ldr %[f], [%[w1]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
+        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
+        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
+        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
+        "cmp %[x], %[xend]\n\t"
+        "bne 2b\n\t"
+        "ldr %[x0e], %[acc]\n\t"
+        "strd %[a00], %[a10], [%[x0e]], #8\n\t"
+        "strd %[a01], %[a11], [%[x0e]], #8\n\t"
+        "str %[x0e], %[acc]\n\t"
+        "mov %[w0], %[w1]\n\t"
+        "ldr %[f], %[aend]\n\t"
+        "cmp %[x0e], %[f]\n\t"
+        "bne 1b"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
+          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo), [zb] "+m"(zb), [acc] "+m"(acc)
+        : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [aend] "m"(aend)
+        : "cc", "memory");
+}
+
 /* output channels per requantization batch (accumulators on the stack) */
 #define TS_DSP_OCB 32
 
@@ -504,6 +559,10 @@ static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *fi
         const int32_t *zb = zbias + c0;
         int32_t *ap = acc;
         int32_t *const aend = acc + 2 * cn;
+        if (nt == 0 && (cn & 1) == 0) {
+            ts_dsp_pairs(xw, n4, w, n, zb, acc, aend);
+            ap = aend;
+        }
         while (ap < aend) {   /* channel pairs; an odd last channel is paired with itself */
             const int8_t *const w1 = ap + 2 < aend ? w + n : w;
             int32_t a[4];
