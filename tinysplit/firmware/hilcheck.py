@@ -89,8 +89,9 @@ def hil_check(source: ModelSource, board_name: str, workdir: Path | None = None,
 
 
 def run_hil_check(bundle: str | Path, board_name: str, samples: int, workdir: Path | None = None,
-                  model: str | None = None, progress: Callable[[str], None] | None = None) -> HilReport:
+                  model: str | None = None, progress: Callable[[str], None] | None = None,
+                  kernels: str | None = None) -> HilReport:
     """``hil_check`` of a bundle's device model (default: its first) on its first ``samples`` held-out inputs."""
     from tinysplit.firmware.source import bundle_source
 
-    return hil_check(bundle_source(bundle, samples, model), board_name, workdir, progress)
+    return hil_check(bundle_source(bundle, samples, model), board_name, workdir, progress, kernels=kernels)
