@@ -528,6 +528,62 @@ TS_INLINE void ts_dsp_pairs(const int32_t *xw, int32_t n4, const int8_t *w, int3
         : "cc", "memory");
 }
 
+/* ts_dsp_pairs for rows of n bytes, n not a multiple of 4: n4 groups of 4 read, the widened inputs
+ * zero past n, so the weight bytes read past a row (the next row's; never past the filter: the
+ * caller keeps the last row out) add 0; each pair's rows start 2n after the previous pair's. */
+TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w, int32_t n, const int32_t *zb,
+                            int32_t *acc, int32_t *aend) {
+    const int32_t *const xend = xw + 4 * n4;
+    const int8_t *w1, *wsave = w;
+    int32_t a00, a01, a10, a11, x0e, x0o, x1e, x1o, f, fo;
+    const int32_t *x;
+    __asm__ volatile(
+        "1:\n\t"
+        "str %[w0], %[wsave]\n\t"
+        "ldr %[x0e], %[zb]\n\t"
+        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
+        "str %[x0e], %[zb]\n\t"
+        "mov %[a10], %[a00]\n\t"
+        "mov %[a11], %[a01]\n\t"
+        "ldr %[x0e], %[n]\n\t"
+        "add %[w1], %[w0], %[x0e]\n\t"
+        "ldr %[x], %[xw]\n\t"
+        "2:\n\t"
+        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
+        "ldrd %[x1e], %[x1o], [%[x]], #8\n\t"
+        "ldr %[f], [%[w0]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
+        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
+        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
+        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
+        "ldr %[f], [%[w1]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
+        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
+        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
+        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
+        "cmp %[x], %[xend]\n\t"
+        "bne 2b\n\t"
+        "ldr %[x0e], %[acc]\n\t"
+        "strd %[a00], %[a10], [%[x0e]], #8\n\t"
+        "strd %[a01], %[a11], [%[x0e]], #8\n\t"
+        "str %[x0e], %[acc]\n\t"
+        "ldr %[w0], %[wsave]\n\t"
+        "ldr %[f], %[n]\n\t"
+        "add %[w0], %[w0], %[f], lsl #1\n\t"
+        "ldr %[f], %[aend]\n\t"
+        "cmp %[x0e], %[f]\n\t"
+        "bne 1b"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
+          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo), [zb] "+m"(zb), [acc] "+m"(acc), [wsave] "+m"(wsave)
+        : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [aend] "m"(aend)
+        : "cc", "memory");
+}
+
 /* output channels per requantization batch (accumulators on the stack) */
 #define TS_DSP_OCB 32
 
@@ -553,15 +609,40 @@ static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *fi
     }
     t1 = x1 + (n & ~3);
     ts_dsp_widen2(x0, x1, n4, xw);
+    if (nt) {   /* the last bytes as one more group, zero past n */
+        int32_t b0 = 0, b1 = 0, i;
+        for (i = nt - 1; i >= 0; --i) {
+            b0 = (int32_t)((uint32_t)b0 << 8 | (uint8_t)t0[i]);
+            b1 = (int32_t)((uint32_t)b1 << 8 | (uint8_t)t1[i]);
+        }
+        xw[4 * n4] = __sxtb16(b0);
+        xw[4 * n4 + 1] = ts_dsp_sxtb16_r8(b0);
+        xw[4 * n4 + 2] = __sxtb16(b1);
+        xw[4 * n4 + 3] = ts_dsp_sxtb16_r8(b1);
+    }
     for (c0 = 0; c0 < out_c; c0 += TS_DSP_OCB) {
         const int32_t cn = out_c - c0 < TS_DSP_OCB ? out_c - c0 : TS_DSP_OCB;
         const int8_t *w = filter + c0 * n;
         const int32_t *zb = zbias + c0;
         int32_t *ap = acc;
         int32_t *const aend = acc + 2 * cn;
-        if (nt == 0 && (cn & 1) == 0) {
-            ts_dsp_pairs(xw, n4, w, n, zb, acc, aend);
-            ap = aend;
+        {
+            /* pairs in the asm loop; with a tail group, never the filter's last row (its read would
+             * run past the filter): that pair, and an odd last channel, go through the loop below */
+            int32_t pairs = cn >> 1;
+            if (nt && (cn & 1) == 0 && c0 + cn == out_c) {
+                --pairs;
+            }
+            if (pairs > 0) {
+                if (nt) {
+                    ts_dsp_pairs_tail(xw, n4 + 1, w, n, zb, acc, acc + 4 * pairs);
+                } else {
+                    ts_dsp_pairs(xw, n4, w, n, zb, acc, acc + 4 * pairs);
+                }
+                ap = acc + 4 * pairs;
+                zb += 2 * pairs;
+                w += 2 * pairs * n;
+            }
         }
         while (ap < aend) {   /* channel pairs; an odd last channel is paired with itself */
             const int8_t *const w1 = ap + 2 < aend ? w + n : w;
