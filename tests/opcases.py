@@ -431,8 +431,45 @@ def corner_cases(seed: int) -> list[OpCase]:
     cases += [_pad_conv(rng, k) for k in range(4)]
     cases += [_big_patch_conv(rng, k) for k in range(2)]
     cases += [_wide_depthwise(rng, k) for k in range(2)]
+    cases += [_dsp_pointwise(rng, k) for k in range(4)]
+    cases += [_dsp_batched_fc(rng, k) for k in range(2)]
     cases += mve_shape_cases(seed + 1)  # vector-size edges of the MVE kernels, every regime
     return cases
+
+
+def _dsp_pointwise(rng: np.random.Generator, k: int) -> OpCase:
+    """1x1 convolutions for the DSP matrix product's edges: rows a multiple of 4 or not (the scalar
+    tail), an odd output channel count (a channel paired with itself), an odd pixel count (the last
+    pixel alone), more than 32 output channels (two requantization batches), rows longer than the
+    widened buffer (256 bytes: the portable loop)."""
+    b = ModelBuilder()
+    h, w, ic, oc = [(3, 3, 8, 5), (1, 5, 6, 7), (2, 3, 260, 3), (3, 1, 12, 37)][k]
+    s_in, z_in = 0.02, [-128, 5, 127, -60][k]
+    x = b.tensor((1, h, w, ic), "int8", s_in, z_in)
+    fshape = (oc, 1, 1, ic)
+    f_s = list(10 ** rng.uniform(-3, -1.5, size=oc))
+    f = b.tensor(fshape, "int8", f_s, 0, data=rng.integers(-127, 128, size=fshape).astype(np.int8), qdim=0)
+    bias = b.tensor((oc,), "int32", [s_in * s for s in f_s], 0, data=rng.integers(-900, 900, size=oc).astype(np.int32))
+    y = b.tensor((1, h, w, oc), "int8", [0.02, 0.1, 0.5, 0.05][k], int(rng.integers(-20, 21)))
+    b.op("CONV_2D", [x, f, bias], [y], options("Conv2DOptions", padding=PAD["VALID"], strideH=1, strideW=1,
+                                                 fusedActivationFunction=ACT[["NONE", "RELU", "RELU6", "NONE"][k]],
+                                                 dilationHFactor=1, dilationWFactor=1))
+    return OpCase(f"dsp_pointwise_conv_2d_{k}", ("CONV_2D",), b.build([x], [y]), (1, h, w, ic))
+
+
+def _dsp_batched_fc(rng: np.random.Generator, k: int) -> OpCase:
+    """FULLY_CONNECTED with several batches (the DSP path takes two at a time; an odd count leaves one)
+    and a depth that is not a multiple of 4."""
+    b = ModelBuilder()
+    batches, depth, units = [(3, 22, 5), (2, 16, 6)][k]
+    s_in, z_in = 0.03, [-128, 40][k]
+    x = b.tensor((batches, depth), "int8", s_in, z_in)
+    f_s = 0.01
+    f = b.tensor((units, depth), "int8", [f_s], 0, data=rng.integers(-127, 128, size=(units, depth)).astype(np.int8))
+    bias = b.tensor((units,), "int32", [s_in * f_s], 0, data=rng.integers(-300, 300, size=units).astype(np.int32))
+    y = b.tensor((batches, units), "int8", 0.05, int(rng.integers(-20, 21)))
+    b.op("FULLY_CONNECTED", [x, f, bias], [y], options("FullyConnectedOptions", fusedActivationFunction=ACT["NONE"]))
+    return OpCase(f"dsp_batched_fully_connected_{k}", ("FULLY_CONNECTED",), b.build([x], [y]), (batches, depth))
 
 
 def _wide_depthwise(rng: np.random.Generator, k: int) -> OpCase:

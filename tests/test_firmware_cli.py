@@ -45,7 +45,7 @@ def fake_codegen(monkeypatch):
     calls = []
 
     def generate_model_sources(tflite_bytes: bytes, prefix: str, out_dir: Path, skippable: bool = False,
-                               stream: bool = True):
+                               stream: bool = True, profile: bool = False):
         assert not skippable  # only the adaptive_resnet app asks for skippable blocks
         calls.append((tflite_bytes, prefix) if stream else (tflite_bytes, prefix, "layer at a time"))
         return write_fake_model(Path(out_dir), prefix=prefix, in_bytes=IN_BYTES, out_bytes=OUT_BYTES)

@@ -87,3 +87,69 @@ def test_the_choice_reaches_the_kernel_compile_line(tmp_path: Path) -> None:
         render_project(get_board("qemu-mps2-an386"), sources, out, kernels=kernels)
         cmake = (out / "CMakeLists.txt").read_text()
         assert want in cmake and "ts_kernels.c" in cmake, cmake
+
+
+# --- `--kernels` on the command line ------------------------------------------------------------
+
+def _conv_tflite(tmp_path: Path) -> Path:
+    import numpy as np
+
+    from opcases import conv_case
+
+    p = tmp_path / "conv.tflite"
+    p.write_bytes(conv_case(np.random.default_rng(0), 0, False).tflite)
+    return p
+
+
+@pytest.mark.parametrize("kernels, want", [("auto", "-DTS_KERNELS=1"), ("dsp", "-DTS_KERNELS=1"),
+                                           ("portable", "-DTS_KERNELS=0")])
+def test_firmware_kernels_flag_reaches_the_compile_line(tmp_path: Path, kernels: str, want: str) -> None:
+    from tinysplit import cli
+
+    out = tmp_path / "proj"
+    assert cli.main(["firmware", "--tflite", str(_conv_tflite(tmp_path)), "--board", "qemu-mps2-an386",
+                     "--out", str(out), "--kernels", kernels]) == 0
+    cmake = (out / "CMakeLists.txt").read_text()
+    assert want in cmake and "ts_kernels.c" in cmake, cmake
+
+
+@pytest.mark.parametrize("command", ["firmware", "hil", "profile"])
+@pytest.mark.parametrize("board, kernels", [("qemu-mps2-an386", "mve"), ("qemu-lm3s6965evb", "dsp")])
+def test_a_kernel_set_the_board_cannot_run_is_exit_2(tmp_path: Path, capsys, command: str, board: str,
+                                                     kernels: str) -> None:
+    from tinysplit import cli
+
+    args = [command, "--tflite", str(_conv_tflite(tmp_path)), "--board", board, "--kernels", kernels]
+    if command == "firmware":
+        args += ["--out", str(tmp_path / "proj")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"cannot run the '{kernels}' kernels" in err and board in err, err
+    assert not (tmp_path / "proj").exists()
+
+
+def test_an_unknown_kernel_set_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from tinysplit import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["profile", "--tflite", str(_conv_tflite(tmp_path)), "--board", "qemu-mps2-an386",
+                  "--kernels", "neon"])
+    assert e.value.code == 2 and "portable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["hil", "profile"])
+def test_hil_and_profile_pass_the_kernel_set_on(tmp_path: Path, monkeypatch, command: str) -> None:
+    """Unit check of the threading (the per-op QEMU suite runs each set for real)."""
+    from tinysplit import cli
+    from tinysplit.firmware import generate
+
+    seen = []
+
+    def fake_model_project(*a, **kw):
+        seen.append(kw.get("kernels"))
+        raise InputError("stop here")
+
+    monkeypatch.setattr(generate, "model_project", fake_model_project)
+    assert cli.main([command, "--tflite", str(_conv_tflite(tmp_path)), "--board", "qemu-mps2-an386",
+                     "--kernels", "portable"]) == 2
+    assert seen == ["portable"]

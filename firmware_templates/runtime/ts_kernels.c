@@ -104,6 +104,577 @@ TS_INLINE int32_t ts_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
  * kernels further down take these where `#if TS_KERNELS == TS_KERNELS_DSP` says so. */
 #if TS_KERNELS == TS_KERNELS_DSP
 #include <arm_acle.h>
+
+/* a 32-bit load from any address (Armv7E-M / Armv8-M Mainline load words unaligned) */
+typedef int32_t ts_dsp_w32 __attribute__((aligned(1), may_alias));
+TS_INLINE int32_t ts_dsp_ld32(const int8_t *p) {
+    return *(const ts_dsp_w32 *)p;
+}
+
+/* SXTB16 with ROR #8: bytes 1 and 3 sign-extended to two int16 (ACLE has no __ror to fold) */
+TS_INLINE int32_t ts_dsp_sxtb16_r8(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* MultiplyByQuantizedMultiplier (double rounding, multiplier m >= 0) in one 64-bit step. With
+ * v = floor((acc * m + 2^30) / 2^31) (SaturatingRoundingDoublingHighMul for m >= 0) and r = -shift
+ * >= 1, RoundingDivideByPOT(v, r) = floor((v + 2^(r-1) - [v < 0]) / 2^r) = floor((acc * m + 2^30
+ * + (2^(r-1) - [v < 0]) * 2^31) / 2^(31+r)) (floors compose). [v < 0] may be taken as [acc < 0]:
+ * they differ only when v = 0, and then both give 0. The quotient is the high word shifted right
+ * by r - 1. Per channel: k = 2^30 + 2^(30+r) as two words and r - 1 (ts_dsp_rq_prep); per value
+ * SMLAL, the sign correction (AND, SUBS, SBC) and one shift. shift >= 0 (no division) goes the
+ * plain way: ((acc << shift) * m + 2^30) >> 31. */
+typedef struct {
+    int32_t m, khi, klo, rs;
+} ts_dsp_rq_t;
+
+TS_INLINE ts_dsp_rq_t ts_dsp_rq_prep(int32_t m, int32_t shift) {
+    ts_dsp_rq_t q;
+    const int32_t r = -shift;
+    q.m = m;
+    q.khi = r >= 2 ? (int32_t)(1u << (r - 2)) : 0;
+    q.klo = r >= 2 ? (int32_t)0x40000000 : (int32_t)0xC0000000u;
+    q.rs = r - 1;
+    return q;
+}
+
+TS_INLINE int32_t ts_dsp_rq_neg(int32_t acc, const ts_dsp_rq_t *q) {  /* shift < 0 */
+    int32_t lo = q->klo, hi = q->khi, t;
+    __asm__("smlal %[lo], %[hi], %[acc], %[m]\n\t"
+            "and %[t], %[acc], #0x80000000\n\t"
+            "subs %[lo], %[lo], %[t]\n\t"
+            "sbc %[hi], %[hi], #0"
+            : [lo] "+&r"(lo), [hi] "+&r"(hi), [t] "=&r"(t)
+            : [acc] "r"(acc), [m] "r"(q->m)
+            : "cc");
+    return hi >> q->rs;
+}
+
+TS_INLINE int32_t ts_dsp_rq_pos(int32_t acc, int32_t m, int32_t shift) {  /* shift >= 0 */
+    const int32_t x = (int32_t)((uint32_t)acc << shift);
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
+}
+
+/* requantize the accumulators a[0], a[step] (two pixels, one channel) into o0[c], o1[c] (o1 may be
+ * null) */
+TS_INLINE void ts_dsp_out2(int32_t a0, int32_t a1, int32_t m, int32_t shift, int8_t *o0, int8_t *o1,
+                           int32_t zo, int32_t lo, int32_t hi) {
+    int32_t y0, y1;
+    if (shift < 0) {
+        const ts_dsp_rq_t q = ts_dsp_rq_prep(m, shift);
+        y0 = ts_dsp_rq_neg(a0, &q);
+        y1 = ts_dsp_rq_neg(a1, &q);
+    } else {
+        y0 = ts_dsp_rq_pos(a0, m, shift);
+        y1 = ts_dsp_rq_pos(a1, m, shift);
+    }
+    *o0 = (int8_t)ts_clamp(y0 + zo, lo, hi);
+    if (o1) {
+        *o1 = (int8_t)ts_clamp(y1 + zo, lo, hi);
+    }
+}
+
+TS_INLINE int8_t ts_dsp_out8(int32_t acc, int32_t m, int32_t shift, int32_t zo, int32_t lo, int32_t hi) {
+    int32_t y;
+    if (shift < 0) {
+        const ts_dsp_rq_t q = ts_dsp_rq_prep(m, shift);
+        y = ts_dsp_rq_neg(acc, &q);
+    } else {
+        y = ts_dsp_rq_pos(acc, m, shift);
+    }
+    return (int8_t)ts_clamp(y + zo, lo, hi);
+}
+
+/* every kernel below requantizes with the DSP form (the same integers, fewer instructions) */
+#define ts_out8 ts_dsp_out8
+
+/* rows of at most this many bytes are widened to int16 once (on the stack, 4 bytes per byte for
+ * two rows) and multiplied from there */
+#define TS_DSP_KMAX 256
+
+/* n4 groups of four bytes of rows x0 and x1 as int16 pairs, per group: SXTB16(x0) (bytes 0, 2),
+ * SXTB16(x0 ror 8) (bytes 1, 3), the same for x1: the order SMLAD pairs them with the weights
+ * widened the same way, so no repacking is needed (the pairs' order matches on both sides) */
+TS_INLINE void ts_dsp_widen2(const int8_t *x0, const int8_t *x1, int32_t n4, int32_t *dst) {
+    int32_t *const end = dst + 4 * n4;
+    while (dst != end) {
+        const int32_t a = ts_dsp_ld32(x0), b = ts_dsp_ld32(x1);
+        x0 += 4;
+        x1 += 4;
+        dst[0] = __sxtb16(a);
+        dst[1] = ts_dsp_sxtb16_r8(a);
+        dst[2] = __sxtb16(b);
+        dst[3] = ts_dsp_sxtb16_r8(b);
+        dst += 4;
+    }
+}
+
+/* a[0..3] += x0.w0, x0.w1, x1.w0, x1.w1 over n4 >= 1 groups of four: the widened inputs in two
+ * LDRD, one word of each weight row widened with two SXTB16, eight SMLAD (16 MACs in 18
+ * instructions). Written as one asm loop: GCC keeps fewer values in registers and spills. */
+TS_INLINE void ts_dsp_mac2x2(const int32_t *xw, int32_t n4, const int8_t *w0, const int8_t *w1, int32_t a[4]) {
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+    const int32_t *const end = xw + 4 * n4;
+    int32_t x0e, x0o, x1e, x1o, f, fo;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd %[x0e], %[x0o], [%[xw]], #8\n\t"
+        "ldrd %[x1e], %[x1o], [%[xw]], #8\n\t"
+        "ldr %[f], [%[w0]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
+        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
+        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
+        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
+        "ldr %[f], [%[w1]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
+        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
+        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
+        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
+        "cmp %[xw], %[end]\n\t"
+        "bne 1b"
+        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [xw] "+r"(xw), [w0] "+r"(w0),
+          [w1] "+r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo)
+        : [end] "r"(end)
+        : "cc", "memory");
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
+/* y = requant(acc) for shift < 0 with the channel's k = (khi, klo) and rs = -shift - 1 in registers */
+TS_INLINE int32_t ts_dsp_rq_k(int32_t acc, int32_t m, int32_t khi, int32_t klo, int32_t rs) {
+    int32_t lo = klo, hi = khi, t;
+    __asm__("smlal %[lo], %[hi], %[acc], %[m]\n\t"
+            "and %[t], %[acc], #0x80000000\n\t"
+            "subs %[lo], %[lo], %[t]\n\t"
+            "sbc %[hi], %[hi], #0"
+            : [lo] "+&r"(lo), [hi] "+&r"(hi), [t] "=&r"(t)
+            : [acc] "r"(acc), [m] "r"(m)
+            : "cc");
+    return hi >> rs;
+}
+
+/* requantize n channels of two pixels (acc: (pixel 0, pixel 1) per channel) into o0, o1; full: the
+ * activation range is all of int8 (one SSAT clamps) */
+TS_INLINE void ts_dsp_requant2_body(const int32_t *acc, const int32_t *mult, const int32_t *shift, int32_t n,
+                                    int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi, int full) {
+    const int32_t *const end = mult + n;
+    while (mult != end) {
+        const int32_t m = *mult++, s = *shift++, a0 = acc[0], a1 = acc[1];
+        int32_t y0, y1;
+        acc += 2;
+        if (s < 0) {
+            /* r - 1 = ~s; k = 2^30 + 2^(31 + r - 1): hi word 2^(r-2) (0 for r = 1), lo word 2^30 plus
+             * 2^31 for r = 1 (a register shift by 32 or more gives 0) */
+            int32_t rs = ~s, lo0, hi0, lo1, hi1, t;
+            __asm__("lsl %[hi0], %[one], %[rs]\n\t"
+                    "lsr %[hi0], %[hi0], #1\n\t"
+                    "lsl %[lo0], %[c31], %[rs]\n\t"
+                    "add %[lo0], %[lo0], #0x40000000\n\t"
+                    "mov %[lo1], %[lo0]\n\t"
+                    "mov %[hi1], %[hi0]\n\t"
+                    "smlal %[lo0], %[hi0], %[a0], %[m]\n\t"
+                    "smlal %[lo1], %[hi1], %[a1], %[m]\n\t"
+                    "and %[t], %[a0], #0x80000000\n\t"
+                    "subs %[lo0], %[lo0], %[t]\n\t"
+                    "sbc %[hi0], %[hi0], #0\n\t"
+                    "and %[t], %[a1], #0x80000000\n\t"
+                    "subs %[lo1], %[lo1], %[t]\n\t"
+                    "sbc %[hi1], %[hi1], #0\n\t"
+                    "asr %[hi0], %[hi0], %[rs]\n\t"
+                    "asr %[hi1], %[hi1], %[rs]"
+                    : [lo0] "=&r"(lo0), [hi0] "=&r"(hi0), [lo1] "=&r"(lo1), [hi1] "=&r"(hi1), [t] "=&r"(t)
+                    : [a0] "r"(a0), [a1] "r"(a1), [m] "r"(m), [rs] "r"(rs), [one] "r"(1),
+                      [c31] "r"((int32_t)0x80000000u)
+                    : "cc");
+            y0 = hi0;
+            y1 = hi1;
+        } else {
+            y0 = ts_dsp_rq_pos(a0, m, s);
+            y1 = ts_dsp_rq_pos(a1, m, s);
+        }
+        y0 += zo;
+        y1 += zo;
+        if (full) {
+            y0 = __ssat(y0, 8);
+            y1 = __ssat(y1, 8);
+        } else {
+            y0 = ts_clamp(y0, lo, hi);
+            y1 = ts_clamp(y1, lo, hi);
+        }
+        *o0++ = (int8_t)y0;
+        *o1++ = (int8_t)y1;
+    }
+}
+
+__attribute__((noinline))
+static void ts_dsp_requant2(const int32_t *acc, const int32_t *mult, const int32_t *shift, int32_t n,
+                            int8_t *o0, int8_t *o1, const int32_t *zlh) {
+    if (zlh[1] == -128 && zlh[2] == 127) {
+        ts_dsp_requant2_body(acc, mult, shift, n, o0, o1, zlh[0], -128, 127, 1);
+    } else {
+        ts_dsp_requant2_body(acc, mult, shift, n, o0, o1, zlh[0], zlh[1], zlh[2], 0);
+    }
+}
+
+/* per-channel constants of a layer whose shifts are all negative (the usual case), prepared once
+ * per kernel call: m, k = 2^30 + 2^(30+r) as (khi, klo), rs = r - 1 */
+#define TS_DSP_TAB 96
+
+static int ts_dsp_rq_table(const int32_t *mult, const int32_t *shift, int32_t n, ts_dsp_rq_t *tab) {
+    int32_t c;
+    if (n > TS_DSP_TAB) {
+        return 0;
+    }
+    for (c = 0; c < n; ++c) {
+        if (shift[c] >= 0) {
+            return 0;
+        }
+        tab[c] = ts_dsp_rq_prep(mult[c], shift[c]);
+    }
+    return 1;
+}
+
+/* ts_dsp_requant2 with prepared constants */
+__attribute__((noinline))
+static void ts_dsp_requant2_tab(const int32_t *acc, const ts_dsp_rq_t *q, int32_t n, int8_t *o0, int8_t *o1,
+                                const int32_t *zlh) {
+    const ts_dsp_rq_t *const end = q + n;
+    const int32_t zo = zlh[0], lo = zlh[1], hi = zlh[2];
+    if (lo == -128 && hi == 127) {
+        for (; q != end; ++q, acc += 2) {
+            const int32_t y0 = ts_dsp_rq_neg(acc[0], q) + zo, y1 = ts_dsp_rq_neg(acc[1], q) + zo;
+            *o0++ = (int8_t)__ssat(y0, 8);
+            *o1++ = (int8_t)__ssat(y1, 8);
+        }
+    } else {
+        for (; q != end; ++q, acc += 2) {
+            const int32_t y0 = ts_dsp_rq_neg(acc[0], q) + zo, y1 = ts_dsp_rq_neg(acc[1], q) + zo;
+            *o0++ = (int8_t)ts_clamp(y0, lo, hi);
+            *o1++ = (int8_t)ts_clamp(y1, lo, hi);
+        }
+    }
+}
+
+/* Depthwise convolution, depth multiplier 1, at most 9 taps and TS_DSP_DWC channels: the weights
+ * widened once per call into (SXTB16, SXTB16 ROR 8) pairs in the order the loop reads them (per
+ * group of four channels, per tap), the requantization constants prepared once; per output pixel
+ * one input pointer per tap (a zero-point row for a tap outside the input: w * zp cancels the tap's
+ * share of zbias, as in the portable kernel), then per four channels: per tap one input word
+ * widened, four SMLABB / SMLATT with the prepared weights. Returns 0 (nothing done) for shapes it
+ * does not take. */
+#define TS_DSP_DWC 96
+
+static int ts_dsp_dwconv_s8(const ts_conv_params_t *p, const int8_t *filter, const int32_t *zbias,
+                            const int32_t *mult, const int32_t *shift, const int8_t *in, int8_t *out) {
+    int32_t wv[TS_DSP_DWC / 4 * 9 * 2] TS_ALIGN(8);
+    ts_dsp_rq_t tab[TS_DSP_DWC];
+    int8_t zrow[TS_DSP_DWC + 4] TS_ALIGN(4);
+    const int8_t *cur[9];
+    const int32_t out_c = p->out_c, in_c = p->in_c, k_h = p->k_h, k_w = p->k_w, taps = k_h * k_w;
+    const int32_t in_h = p->in_h, in_w = p->in_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_h = p->pad_h, pad_w = p->pad_w;
+    const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t groups = out_c >> 2, full = lo == -128 && hi == 127;
+    int32_t oy, ox, ky, kx, g, t, c;
+    if (p->depth_mult != 1 || taps > 9 || out_c > TS_DSP_DWC || !ts_dsp_rq_table(mult, shift, out_c, tab)) {
+        return 0;
+    }
+    for (g = 0; g < groups; ++g) {
+        for (t = 0; t < taps; ++t) {
+            const int32_t f = ts_dsp_ld32(filter + t * out_c + 4 * g);
+            wv[(g * taps + t) * 2] = __sxtb16(f);
+            wv[(g * taps + t) * 2 + 1] = ts_dsp_sxtb16_r8(f);
+        }
+    }
+    for (c = 0; c < out_c + 4; ++c) {
+        zrow[c] = (int8_t)(-p->in_offset);
+    }
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * stride_h - pad_h;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * stride_w - pad_w;
+            int8_t *o = out + (oy * p->out_w + ox) * out_c;
+            const int32_t *wp = wv;
+            t = 0;
+            for (ky = 0; ky < k_h; ++ky) {
+                const int32_t iy = iy0 + ky * dil_h;
+                for (kx = 0; kx < k_w; ++kx, ++t) {
+                    const int32_t ix = ix0 + kx * dil_w;
+                    cur[t] = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w ? in + (iy * in_w + ix) * in_c : zrow;
+                }
+            }
+            for (c = 0; c < 4 * groups; c += 4) {
+                int32_t a0 = zbias[c], a1 = zbias[c + 1], a2 = zbias[c + 2], a3 = zbias[c + 3];
+                int32_t y0, y1, y2, y3;
+                if (taps == 9) {   /* 3x3: the tap loop unrolled */
+                    int32_t k;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 9
+#endif
+                    for (k = 0; k < 9; ++k) {
+                        const int32_t x = ts_dsp_ld32(cur[k] + c);
+                        const int32_t xe = __sxtb16(x), xo = ts_dsp_sxtb16_r8(x), fe = wp[2 * k], fo = wp[2 * k + 1];
+                        a0 = __smlabb(xe, fe, a0);
+                        a2 = __smlatt(xe, fe, a2);
+                        a1 = __smlabb(xo, fo, a1);
+                        a3 = __smlatt(xo, fo, a3);
+                    }
+                    wp += 18;
+                } else {
+                    const int8_t *const *xs = cur;
+                    const int8_t *const *const xend = cur + taps;
+                    for (; xs != xend; ++xs, wp += 2) {
+                        const int32_t x = ts_dsp_ld32(*xs + c);
+                        const int32_t xe = __sxtb16(x), xo = ts_dsp_sxtb16_r8(x), fe = wp[0], fo = wp[1];
+                        a0 = __smlabb(xe, fe, a0);
+                        a2 = __smlatt(xe, fe, a2);
+                        a1 = __smlabb(xo, fo, a1);
+                        a3 = __smlatt(xo, fo, a3);
+                    }
+                }
+                y0 = ts_dsp_rq_neg(a0, &tab[c]) + zo;
+                y1 = ts_dsp_rq_neg(a1, &tab[c + 1]) + zo;
+                y2 = ts_dsp_rq_neg(a2, &tab[c + 2]) + zo;
+                y3 = ts_dsp_rq_neg(a3, &tab[c + 3]) + zo;
+                if (full) {
+                    y0 = __ssat(y0, 8);
+                    y1 = __ssat(y1, 8);
+                    y2 = __ssat(y2, 8);
+                    y3 = __ssat(y3, 8);
+                } else {
+                    y0 = ts_clamp(y0, lo, hi);
+                    y1 = ts_clamp(y1, lo, hi);
+                    y2 = ts_clamp(y2, lo, hi);
+                    y3 = ts_clamp(y3, lo, hi);
+                }
+                o[c] = (int8_t)y0;
+                o[c + 1] = (int8_t)y1;
+                o[c + 2] = (int8_t)y2;
+                o[c + 3] = (int8_t)y3;
+            }
+            for (; c < out_c; ++c) {
+                int32_t acc = zbias[c];
+                for (t = 0; t < taps; ++t) {
+                    acc += filter[t * out_c + c] * cur[t][c];
+                }
+                o[c] = (int8_t)ts_clamp(ts_dsp_rq_neg(acc, &tab[c]) + zo, lo, hi);
+            }
+        }
+    }
+    return 1;
+}
+
+/* acc[4j..4j+3] = zbias + the 2x2 products of channel pair j (channels 2j, 2j + 1 of rows w, each
+ * n = 4 * n4 bytes, consecutive) for pairs = (aend - acc) / 4 >= 1, in the order ts_dsp_requant2
+ * reads them (channel 2j: pixel 0, pixel 1; channel 2j + 1: pixel 0, pixel 1). The whole loop is one
+ * asm block: the loop state lives in memory operands outside the inner loop, which needs 13
+ * registers (GCC's own version of the outer loop spilled more). */
+TS_INLINE void ts_dsp_pairs(const int32_t *xw, int32_t n4, const int8_t *w, int32_t n, const int32_t *zb,
+                            int32_t *acc, int32_t *aend) {
+    const int32_t *const xend = xw + 4 * n4;
+    const int8_t *w1;
+    int32_t a00, a01, a10, a11, x0e, x0o, x1e, x1o, f, fo;
+    const int32_t *x;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[x0e], %[zb]\n\t"
+        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
+        "str %[x0e], %[zb]\n\t"
+        "mov %[a10], %[a00]\n\t"
+        "mov %[a11], %[a01]\n\t"
+        "ldr %[x0e], %[n]\n\t"
+        "add %[w1], %[w0], %[x0e]\n\t"
+        "ldr %[x], %[xw]\n\t"
+        "2:\n\t"
+        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
+        "ldrd %[x1e], %[x1o], [%[x]], #8\n\t"
+        "ldr %[f], [%[w0]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
+        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
+        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
+        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
+        "ldr %[f], [%[w1]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
+        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
+        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
+        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
+        "cmp %[x], %[xend]\n\t"
+        "bne 2b\n\t"
+        "ldr %[x0e], %[acc]\n\t"
+        "strd %[a00], %[a10], [%[x0e]], #8\n\t"
+        "strd %[a01], %[a11], [%[x0e]], #8\n\t"
+        "str %[x0e], %[acc]\n\t"
+        "mov %[w0], %[w1]\n\t"
+        "ldr %[f], %[aend]\n\t"
+        "cmp %[x0e], %[f]\n\t"
+        "bne 1b"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
+          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo), [zb] "+m"(zb), [acc] "+m"(acc)
+        : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [aend] "m"(aend)
+        : "cc", "memory");
+}
+
+/* ts_dsp_pairs for rows of n bytes, n not a multiple of 4: n4 groups of 4 read, the widened inputs
+ * zero past n, so the weight bytes read past a row (the next row's; never past the filter: the
+ * caller keeps the last row out) add 0; each pair's rows start 2n after the previous pair's. */
+TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w, int32_t n, const int32_t *zb,
+                            int32_t *acc, int32_t *aend) {
+    const int32_t *const xend = xw + 4 * n4;
+    const int8_t *w1, *wsave = w;
+    int32_t a00, a01, a10, a11, x0e, x0o, x1e, x1o, f, fo;
+    const int32_t *x;
+    __asm__ volatile(
+        "1:\n\t"
+        "str %[w0], %[wsave]\n\t"
+        "ldr %[x0e], %[zb]\n\t"
+        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
+        "str %[x0e], %[zb]\n\t"
+        "mov %[a10], %[a00]\n\t"
+        "mov %[a11], %[a01]\n\t"
+        "ldr %[x0e], %[n]\n\t"
+        "add %[w1], %[w0], %[x0e]\n\t"
+        "ldr %[x], %[xw]\n\t"
+        "2:\n\t"
+        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
+        "ldrd %[x1e], %[x1o], [%[x]], #8\n\t"
+        "ldr %[f], [%[w0]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
+        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
+        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
+        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
+        "ldr %[f], [%[w1]], #4\n\t"
+        "sxtb16 %[fo], %[f], ror #8\n\t"
+        "sxtb16 %[f], %[f]\n\t"
+        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
+        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
+        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
+        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
+        "cmp %[x], %[xend]\n\t"
+        "bne 2b\n\t"
+        "ldr %[x0e], %[acc]\n\t"
+        "strd %[a00], %[a10], [%[x0e]], #8\n\t"
+        "strd %[a01], %[a11], [%[x0e]], #8\n\t"
+        "str %[x0e], %[acc]\n\t"
+        "ldr %[w0], %[wsave]\n\t"
+        "ldr %[f], %[n]\n\t"
+        "add %[w0], %[w0], %[f], lsl #1\n\t"
+        "ldr %[f], %[aend]\n\t"
+        "cmp %[x0e], %[f]\n\t"
+        "bne 1b"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
+          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo), [zb] "+m"(zb), [acc] "+m"(acc), [wsave] "+m"(wsave)
+        : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [aend] "m"(aend)
+        : "cc", "memory");
+}
+
+/* output channels per requantization batch (accumulators on the stack) */
+#define TS_DSP_OCB 32
+
+/* ts_rows2_s8 with the DSP product: both pixels (x1 may be null: x0 twice, the copy discarded),
+ * 4 <= n <= TS_DSP_KMAX; the n % 4 last bytes in scalar code. Accumulators of up to TS_DSP_OCB
+ * channels are kept, then requantized in one loop. */
+static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
+                            const int32_t *zbias, const int32_t *mult, const int32_t *shift,
+                            int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi, const ts_dsp_rq_t *tab) {
+    int32_t xw[TS_DSP_KMAX] TS_ALIGN(8);
+    int32_t acc[2 * TS_DSP_OCB + 2] TS_ALIGN(8);
+    int8_t spare[TS_DSP_OCB];
+    int32_t zlh[3];
+    const int32_t n4 = n >> 2, nt = n & 3;
+    const int8_t *const t0 = x0 + (n & ~3);
+    const int8_t *t1;
+    int32_t c0;
+    zlh[0] = zo;
+    zlh[1] = lo;
+    zlh[2] = hi;
+    if (!x1) {
+        x1 = x0;
+    }
+    t1 = x1 + (n & ~3);
+    ts_dsp_widen2(x0, x1, n4, xw);
+    if (nt) {   /* the last bytes as one more group, zero past n */
+        int32_t b0 = 0, b1 = 0, i;
+        for (i = nt - 1; i >= 0; --i) {
+            b0 = (int32_t)((uint32_t)b0 << 8 | (uint8_t)t0[i]);
+            b1 = (int32_t)((uint32_t)b1 << 8 | (uint8_t)t1[i]);
+        }
+        xw[4 * n4] = __sxtb16(b0);
+        xw[4 * n4 + 1] = ts_dsp_sxtb16_r8(b0);
+        xw[4 * n4 + 2] = __sxtb16(b1);
+        xw[4 * n4 + 3] = ts_dsp_sxtb16_r8(b1);
+    }
+    for (c0 = 0; c0 < out_c; c0 += TS_DSP_OCB) {
+        const int32_t cn = out_c - c0 < TS_DSP_OCB ? out_c - c0 : TS_DSP_OCB;
+        const int8_t *w = filter + c0 * n;
+        const int32_t *zb = zbias + c0;
+        int32_t *ap = acc;
+        int32_t *const aend = acc + 2 * cn;
+        {
+            /* pairs in the asm loop; with a tail group, never the filter's last row (its read would
+             * run past the filter): that pair, and an odd last channel, go through the loop below */
+            int32_t pairs = cn >> 1;
+            if (nt && (cn & 1) == 0 && c0 + cn == out_c) {
+                --pairs;
+            }
+            if (pairs > 0) {
+                if (nt) {
+                    ts_dsp_pairs_tail(xw, n4 + 1, w, n, zb, acc, acc + 4 * pairs);
+                } else {
+                    ts_dsp_pairs(xw, n4, w, n, zb, acc, acc + 4 * pairs);
+                }
+                ap = acc + 4 * pairs;
+                zb += 2 * pairs;
+                w += 2 * pairs * n;
+            }
+        }
+        while (ap < aend) {   /* channel pairs; an odd last channel is paired with itself */
+            const int8_t *const w1 = ap + 2 < aend ? w + n : w;
+            int32_t a[4];
+            a[0] = a[2] = zb[0];
+            a[1] = a[3] = ap + 2 < aend ? zb[1] : zb[0];
+            ts_dsp_mac2x2(xw, n4, w, w1, a);
+            if (nt) {
+                int32_t i;
+                for (i = 0; i < nt; ++i) {
+                    const int32_t v0 = t0[i], v1 = t1[i], f0 = w[4 * n4 + i], f1 = w1[4 * n4 + i];
+                    a[0] += v0 * f0;
+                    a[1] += v0 * f1;
+                    a[2] += v1 * f0;
+                    a[3] += v1 * f1;
+                }
+            }
+            ap[0] = a[0];
+            ap[1] = a[2];
+            ap[2] = a[1];   /* one past 2 * cn when cn is odd: the buffer has room */
+            ap[3] = a[3];
+            ap += 4;
+            zb += 2;
+            w += 2 * n;
+        }
+        if (tab) {
+            ts_dsp_requant2_tab(acc, tab + c0, cn, o0 + c0, o1 ? o1 + c0 : spare, zlh);
+        } else {
+            ts_dsp_requant2(acc, mult + c0, shift + c0, cn, o0 + c0, o1 ? o1 + c0 : spare, zlh);
+        }
+    }
+}
 #endif
 
 
@@ -374,6 +945,12 @@ static void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter
                         const int32_t *zbias, const int32_t *mult, const int32_t *shift,
                         int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi) {
     int32_t oc, i;
+#if TS_KERNELS == TS_KERNELS_DSP
+    if (n >= 4 && n <= TS_DSP_KMAX) {
+        ts_dsp_rows2_s8(x0, x1, filter, n, out_c, zbias, mult, shift, o0, o1, zo, lo, hi, (const ts_dsp_rq_t *)0);
+        return;
+    }
+#endif
     if (x1) {
         for (oc = 0; oc + 1 < out_c; oc += 2) {
             const int8_t *w0 = filter + oc * n;
@@ -439,6 +1016,17 @@ static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, con
         ts_mve_row_s8(in + px * n, filter, n, out_c, zbias, mult, shift, out + px * out_c, zo, lo, hi);
     }
     return;
+#elif TS_KERNELS == TS_KERNELS_DSP
+    if (n >= 4 && n <= TS_DSP_KMAX) {  /* the product with the layer's requantization constants prepared once */
+        ts_dsp_rq_t tab[TS_DSP_TAB];
+        const ts_dsp_rq_t *t = ts_dsp_rq_table(mult, shift, out_c, tab) ? tab : (const ts_dsp_rq_t *)0;
+        for (; px < pixels; px += 2) {
+            const int two = px + 1 < pixels;
+            ts_dsp_rows2_s8(in + px * n, two ? in + (px + 1) * n : (const int8_t *)0, filter, n, out_c, zbias, mult,
+                            shift, out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t);
+        }
+        return;
+    }
 #endif
     for (; px + 1 < pixels; px += 2) {
         ts_rows2_s8(in + px * n, in + (px + 1) * n, filter, n, out_c, zbias, mult, shift,
@@ -520,6 +1108,21 @@ static void ts_conv_patches_s8(const ts_conv_params_t *p, const int8_t *filter, 
     }
     (void)patch1;
     return;
+#elif TS_KERNELS == TS_KERNELS_DSP
+    if (n >= 4) {  /* n <= TS_PATCH_MAX <= TS_DSP_KMAX here */
+        ts_dsp_rq_t tab[TS_DSP_TAB];
+        const ts_dsp_rq_t *t = ts_dsp_rq_table(mult, shift, out_c, tab) ? tab : (const ts_dsp_rq_t *)0;
+        for (; px < pixels; px += 2) {
+            const int two = px + 1 < pixels;
+            ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
+            if (two) {
+                ts_patch_s8(p, in, (px + 1) / out_w, (px + 1) % out_w, patch1);
+            }
+            ts_dsp_rows2_s8(patch0, two ? patch1 : (const int8_t *)0, filter, n, out_c, zbias, mult, shift,
+                            out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t);
+        }
+        return;
+    }
 #endif
     for (; px + 1 < pixels; px += 2) {
         ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
@@ -700,6 +1303,18 @@ static void ts_dw4_s8(const int8_t *const *xs, int32_t taps, const int8_t *w, in
                       int32_t a[4]) {
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
     const int8_t *const *const end = xs + taps;
+#if TS_KERNELS == TS_KERNELS_DSP
+    /* one word of inputs and one of weights per tap, widened with SXTB16 (channels 0, 2) and
+     * SXTB16 ROR 8 (1, 3); SMLABB / SMLATT multiply the matching halves */
+    for (; xs != end; ++xs, w += wstep) {
+        const int32_t x = ts_dsp_ld32(*xs + c), f = ts_dsp_ld32(w);
+        const int32_t xe = __sxtb16(x), xo = ts_dsp_sxtb16_r8(x), fe = __sxtb16(f), fo = ts_dsp_sxtb16_r8(f);
+        a0 = __smlabb(xe, fe, a0);
+        a2 = __smlatt(xe, fe, a2);
+        a1 = __smlabb(xo, fo, a1);
+        a3 = __smlatt(xo, fo, a3);
+    }
+#endif
     for (; xs != end; ++xs, w += wstep) {
         const int8_t *x = *xs + c;
         a0 += w[0] * x[0];
@@ -731,6 +1346,11 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t row_step = dil_h * in_w * in_c, col_step = dil_w * in_c;
     int32_t oy, ox, ky, kx, c;
+#if TS_KERNELS == TS_KERNELS_DSP
+    if (ts_dsp_dwconv_s8(p, filter, zbias, mult, shift, in, out)) {
+        return;
+    }
+#endif
     if (dm == 1 && k_h * k_w <= TS_DW_TAPS) {
         const int8_t *base[TS_DW_TAPS];
         const int8_t *cur[TS_DW_TAPS];
@@ -856,6 +1476,18 @@ void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *zbi
     const int32_t batches = p->batches, depth = p->depth, units = p->units, fo = p->filter_offset;
     const int32_t zo = p->out_offset, lo = p->act_min, hi = p->act_max;
     int32_t b, u, d;
+#if TS_KERNELS == TS_KERNELS_DSP
+    /* the DSP matrix product: two batches (or one, twice) against every unit's weight row */
+    if (fo == 0 && depth >= 4 && depth <= TS_DSP_KMAX) {
+        for (b = 0; b < batches; b += 2) {
+            const int two = b + 1 < batches;
+            ts_dsp_rows2_s8(in + b * depth, two ? in + (b + 1) * depth : (const int8_t *)0, weights, depth, units,
+                            zbias, mult, shift, out + b * units, two ? out + (b + 1) * units : (int8_t *)0, zo, lo,
+                            hi, (const ts_dsp_rq_t *)0);
+        }
+        return;
+    }
+#endif
     for (b = 0; b < batches; ++b) {
         const int8_t *TS_RESTRICT x = in + b * depth;
         int8_t *TS_RESTRICT y = out + b * units;
@@ -1345,6 +1977,13 @@ void ts_dequantize_s8_f32(const ts_quant_params_t *p, const int8_t *in, float *o
 
 static void ts_irb_move(int8_t *dst, const int8_t *src, int32_t n) {  /* dst <= src: forward copy */
     int32_t i;
+#if TS_KERNELS == TS_KERNELS_DSP
+    /* a word at a time (these cores load and store words at any address): each word is read before
+     * the store that may overlap it, and a store never reaches bytes not yet read (dst <= src) */
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        *(ts_dsp_w32 *)dst = ts_dsp_ld32(src);
+    }
+#endif
     for (i = 0; i < n; ++i) {
         dst[i] = src[i];
     }

@@ -77,6 +77,11 @@ def add_model_board_args(p: Any) -> None:
                    help="run inverted-residual blocks layer at a time (every expanded tensor whole in the arena) "
                         "instead of streamed row by row in one call each (the default: a smaller arena, the same "
                         "outputs)")
+    p.add_argument("--kernels", choices=("auto", "portable", "dsp", "mve"), default="auto",
+                   help="kernel set the inner loops compile with: auto (the default: the most capable one the "
+                        "board's core runs: mve on Cortex-M55, dsp on Cortex-M4/M7/M33, else portable), portable "
+                        "(plain C, every core), dsp (Arm DSP extension), mve (Helium); a set the core cannot run "
+                        "is an error")
 
 
 def check_model_source(args: Any, bundle_only: tuple[str, ...] = (), tflite_only: tuple[str, ...] = ()) -> None:
@@ -159,7 +164,8 @@ def run_firmware(args: Any) -> int:
             raise InputError("--keys is for method apps, which need a --bundle; a --tflite project speaks no wire "
                              "protocol")
         project, sources, name = generate_tflite_project(Path(args.tflite), args.board, Path(args.out), args.app,
-                                                         link=link, stream=args.stream_blocks)
+                                                         link=link, stream=args.stream_blocks,
+                                                         kernels=args.kernels)
     else:
         key, options = None, {}
         if args.keys is not None or args.device_id != 1 or args.transport is not None or args.udp_port is not None:
@@ -184,6 +190,7 @@ def run_firmware(args: Any) -> int:
             key = keys[args.device_id].key
         project, sources, _, dm = generate_project(Path(args.bundle), args.board, Path(args.out), args.model, args.app,
                                                    device_key=key, link=link, stream=args.stream_blocks,
+                                                   kernels=args.kernels,
                                                    **options)
         name = dm.name
     board_name = args.board
@@ -346,6 +353,14 @@ def run_hil(args: Any) -> int:
     if args.inputs is not None and args.seed is not None:
         raise InputError("--seed draws random inputs; with --inputs FILE there is nothing to draw: give one of them")
     keep = Path(args.keep) if args.keep else None
+    if getattr(args, "kernels", "auto") != "auto" and (getattr(args, "emulator", "qemu") == "renode" or args.e2e):
+        raise InputError("--kernels goes with the QEMU check (no --emulator renode, no --e2e): those generate "
+                         "their firmware with the board's default kernel set")
+    if getattr(args, "kernels", "auto") != "auto":
+        from tinysplit.boards import get_board
+        from tinysplit.firmware.kernelsets import choose_kernel_set
+
+        choose_kernel_set(get_board(args.board), args.kernels)
     if not getattr(args, "stream_blocks", True) and (getattr(args, "emulator", "qemu") == "renode" or args.e2e):
         raise InputError("--no-stream-blocks goes with the QEMU check (no --emulator renode, no --e2e): those "
                          "generate their firmware with the default (streamed blocks)")
@@ -366,7 +381,8 @@ def run_hil(args: Any) -> int:
         source = tflite_source(args.tflite, args.samples, args.inputs, seed)
     else:
         source = bundle_source(args.bundle, args.samples, args.model)
-    r = hil_check(source, args.board, keep, Progress(args.quiet), stream=getattr(args, "stream_blocks", True))
+    r = hil_check(source, args.board, keep, Progress(args.quiet), stream=getattr(args, "stream_blocks", True),
+                  kernels=getattr(args, "kernels", "auto"))
     if args.json:
         emit_json(r.to_json())
     else:
@@ -419,7 +435,8 @@ def run_profile(args: Any) -> int:
         source = tflite_source(args.tflite, 1, args.inputs, DEFAULT_SEED if args.seed is None else args.seed)
     else:
         source = bundle_source(args.bundle, 1, args.model)
-    r = profile_model(source, args.board, keep, Progress(args.quiet), stream=args.stream_blocks, runs=args.runs)
+    r = profile_model(source, args.board, keep, Progress(args.quiet), stream=args.stream_blocks, runs=args.runs,
+                      kernels=args.kernels)
     if args.json:
         emit_json(r.to_json())
     else:

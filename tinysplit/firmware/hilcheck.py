@@ -49,10 +49,11 @@ def tflm_reference(tflite: bytes, inputs: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def hil_check(source: ModelSource, board_name: str, workdir: Path | None = None,
-              progress: Callable[[str], None] | None = None, stream: bool = True) -> HilReport:
+              progress: Callable[[str], None] | None = None, stream: bool = True,
+              kernels: str | None = None) -> HilReport:
     """Generate, build and run ``source``'s model on ``board_name`` in QEMU (app ``hil``) on every one
     of its inputs, and compare each output value with TFLite Micro's. ``stream``: streamed
-    inverted-residual blocks (False: layer at a time)."""
+    inverted-residual blocks (False: layer at a time). ``kernels``: the kernel set (None: the board's)."""
     from tinysplit.boards import get_board
     from tinysplit.exporter.verify import compare_int8
     from tinysplit.firmware.build import build_project
@@ -64,7 +65,8 @@ def hil_check(source: ModelSource, board_name: str, workdir: Path | None = None,
     with tempfile.TemporaryDirectory(prefix="tinysplit-hil-") as tmp:
         proj_dir = (workdir or Path(tmp)) / f"hil-{board_name}"
         say(f"generating C and a firmware project for {board_name}")
-        project, sources = model_project(board_name, source.tflite, source.name, proj_dir, "hil", stream=stream)
+        project, sources = model_project(board_name, source.tflite, source.name, proj_dir, "hil", stream=stream,
+                                          kernels=kernels)
         say("building")
         build = build_project(project.dir)
         say(f"TFLite Micro on {n} inputs ({source.inputs_from})")
@@ -87,8 +89,9 @@ def hil_check(source: ModelSource, board_name: str, workdir: Path | None = None,
 
 
 def run_hil_check(bundle: str | Path, board_name: str, samples: int, workdir: Path | None = None,
-                  model: str | None = None, progress: Callable[[str], None] | None = None) -> HilReport:
+                  model: str | None = None, progress: Callable[[str], None] | None = None,
+                  kernels: str | None = None) -> HilReport:
     """``hil_check`` of a bundle's device model (default: its first) on its first ``samples`` held-out inputs."""
     from tinysplit.firmware.source import bundle_source
 
-    return hil_check(bundle_source(bundle, samples, model), board_name, workdir, progress)
+    return hil_check(bundle_source(bundle, samples, model), board_name, workdir, progress, kernels=kernels)

@@ -269,10 +269,11 @@ def check_profile_board(board_name: str) -> Any:
 
 
 def profile_model(source: ModelSource, board_name: str, workdir: Path | None = None,
-                  progress: Callable[[str], None] | None = None, stream: bool = True, runs: int = 2) -> ProfileReport:
+                  progress: Callable[[str], None] | None = None, stream: bool = True, runs: int = 2,
+                  kernels: str | None = None) -> ProfileReport:
     """Generate ``source``'s model with profiling marks, build it for ``board_name``, run its first input
     ``runs`` times (a fresh QEMU each time; the counts must be identical) and compare the output with
-    TFLite Micro's."""
+    TFLite Micro's. ``kernels``: the kernel set (None: the board's)."""
     from tinysplit.exporter.codegen.emit_c import render_model
     from tinysplit.exporter.tflite_model import parse_tflite
     from tinysplit.exporter.verify import compare_int8
@@ -289,7 +290,8 @@ def profile_model(source: ModelSource, board_name: str, workdir: Path | None = N
     with tempfile.TemporaryDirectory(prefix="tinysplit-profile-") as tmp:
         proj_dir = (workdir or Path(tmp)) / f"profile-{board_name}"
         say(f"generating C with profiling marks and a project for {board_name}")
-        project, sources = model_project(board_name, source.tflite, source.name, proj_dir, "profile", stream=stream)
+        project, sources = model_project(board_name, source.tflite, source.name, proj_dir, "profile", stream=stream,
+                                          kernels=kernels)
         rendered = render_model(source.tflite, c_identifier(source.name), stream=stream, profile=True)
         infos = call_infos(rendered, parse_tflite(source.tflite))
         say("building")
