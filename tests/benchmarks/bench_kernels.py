@@ -103,7 +103,7 @@ def main() -> int:
                     if runs_on(ks, board):
                         runs.append((ks.name, hil(bundle, board_name, args.samples, ks.name, None)))
                 for label, r in runs:
-                    row = {"model": name, "board": board_name, "kernels": label, "macs": macs, **r}
+                    row = {**r, "model": name, "board": board_name, "kernels": label, "macs": macs}
                     if "instructions_per_inference" in r:
                         row["insn_per_mac"] = r["instructions_per_inference"] / macs
                         if "instructions_per_inference" in base:
