@@ -150,3 +150,25 @@ def test_accepts_a_path(tmp_path: Path) -> None:
     p.write_bytes(_pick(("softmax",))[0])
     s = generate_model_sources(p, "sm", tmp_path / "out")
     assert s.sources[0].name == "sm_model.c" and s.sources[0].is_file()
+
+
+def test_an_op_without_its_options_table() -> None:
+    """A hand-made model may leave an op's options out: ADD then has no fused activation, as TFLite
+    Micro reads it; a convolution, whose strides live there, is refused by name."""
+    from tflite_builder import ModelBuilder
+
+    from tinysplit.exporter.codegen.lower import lower_model
+    from tinysplit.exporter.tflite_model import parse_tflite
+
+    b = ModelBuilder()
+    x = b.tensor((1, 4, 4, 2), "int8", 0.05, 3)
+    y = b.tensor((1, 4, 4, 2), "int8", 0.1, -2)
+    b.op("ADD", [x, x], [y])
+    assert [c.kernel for c in lower_model(parse_tflite(b.build([x], [y]))).calls] == ["ts_add_s8"]
+    b = ModelBuilder()
+    x = b.tensor((1, 4, 4, 2), "int8", 0.05, 3)
+    f = b.tensor((3, 1, 1, 2), "int8", [0.01] * 3, 0, data=np.ones((3, 1, 1, 2), np.int8))
+    y = b.tensor((1, 4, 4, 3), "int8", 0.1, -2)
+    b.op("CONV_2D", [x, f, -1], [y])
+    with pytest.raises(UnsupportedModelError, match=r"operator 0 \(CONV_2D\) has no options table"):
+        lower_model(parse_tflite(b.build([x], [y])))

@@ -544,8 +544,8 @@ def test_the_shipped_fleet_plans_three_groups_of_two(rocoin_trained):
 
 
 # the code generator's const and arena bytes of the CIFAR-10 zoo at n outputs (the n of the largest partition)
-CIFAR_ZOO_MEMORY = {96: {"tiny": (40_004, 11_584), "small": (89_232, 25_664), "medium": (316_300, 29_696)},
-                    253: {"tiny": (92_756, 21_632), "small": (187_200, 28_864), "medium": (504_700, 30_464)}}
+CIFAR_ZOO_MEMORY = {96: {"tiny": (39_900, 10_496), "small": (89_128, 23_552), "medium": (316_196, 26_368)},
+                    253: {"tiny": (92_652, 20_544), "small": (187_096, 33_600), "medium": (504_596, 27_136)}}
 
 
 @pytest.mark.parametrize("n", sorted(CIFAR_ZOO_MEMORY))
@@ -566,10 +566,13 @@ def test_the_cifar_fleet_plans_four_groups_of_two_and_the_zoo_sizes_matter(n):
     plan = make_plan(fleet, act, zoo, PlanSettings(0.25, 0.25, 0))
     assert [g.devices for g in plan.groups] == [("m55-a", "m55-b"), ("m4-a", "m4-b"), ("m4s-a", "m4s-b"),
                                                 ("rv-a", "rv-b")]
-    assert [g.student for g in plan.groups] == ["medium", "medium", "small", "tiny"]
+    # the RISC-V pair's 23,552 B for an arena: 'small' needs exactly that at n = 96 (the placement search
+    # and folded PADs of issue 16), more at n = 253, where the pair runs 'tiny'
+    rv = "small" if n == 96 else "tiny"
+    assert [g.student for g in plan.groups] == ["medium", "medium", "small", rv]
     assert all(g.meets_p_th for g in plan.groups) and len({d.board for d in plan.devices}) == 3
-    assert baseline_architectures(plan, "nonn") == ["tiny"] * 8
-    assert baseline_architectures(plan, "hetnonn") == ["medium"] * 4 + ["small"] * 2 + ["tiny"] * 2
+    assert baseline_architectures(plan, "nonn") == [rv] * 8
+    assert baseline_architectures(plan, "hetnonn") == ["medium"] * 4 + ["small"] * 2 + [rv] * 2
 
 
 @pytest.mark.slow

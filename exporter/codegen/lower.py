@@ -364,6 +364,11 @@ class LoweredModel:
 _ITEMSIZE = {"int8": 1, "int32": 4, "float32": 4}
 
 
+def _fused(op: Operator) -> int:
+    """The op's fused activation (0, none, when the model leaves its options out, as TFLite Micro reads it)."""
+    return int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+
+
 def _where(op: Operator) -> str:
     return f"operator {op.index} ({op.opcode})"
 
@@ -469,7 +474,7 @@ def _lower_conv_like(model: TfliteModel, op: Operator, depthwise: bool) -> tuple
     _need((out_h, out_w) == (oh, ow), op, f"output size {(oh, ow)} differs from the computed {(out_h, out_w)}")
     in_s, in_zp = _q(inp)
     out_s, out_zp = _q(out)
-    amin, amax = activation_range(o.fusedActivationFunction, out_s, out_zp, _where(op))
+    amin, amax = activation_range(_fused(op), out_s, out_zp, _where(op))
     mult, shift = _per_channel(op, inp, filt, out, oc)
     params = ConvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pad_h, pad_w, dm,
                         -in_zp, out_zp, amin, amax)
@@ -541,7 +546,7 @@ def lower_fully_connected(model: TfliteModel, op: Operator) -> tuple[KernelCall,
         _check_multipliers(op, m)
         mult = ConstArray("mult", "int32_t", np.full(units, m, dtype=np.int32))
         shift = ConstArray("shift", "int32_t", np.full(units, s, dtype=np.int32))
-    amin, amax = activation_range(op.options.fusedActivationFunction, out_s, out_zp, _where(op))
+    amin, amax = activation_range(_fused(op), out_s, out_zp, _where(op))
     params = FcParams(n_in // depth, depth, units, -in_zp, -f_zp, out_zp, amin, amax)
     w = ConstArray("weights", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
     wsum = np.asarray(filt.data, dtype=np.int64).reshape(units, depth).sum(axis=1) - f_zp * depth
@@ -572,7 +577,7 @@ def lower_add(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     m1, sh1 = quantize_multiplier(float(sa) / twice_max)
     m2, sh2 = quantize_multiplier(float(sb) / twice_max)
     mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(so)))
-    amin, amax = activation_range(op.options.fusedActivationFunction, so, zo, _where(op))
+    amin, amax = activation_range(_fused(op), so, zo, _where(op))
     _check_multipliers(op, m1, m2, mo)
     p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, ADD_LEFT_SHIFT,
                      m1, sh1, m2, sh2, mo, sho, amin, amax)
@@ -589,7 +594,7 @@ def lower_mul(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     (sa, za), (sb, zb), (so, zo) = _q(a), _q(b), _q(out)
     mo, sho = quantize_multiplier(float(sa) * float(sb) / float(so))
     _check_multipliers(op, mo)
-    amin, amax = activation_range(op.options.fusedActivationFunction, so, zo, _where(op))
+    amin, amax = activation_range(_fused(op), so, zo, _where(op))
     p = BinaryParams(flat, int(np.prod(dims)), dims, s1, s2, -za, -zb, zo, 0, 0, 0, 0, 0, mo, sho, amin, amax)
     return (KernelCall(op.index, op.opcode, "ts_mul_s8", p, (), (op.inputs[0], op.inputs[1]), op.outputs[0],
                        reuse="elementwise" if flat else ""),)
@@ -620,7 +625,7 @@ def _lower_pool(model: TfliteModel, op: Operator, kernel: str) -> tuple[KernelCa
     out_w, pad_w = out_size_and_padding(o.padding, iw, kw, sw, 1)
     _need((out_h, out_w, oc) == (oh, ow, c), op, f"output shape {out.shape} differs from the computed one")
     so, zo = _q(out)
-    amin, amax = activation_range(o.fusedActivationFunction, so, zo, _where(op))
+    amin, amax = activation_range(_fused(op), so, zo, _where(op))
     p = PoolParams(ih, iw, c, oh, ow, kh, kw, sh, sw, pad_h, pad_w, amin, amax)
     return (KernelCall(op.index, op.opcode, kernel, p, (), (op.inputs[0],), op.outputs[0]),)
 
@@ -668,7 +673,7 @@ def lower_reshape(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
 def lower_concatenation(model: TfliteModel, op: Operator) -> tuple[KernelCall, ...]:
     out = _t(model, op.outputs[0])
     _dtype(op, out, "int8")
-    _need(op.options.fusedActivationFunction == 0, op, "a fused activation on CONCATENATION is not supported")
+    _need(_fused(op) == 0, op, "a fused activation on CONCATENATION is not supported")
     rank = len(out.shape)
     axis = (int(op.options.axis) + rank) % rank
     outer = int(np.prod(out.shape[:axis]))
@@ -851,7 +856,13 @@ def lower_model(model: TfliteModel, skippable: bool = False) -> LoweredModel:
                                         "(export with int8 input and output types)")
     calls: list[KernelCall] = []
     for op in model.operators:
-        calls.extend(LOWERINGS[op.opcode](model, op))
+        try:
+            calls.extend(LOWERINGS[op.opcode](model, op))
+        except AttributeError:
+            if op.options is None:  # a hand-made model without the op's options table (the converter writes it)
+                raise UnsupportedModelError(f"{_where(op)} has no options table (its strides, padding or axis); "
+                                            "convert the model with the TFLite converter") from None
+            raise
     calls = fold_pads(calls, model.outputs[0])
     used: dict[int, TensorInfo] = {}
     constants: list[int] = []
