@@ -74,8 +74,15 @@ def test_the_scenario_replans_against_an_emulated_device(adaptive_study_dir: Pat
     study = json.loads((adaptive_study_dir / "adaptive_study.json").read_text())
     acc = study["deployed"]["int8"]
     floor = min(acc[str(m)] for m in (0x7, 0xb, 0xd, 0xe, 0x3, 0xc))  # a floor some 3-block skips meet
-    sc = dict(GOOD, steps=8, samples_per_step=2, demand={"accuracy_floor": floor, "latency_budget_ms": 150,
-                                                           "host_ms": 0.5},
+    # the device at 20 MHz instead of 80: with the DSP kernels the head runs ~4.9x fewer instructions
+    # than when this schedule was set, so the clock brings its compute time back to where the slow
+    # link's stretch makes the whole head break the latency budget
+    shipped = (Path(__file__).resolve().parents[1] / "tinysplit" / "methods" / "adaptive_resnet" / "devices"
+               / "one_m4.yaml").read_text()
+    assert "clock_mhz: 80" in shipped
+    (tmp_path / "slow_m4.yaml").write_text(shipped.replace("clock_mhz: 80", "clock_mhz: 20"))
+    sc = dict(GOOD, steps=8, samples_per_step=2, devices="slow_m4.yaml",
+              demand={"accuracy_floor": floor, "latency_budget_ms": 150, "host_ms": 0.5},
               schedule={"link_kbps": [[0, 250], [2, 250], [3, 40], [5, 40], [6, 250]], "rate_hz": [[0, 1], [7, 6]]})
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(sc))
@@ -90,7 +97,8 @@ def test_the_scenario_replans_against_an_emulated_device(adaptive_study_dir: Pat
     assert all(s["mask_used"] == 1.0 for s in steps)
     assert all(s["accuracy"] >= floor - 1e-12 for s in steps)
     assert all(s["max_latency_ms"] <= 150 for s in steps)
-    assert steps[0]["mask"] == 0  # plenty of everything at first: the whole head
+    # (at 20 MHz the forecast planner may trim a block from the first step on, budgeting for the slow
+    # stretch ahead: which mask it starts with is its choice, the re-plans and the constraints are checked)
     assert any(s["always_full"]["violations"] for s in steps)  # the whole head would break a constraint later
     assert steps[-1]["battery_j"] < steps[0]["battery_j"]
     # the battery drains by the device's own STATS accounts, and they agree with its frames

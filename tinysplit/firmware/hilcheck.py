@@ -16,6 +16,8 @@ import numpy as np
 
 from tinysplit.firmware.source import ModelSource
 
+INFERENCE_TIMEOUT_S = 60.0  # the longest wait for one inference's answer in QEMU
+
 
 @dataclass(frozen=True)
 class HilReport:
@@ -73,7 +75,9 @@ def hil_check(source: ModelSource, board_name: str, workdir: Path | None = None,
         ref, tflm_arena = tflm_reference(source.tflite, source.inputs)
         say(f"running {n} inferences in QEMU ({board_name})")
         outs, counts = [], []
-        with HilSession(get_board(board_name), build.elf) as s:
+        # an inference of tens of millions of instructions takes seconds in QEMU (the LX106's sim core is
+        # the slowest: 34M instructions ran past 10 s on a loaded 2-core machine): allow a minute each
+        with HilSession(get_board(board_name), build.elf, timeout=INFERENCE_TIMEOUT_S) as s:
             for i in range(n):
                 y, c = s.infer(source.inputs[i])
                 outs.append(y)
