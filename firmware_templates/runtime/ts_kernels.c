@@ -473,6 +473,29 @@ static int ts_dsp_dwconv_s8(const ts_conv_params_t *p, const int8_t *filter, con
     return 1;
 }
 
+/* The inner loop both pair kernels below share: 4 input bytes of 2 pixels (widened, even/odd halves)
+ * against 4 weight bytes of 2 channels, 8 SMLADs, until x reaches xend. */
+#define TS_DSP_PAIR_INNER_LOOP \
+    "2:\n\t" \
+    "ldrd %[x0e], %[x0o], [%[x]], #8\n\t" \
+    "ldrd %[x1e], %[x1o], [%[x]], #8\n\t" \
+    "ldr %[f], [%[w0]], #4\n\t" \
+    "sxtb16 %[fo], %[f], ror #8\n\t" \
+    "sxtb16 %[f], %[f]\n\t" \
+    "smlad %[a00], %[x0e], %[f], %[a00]\n\t" \
+    "smlad %[a10], %[x1e], %[f], %[a10]\n\t" \
+    "smlad %[a00], %[x0o], %[fo], %[a00]\n\t" \
+    "smlad %[a10], %[x1o], %[fo], %[a10]\n\t" \
+    "ldr %[f], [%[w1]], #4\n\t" \
+    "sxtb16 %[fo], %[f], ror #8\n\t" \
+    "sxtb16 %[f], %[f]\n\t" \
+    "smlad %[a01], %[x0e], %[f], %[a01]\n\t" \
+    "smlad %[a11], %[x1e], %[f], %[a11]\n\t" \
+    "smlad %[a01], %[x0o], %[fo], %[a01]\n\t" \
+    "smlad %[a11], %[x1o], %[fo], %[a11]\n\t" \
+    "cmp %[x], %[xend]\n\t" \
+    "bne 2b\n\t"
+
 /* acc[4j..4j+3] = zbias + the 2x2 products of channel pair j (channels 2j, 2j + 1 of rows w, each
  * n = 4 * n4 bytes, consecutive) for pairs = (aend - acc) / 4 >= 1, in the order ts_dsp_requant2
  * reads them (channel 2j: pixel 0, pixel 1; channel 2j + 1: pixel 0, pixel 1). The whole loop is one
@@ -494,25 +517,7 @@ TS_INLINE void ts_dsp_pairs(const int32_t *xw, int32_t n4, const int8_t *w, int3
         "ldr %[x0e], %[n]\n\t"
         "add %[w1], %[w0], %[x0e]\n\t"
         "ldr %[x], %[xw]\n\t"
-        "2:\n\t"
-        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
-        "ldrd %[x1e], %[x1o], [%[x]], #8\n\t"
-        "ldr %[f], [%[w0]], #4\n\t"
-        "sxtb16 %[fo], %[f], ror #8\n\t"
-        "sxtb16 %[f], %[f]\n\t"
-        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
-        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
-        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
-        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
-        "ldr %[f], [%[w1]], #4\n\t"
-        "sxtb16 %[fo], %[f], ror #8\n\t"
-        "sxtb16 %[f], %[f]\n\t"
-        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
-        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
-        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
-        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
-        "cmp %[x], %[xend]\n\t"
-        "bne 2b\n\t"
+        TS_DSP_PAIR_INNER_LOOP
         "ldr %[x0e], %[acc]\n\t"
         "strd %[a00], %[a10], [%[x0e]], #8\n\t"
         "strd %[a01], %[a11], [%[x0e]], #8\n\t"
@@ -548,25 +553,7 @@ TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w,
         "ldr %[x0e], %[n]\n\t"
         "add %[w1], %[w0], %[x0e]\n\t"
         "ldr %[x], %[xw]\n\t"
-        "2:\n\t"
-        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
-        "ldrd %[x1e], %[x1o], [%[x]], #8\n\t"
-        "ldr %[f], [%[w0]], #4\n\t"
-        "sxtb16 %[fo], %[f], ror #8\n\t"
-        "sxtb16 %[f], %[f]\n\t"
-        "smlad %[a00], %[x0e], %[f], %[a00]\n\t"
-        "smlad %[a10], %[x1e], %[f], %[a10]\n\t"
-        "smlad %[a00], %[x0o], %[fo], %[a00]\n\t"
-        "smlad %[a10], %[x1o], %[fo], %[a10]\n\t"
-        "ldr %[f], [%[w1]], #4\n\t"
-        "sxtb16 %[fo], %[f], ror #8\n\t"
-        "sxtb16 %[f], %[f]\n\t"
-        "smlad %[a01], %[x0e], %[f], %[a01]\n\t"
-        "smlad %[a11], %[x1e], %[f], %[a11]\n\t"
-        "smlad %[a01], %[x0o], %[fo], %[a01]\n\t"
-        "smlad %[a11], %[x1o], %[fo], %[a11]\n\t"
-        "cmp %[x], %[xend]\n\t"
-        "bne 2b\n\t"
+        TS_DSP_PAIR_INNER_LOOP
         "ldr %[x0e], %[acc]\n\t"
         "strd %[a00], %[a10], [%[x0e]], #8\n\t"
         "strd %[a01], %[a11], [%[x0e]], #8\n\t"
