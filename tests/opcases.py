@@ -433,6 +433,7 @@ def corner_cases(seed: int) -> list[OpCase]:
     cases += [_wide_depthwise(rng, k) for k in range(2)]
     cases += [_dsp_pointwise(rng, k) for k in range(4)]
     cases += [_dsp_batched_fc(rng, k) for k in range(2)]
+    cases += [_range_proof(rng, k) for k in range(3)]
     cases += mve_shape_cases(seed + 1)  # vector-size edges of the MVE kernels, every regime
     return cases
 
@@ -455,6 +456,45 @@ def _dsp_pointwise(rng: np.random.Generator, k: int) -> OpCase:
                                                  fusedActivationFunction=ACT[["NONE", "RELU", "RELU6", "NONE"][k]],
                                                  dilationHFactor=1, dilationWFactor=1))
     return OpCase(f"dsp_pointwise_conv_2d_{k}", ("CONV_2D",), b.build([x], [y]), (1, h, w, ic))
+
+
+RANGE_PROOF_BITS = (31, 32, 31)  # acc_bits the lowering must prove for _range_proof(k)
+
+
+def _range_proof(rng: np.random.Generator, k: int) -> OpCase:
+    """The DSP kernels' range-proven requantization at its edge: biases set so that the largest
+    possible accumulator of one output is exactly 2^30 - 1 and the smallest of another exactly -2^30
+    (acc_bits 31: the short form, k = 0 a 1x1 convolution, k = 2 a FULLY_CONNECTED), and one past it
+    (k = 1: 2^30, acc_bits 32: the forced fallback to the general form). The output scale maps
+    accumulators near 2^30 into the int8 range (shift -24). An odd pixel / batch count and an odd
+    output count take the fused kernel's single-pixel and single-channel paths."""
+    b = ModelBuilder()
+    fc = k == 2
+    ic, oc = (12, 7) if fc else (8, 5)
+    s_in, z_in, f_s = 0.02, [-128, 77, 3][k], 0.01
+    shape = (3, ic) if fc else (1, 3, 3, ic)
+    x = b.tensor(shape, "int8", s_in, z_in)
+    wts = rng.integers(-127, 128, size=(oc, ic)).astype(np.int64)
+    top = np.maximum(127 * wts, -128 * wts).sum(axis=1)
+    bottom = np.minimum(127 * wts, -128 * wts).sum(axis=1)
+    bias = rng.integers(-(1 << 20), 1 << 20, size=oc).astype(np.int64)
+    edge = (1 << 30) - 1 + (k == 1)
+    bias[0] = edge - top[0] + z_in * wts[0].sum()          # zbias = bias - z_in * sum(w)
+    bias[1] = -(1 << 30) - bottom[1] + z_in * wts[1].sum()
+    s_out = s_in * f_s * (1 << 30) / 100.0                  # 2^30 -> 100
+    if fc:
+        f = b.tensor((oc, ic), "int8", [f_s], 0, data=wts.astype(np.int8))
+        y = b.tensor((3, oc), "int8", s_out, 0)
+        bt = b.tensor((oc,), "int32", [s_in * f_s], 0, data=bias.astype(np.int32))
+        b.op("FULLY_CONNECTED", [x, f, bt], [y], options("FullyConnectedOptions", fusedActivationFunction=ACT["NONE"]))
+        return OpCase("range_proof_fully_connected", ("FULLY_CONNECTED",), b.build([x], [y]), shape)
+    f = b.tensor((oc, 1, 1, ic), "int8", [f_s] * oc, 0, data=wts.reshape(oc, 1, 1, ic).astype(np.int8), qdim=0)
+    bt = b.tensor((oc,), "int32", [s_in * f_s] * oc, 0, data=bias.astype(np.int32))
+    y = b.tensor((1, 3, 3, oc), "int8", s_out, 0)
+    b.op("CONV_2D", [x, f, bt], [y], options("Conv2DOptions", padding=PAD["VALID"], strideH=1, strideW=1,
+                                               fusedActivationFunction=ACT["NONE"], dilationHFactor=1,
+                                               dilationWFactor=1))
+    return OpCase(f"range_proof_conv_2d_{['edge', 'fallback'][k]}", ("CONV_2D",), b.build([x], [y]), shape)
 
 
 def _dsp_batched_fc(rng: np.random.Generator, k: int) -> OpCase:

@@ -160,6 +160,7 @@ class ConvParams:
     out_offset: int
     act_min: int
     act_max: int
+    acc_bits: int = 32  # every accumulator fits this many signed bits (acc_bits()); 32: not proven
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class FcParams:
     out_offset: int
     act_min: int
     act_max: int
+    acc_bits: int = 32
 
 
 @dataclass(frozen=True)
@@ -476,12 +478,13 @@ def _lower_conv_like(model: TfliteModel, op: Operator, depthwise: bool) -> tuple
     out_s, out_zp = _q(out)
     amin, amax = activation_range(_fused(op), out_s, out_zp, _where(op))
     mult, shift = _per_channel(op, inp, filt, out, oc)
-    params = ConvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pad_h, pad_w, dm,
-                        -in_zp, out_zp, amin, amax)
     w = ConstArray("filter", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
     fd = np.asarray(filt.data, dtype=np.int64)
-    wsum = fd.reshape(kh * kw, oc).sum(axis=0) if depthwise else fd.reshape(oc, -1).sum(axis=1)
-    consts: tuple[ConstArray | None, ...] = (w, _zbias(model, op, 2, oc, -in_zp, wsum), mult, shift)
+    rows = fd.reshape(kh * kw, oc).T if depthwise else fd.reshape(oc, -1)  # each output's weights
+    zbias = _zbias(model, op, 2, oc, -in_zp, rows.sum(axis=1))
+    params = ConvParams(ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dw, pad_h, pad_w, dm,
+                        -in_zp, out_zp, amin, amax, acc_bits(zbias.values, rows))
+    consts: tuple[ConstArray | None, ...] = (w, zbias, mult, shift)
     if not depthwise:
         consts += (_wsum(filt.data.reshape(oc * kh * kw, ic), "tapsum"),)
     kernel = "ts_dwconv2d_s8" if depthwise else "ts_conv2d_s8"
@@ -492,6 +495,20 @@ def _wsum(rows: np.ndarray, role: str = "wsum") -> ConstArray:
     """Row sums of int8 weights (per unit, or per output channel and tap): the kernels fold the input
     zero point in with them, sum(w * (x - zp)) = sum(w * x) - zp * sum(w), the same integers."""
     return ConstArray(role, "int32_t", rows.astype(np.int64).sum(axis=1).astype(np.int32))
+
+
+def acc_bits(zbias: np.ndarray, rows: np.ndarray) -> int:
+    """The fewest bits of a signed integer that holds every accumulator a kernel can form for one
+    output: zbias[o] + sum_k rows[o, k] * x_k over every int8 input x (a tap outside the input or a
+    folded PAD reads an int8 value too), from the largest and the smallest sum per output. The DSP
+    kernels requantize in a shorter form when this is at most 31 (issue 16's range proof); 33 and more
+    mean the int32 accumulator can wrap (then it wraps as TFLite's does, in the general form)."""
+    r = np.asarray(rows, dtype=np.int64).reshape(len(zbias), -1)
+    zb = np.asarray(zbias, dtype=np.int64)
+    top = zb + np.maximum(127 * r, -128 * r).sum(axis=1)
+    bottom = zb + np.minimum(127 * r, -128 * r).sum(axis=1)
+    m = max(int(top.max(initial=0)), -int(bottom.min(initial=0)) - 1, 0)
+    return m.bit_length() + 1
 
 
 def _wrap32(v: np.ndarray) -> np.ndarray:
@@ -547,10 +564,10 @@ def lower_fully_connected(model: TfliteModel, op: Operator) -> tuple[KernelCall,
         mult = ConstArray("mult", "int32_t", np.full(units, m, dtype=np.int32))
         shift = ConstArray("shift", "int32_t", np.full(units, s, dtype=np.int32))
     amin, amax = activation_range(_fused(op), out_s, out_zp, _where(op))
-    params = FcParams(n_in // depth, depth, units, -in_zp, -f_zp, out_zp, amin, amax)
     w = ConstArray("weights", "int8_t", np.ascontiguousarray(filt.data, dtype=np.int8).reshape(-1))
-    wsum = np.asarray(filt.data, dtype=np.int64).reshape(units, depth).sum(axis=1) - f_zp * depth
-    zbias = _zbias(model, op, 2, units, -in_zp, wsum)
+    rows = np.asarray(filt.data, dtype=np.int64).reshape(units, depth) - f_zp  # the weights as multiplied
+    zbias = _zbias(model, op, 2, units, -in_zp, rows.sum(axis=1))
+    params = FcParams(n_in // depth, depth, units, -in_zp, -f_zp, out_zp, amin, amax, acc_bits(zbias.values, rows))
     return (KernelCall(op.index, op.opcode, "ts_fc_s8", params, (w, zbias, mult, shift),
                        (op.inputs[0],), op.outputs[0]),)
 

@@ -571,6 +571,125 @@ TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w,
         : "cc", "memory");
 }
 
+/* Range-proven requantization (issue 16: per-layer specialisation). The generator proves, from a
+ * layer's weights and biases, that every accumulator lies in [-2^30, 2^30) (p->acc_bits <= 31: zbias
+ * plus the largest and the smallest sums of weight x int8 input). Then acc << 1 cannot overflow, and
+ * with r = -shift >= 1 and k = 2^(r-1) + zo * 2^r:
+ *   requant(acc) + zo = SMMLAR(acc << 1, m, k + (acc >> 31)) >> r
+ * SMMLAR(a, m, c) = floor((c * 2^32 + a * m + 2^31) / 2^32), so with a = 2 acc the high word is
+ * floor((acc * m + 2^30 + (2^(r-1) - [acc < 0]) * 2^31 + zo * 2^(31+r)) / 2^31), and the floor by
+ * 2^r composes into floor((acc * m + 2^30 + (2^(r-1) - [acc < 0]) * 2^31) / 2^(31+r)) + zo: the
+ * double rounding ts_dsp_rq_neg computes (derived there), the zero point added. Per value LSL,
+ * ADD, SMMLAR, ASR, SSAT; per channel (m, k, r) from a table prepared once per call. Where the range
+ * is not proven, a shift is >= 0, k is too large (|k| must stay below 2^30 - 1 so the high word
+ * fits) or the activation is not the whole int8 range, the kernels take the exact general path. */
+typedef struct {
+    int32_t m, k, r;
+} ts_dsp_rqf_t;
+
+/* the table for n channels; 0 where the fast form does not apply */
+static int ts_dsp_rqf_table(int32_t acc_bits, const int32_t *mult, const int32_t *shift, int32_t n, int32_t zo,
+                            int32_t lo, int32_t hi, ts_dsp_rqf_t *tab) {
+    int32_t c;
+    if (acc_bits > 31 || n > TS_DSP_TAB || lo != -128 || hi != 127) {
+        return 0;
+    }
+    for (c = 0; c < n; ++c) {
+        const int32_t r = -shift[c];
+        int64_t k;
+        if (r < 1 || r > 31) {
+            return 0;
+        }
+        k = ((int64_t)1 << (r - 1)) + (int64_t)zo * ((int64_t)1 << r);
+        if (k <= -((int64_t)1 << 30) + 1 || k >= ((int64_t)1 << 30) - 1) {
+            return 0;
+        }
+        tab[c].m = mult[c];
+        tab[c].k = (int32_t)k;
+        tab[c].r = r;
+    }
+    return 1;
+}
+
+/* the range-proven requantization of one value (y = 8-bit result), for the asm below */
+#define TS_DSP_RQF(a, m, k, r) \
+    "lsl " a ", " a ", #1\n\t" \
+    "add %[f], " k ", " a ", asr #31\n\t" \
+    "smmlar " a ", " a ", " m ", %[f]\n\t" \
+    "asr " a ", " a ", " r "\n\t" \
+    "ssat " a ", #8, " a "\n\t"
+
+/* Channel pairs [0, pairs) of two pixels (rows x0, x1 widened into xw, n = 4 * n4 bytes), fused: the
+ * accumulators start at zbias, take the 2x2 products (TS_DSP_PAIR_INNER_LOOP), are requantized in
+ * registers with the range-proven form and stored, o0[c], o1[c]; nothing goes through memory in
+ * between. One asm block, the loop state in memory operands (14 registers are in use). */
+TS_INLINE void ts_dsp_pairs_rqf(const int32_t *xw, int32_t n4, const int8_t *w, int32_t n, const int32_t *zb,
+                                const ts_dsp_rqf_t *tab, int32_t pairs, int8_t *o0, int8_t *o1) {
+    const int32_t *const xend = xw + 4 * n4;
+    const ts_dsp_rqf_t *const tend = tab + 2 * pairs;
+    const int8_t *w1;
+    int32_t a00, a01, a10, a11, x0e, x0o, x1e, x1o, f, fo;
+    const int32_t *x;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[x0e], %[zb]\n\t"
+        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
+        "str %[x0e], %[zb]\n\t"
+        "mov %[a10], %[a00]\n\t"
+        "mov %[a11], %[a01]\n\t"
+        "ldr %[x0e], %[n]\n\t"
+        "add %[w1], %[w0], %[x0e]\n\t"
+        "ldr %[x], %[xw]\n\t"
+        TS_DSP_PAIR_INNER_LOOP
+        "mov %[w0], %[w1]\n\t"
+        "ldr %[x], %[tab]\n\t"
+        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
+        "ldr %[x1e], [%[x]], #4\n\t"
+        TS_DSP_RQF("%[a00]", "%[x0e]", "%[x0o]", "%[x1e]")
+        TS_DSP_RQF("%[a10]", "%[x0e]", "%[x0o]", "%[x1e]")
+        "ldrd %[x0e], %[x0o], [%[x]], #8\n\t"
+        "ldr %[x1e], [%[x]], #4\n\t"
+        TS_DSP_RQF("%[a01]", "%[x0e]", "%[x0o]", "%[x1e]")
+        TS_DSP_RQF("%[a11]", "%[x0e]", "%[x0o]", "%[x1e]")
+        "str %[x], %[tab]\n\t"
+        "ldr %[f], %[tend]\n\t"
+        "cmp %[x], %[f]\n\t"
+        "ldr %[x], %[o0]\n\t"
+        "strb %[a00], [%[x]], #1\n\t"
+        "strb %[a01], [%[x]], #1\n\t"
+        "str %[x], %[o0]\n\t"
+        "ldr %[x], %[o1]\n\t"
+        "strb %[a10], [%[x]], #1\n\t"
+        "strb %[a11], [%[x]], #1\n\t"
+        "str %[x], %[o1]\n\t"
+        "bne 1b"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
+          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
+          [fo] "=&r"(fo), [zb] "+m"(zb), [tab] "+m"(tab), [o0] "+m"(o0), [o1] "+m"(o1)
+        : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [tend] "m"(tend)
+        : "cc", "memory");
+}
+
+/* the requantization tables of one kernel call: the range-proven one where it applies (*fast: rows
+ * of a multiple of 4 bytes, which the fused kernel takes), else the general one where every shift is
+ * negative (*tab), else neither (both null) */
+typedef union {
+    ts_dsp_rq_t rq[TS_DSP_TAB];
+    ts_dsp_rqf_t rqf[TS_DSP_TAB];
+} ts_dsp_tabs_t;
+
+static void ts_dsp_tables(int32_t acc_bits, int32_t row, const int32_t *mult, const int32_t *shift, int32_t n,
+                          int32_t zo, int32_t lo, int32_t hi, ts_dsp_tabs_t *tabs, const ts_dsp_rq_t **tab,
+                          const ts_dsp_rqf_t **fast) {
+    *tab = (const ts_dsp_rq_t *)0;
+    *fast = (const ts_dsp_rqf_t *)0;
+    if ((row & 3) == 0 && ts_dsp_rqf_table(acc_bits, mult, shift, n, zo, lo, hi, tabs->rqf)) {
+        *fast = tabs->rqf;
+    } else if (ts_dsp_rq_table(mult, shift, n, tabs->rq)) {
+        *tab = tabs->rq;
+    }
+}
+
 /* output channels per requantization batch (accumulators on the stack) */
 #define TS_DSP_OCB 32
 
@@ -579,7 +698,8 @@ TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w,
  * channels are kept, then requantized in one loop. */
 static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter, int32_t n, int32_t out_c,
                             const int32_t *zbias, const int32_t *mult, const int32_t *shift,
-                            int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi, const ts_dsp_rq_t *tab) {
+                            int8_t *o0, int8_t *o1, int32_t zo, int32_t lo, int32_t hi, const ts_dsp_rq_t *tab,
+                            const ts_dsp_rqf_t *fast) {
     int32_t xw[TS_DSP_KMAX] TS_ALIGN(8);
     int32_t acc[2 * TS_DSP_OCB + 2] TS_ALIGN(8);
     int8_t spare[TS_DSP_OCB];
@@ -606,6 +726,25 @@ static void ts_dsp_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *fi
         xw[4 * n4 + 1] = ts_dsp_sxtb16_r8(b0);
         xw[4 * n4 + 2] = __sxtb16(b1);
         xw[4 * n4 + 3] = ts_dsp_sxtb16_r8(b1);
+    }
+    if (fast && !nt) {   /* range proven: every channel pair fused, an odd last channel alone */
+        int8_t spare1[TS_DSP_TAB];   /* one pixel: the second row is the first again, its outputs dropped */
+        const int32_t pairs = out_c >> 1;
+        if (!o1) {
+            o1 = spare1;
+        }
+        if (pairs > 0) {
+            ts_dsp_pairs_rqf(xw, n4, filter, n, zbias, fast, pairs, o0, o1);
+        }
+        if (out_c & 1) {
+            const int32_t c = out_c - 1;
+            const int8_t *const w = filter + c * n;
+            int32_t a[4];
+            a[0] = a[1] = a[2] = a[3] = zbias[c];
+            ts_dsp_mac2x2(xw, n4, w, w, a);
+            ts_dsp_out2(a[0], a[2], mult[c], shift[c], o0 + c, o1 + c, zo, lo, hi);
+        }
+        return;
     }
     for (c0 = 0; c0 < out_c; c0 += TS_DSP_OCB) {
         const int32_t cn = out_c - c0 < TS_DSP_OCB ? out_c - c0 : TS_DSP_OCB;
@@ -934,7 +1073,8 @@ static void ts_rows2_s8(const int8_t *x0, const int8_t *x1, const int8_t *filter
     int32_t oc, i;
 #if TS_KERNELS == TS_KERNELS_DSP
     if (n >= 4 && n <= TS_DSP_KMAX) {
-        ts_dsp_rows2_s8(x0, x1, filter, n, out_c, zbias, mult, shift, o0, o1, zo, lo, hi, (const ts_dsp_rq_t *)0);
+        ts_dsp_rows2_s8(x0, x1, filter, n, out_c, zbias, mult, shift, o0, o1, zo, lo, hi, (const ts_dsp_rq_t *)0,
+                        (const ts_dsp_rqf_t *)0);
         return;
     }
 #endif
@@ -1005,12 +1145,14 @@ static void ts_pointwise_s8(const ts_conv_params_t *p, const int8_t *filter, con
     return;
 #elif TS_KERNELS == TS_KERNELS_DSP
     if (n >= 4 && n <= TS_DSP_KMAX) {  /* the product with the layer's requantization constants prepared once */
-        ts_dsp_rq_t tab[TS_DSP_TAB];
-        const ts_dsp_rq_t *t = ts_dsp_rq_table(mult, shift, out_c, tab) ? tab : (const ts_dsp_rq_t *)0;
+        ts_dsp_tabs_t tabs;
+        const ts_dsp_rqf_t *f;
+        const ts_dsp_rq_t *t;
+        ts_dsp_tables(p->acc_bits, n, mult, shift, out_c, zo, lo, hi, &tabs, &t, &f);
         for (; px < pixels; px += 2) {
             const int two = px + 1 < pixels;
             ts_dsp_rows2_s8(in + px * n, two ? in + (px + 1) * n : (const int8_t *)0, filter, n, out_c, zbias, mult,
-                            shift, out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t);
+                            shift, out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t, f);
         }
         return;
     }
@@ -1097,8 +1239,10 @@ static void ts_conv_patches_s8(const ts_conv_params_t *p, const int8_t *filter, 
     return;
 #elif TS_KERNELS == TS_KERNELS_DSP
     if (n >= 4) {  /* n <= TS_PATCH_MAX <= TS_DSP_KMAX here */
-        ts_dsp_rq_t tab[TS_DSP_TAB];
-        const ts_dsp_rq_t *t = ts_dsp_rq_table(mult, shift, out_c, tab) ? tab : (const ts_dsp_rq_t *)0;
+        ts_dsp_tabs_t tabs;
+        const ts_dsp_rqf_t *f;
+        const ts_dsp_rq_t *t;
+        ts_dsp_tables(p->acc_bits, n, mult, shift, out_c, zo, lo, hi, &tabs, &t, &f);
         for (; px < pixels; px += 2) {
             const int two = px + 1 < pixels;
             ts_patch_s8(p, in, px / out_w, px % out_w, patch0);
@@ -1106,7 +1250,7 @@ static void ts_conv_patches_s8(const ts_conv_params_t *p, const int8_t *filter, 
                 ts_patch_s8(p, in, (px + 1) / out_w, (px + 1) % out_w, patch1);
             }
             ts_dsp_rows2_s8(patch0, two ? patch1 : (const int8_t *)0, filter, n, out_c, zbias, mult, shift,
-                            out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t);
+                            out + px * out_c, two ? out + (px + 1) * out_c : (int8_t *)0, zo, lo, hi, t, f);
         }
         return;
     }
@@ -1466,11 +1610,15 @@ void ts_fc_s8(const ts_fc_params_t *p, const int8_t *weights, const int32_t *zbi
 #if TS_KERNELS == TS_KERNELS_DSP
     /* the DSP matrix product: two batches (or one, twice) against every unit's weight row */
     if (fo == 0 && depth >= 4 && depth <= TS_DSP_KMAX) {
+        ts_dsp_tabs_t tabs;
+        const ts_dsp_rqf_t *f;
+        const ts_dsp_rq_t *t;
+        ts_dsp_tables(p->acc_bits, depth, mult, shift, units, zo, lo, hi, &tabs, &t, &f);
         for (b = 0; b < batches; b += 2) {
             const int two = b + 1 < batches;
             ts_dsp_rows2_s8(in + b * depth, two ? in + (b + 1) * depth : (const int8_t *)0, weights, depth, units,
                             zbias, mult, shift, out + b * units, two ? out + (b + 1) * units : (int8_t *)0, zo, lo,
-                            hi, (const ts_dsp_rq_t *)0);
+                            hi, t, f);
         }
         return;
     }

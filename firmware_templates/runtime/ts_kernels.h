@@ -60,6 +60,9 @@ typedef struct {
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
     int32_t depth_mult;
     int32_t in_offset, out_offset, act_min, act_max;
+    int32_t acc_bits;   /* every accumulator fits a signed integer of this many bits (proven at generation
+                         * from the weights and biases; 32: not proven). <= 31 lets the DSP kernels
+                         * requantize in the shorter range-proven form. */
 } ts_conv_params_t;
 
 /* zbias[oc] (never null): bias[oc] + in_offset * (the sum of all of filter oc's weights), the input
@@ -75,6 +78,7 @@ void ts_dwconv2d_s8(const ts_conv_params_t *p, const int8_t *filter, const int32
 typedef struct {
     int32_t batches, depth, units;
     int32_t in_offset, filter_offset, out_offset, act_min, act_max;
+    int32_t acc_bits;   /* as in ts_conv_params_t */
 } ts_fc_params_t;
 
 /* zbias[unit] (never null): bias + in_offset * sum over depth of (weight + filter_offset) */
