@@ -166,3 +166,38 @@ def test_pad_folded_into_convolution() -> None:
         kernels = [c.kernel for c in r.lowered.calls]
         assert "ts_pad_s8" not in kernels and len(kernels) == 1, (case.name, kernels)
         assert r.lowered.calls[0].inputs[0] == r.lowered.input
+
+
+def _smmlar(a: int, b: int, c: int) -> int:
+    """Arm SMMLAR: the high word of c * 2^32 + a * b + 2^31 (all int32; the sum is exact in 64 bits)."""
+    return (((c << 32) + a * b + (1 << 31)) >> 32)
+
+
+def test_range_proven_form_is_tflite_requantization() -> None:
+    """The DSP kernels' range-proven form (ts_dsp_rqf_table / TS_DSP_RQF): for |acc| within 31 bits,
+    r = -shift >= 1 and k = 2^(r-1) + zo * 2^r with |k| < 2^30 - 1,
+    SSAT8(SMMLAR(acc << 1, m, k + (acc >> 31)) >> r) = clamp(MultiplyByQuantizedMultiplier(acc) + zo):
+    every accumulator around each rounding tie (a power-of-two multiplier makes half of them exact
+    ties) and random ones over the whole proven range, with each zero point's worst case."""
+    rng = np.random.default_rng(16)
+    ms = [1 << 30, (1 << 30) + (1 << 29), 3 << 29, I32_MAX, *(int(v) for v in rng.integers(1 << 30, 1 << 31, 4))]
+    checked = 0
+    for m in ms:
+        for r in (1, 2, 5, 12, 21):
+            for zo in (-128, -1, 0, 127):
+                k = (1 << (r - 1)) + zo * (1 << r)
+                assert abs(k) < (1 << 30) - 1
+                near = np.arange(-300, 301, dtype=np.int64)
+                accs = np.concatenate([near, near * (1 << r), near * (1 << (r + 1)) + 1,
+                                       rng.integers(-(1 << 30), 1 << 30, 200), [-(1 << 30), (1 << 30) - 1]])
+                accs = np.unique(np.clip(accs, -(1 << 30), (1 << 30) - 1))   # the proven range
+                for acc in (int(a) for a in accs):
+                    a2 = acc << 1
+                    assert I32_MIN <= a2 <= I32_MAX
+                    hi = _smmlar(a2, m, k + (a2 >> 31))
+                    assert I32_MIN <= hi <= I32_MAX
+                    got = max(-128, min(127, hi >> r))
+                    want = max(-128, min(127, tflite_mbqm(acc, m, -r) + zo))
+                    assert got == want, (acc, m, r, zo)
+                    checked += 1
+    assert checked > 100_000
