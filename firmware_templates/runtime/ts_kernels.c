@@ -473,7 +473,19 @@ static int ts_dsp_dwconv_s8(const ts_conv_params_t *p, const int8_t *filter, con
     return 1;
 }
 
-/* The inner loop both pair kernels below share: 4 input bytes of 2 pixels (widened, even/odd halves)
+/* The start of one channel pair in the pair kernels below: the accumulators from zbias (advancing
+ * it), the second weight row n bytes after the first, the widened inputs from their start. */
+#define TS_DSP_PAIR_START \
+    "ldr %[x0e], %[zb]\n\t" \
+    "ldrd %[a00], %[a01], [%[x0e]], #8\n\t" \
+    "str %[x0e], %[zb]\n\t" \
+    "mov %[a10], %[a00]\n\t" \
+    "mov %[a11], %[a01]\n\t" \
+    "ldr %[x0e], %[n]\n\t" \
+    "add %[w1], %[w0], %[x0e]\n\t" \
+    "ldr %[x], %[xw]\n\t"
+
+/* The inner loop the pair kernels below share: 4 input bytes of 2 pixels (widened, even/odd halves)
  * against 4 weight bytes of 2 channels, 8 SMLADs, until x reaches xend. */
 #define TS_DSP_PAIR_INNER_LOOP \
     "2:\n\t" \
@@ -509,14 +521,7 @@ TS_INLINE void ts_dsp_pairs(const int32_t *xw, int32_t n4, const int8_t *w, int3
     const int32_t *x;
     __asm__ volatile(
         "1:\n\t"
-        "ldr %[x0e], %[zb]\n\t"
-        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
-        "str %[x0e], %[zb]\n\t"
-        "mov %[a10], %[a00]\n\t"
-        "mov %[a11], %[a01]\n\t"
-        "ldr %[x0e], %[n]\n\t"
-        "add %[w1], %[w0], %[x0e]\n\t"
-        "ldr %[x], %[xw]\n\t"
+        TS_DSP_PAIR_START
         TS_DSP_PAIR_INNER_LOOP
         "ldr %[x0e], %[acc]\n\t"
         "strd %[a00], %[a10], [%[x0e]], #8\n\t"
@@ -545,14 +550,7 @@ TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w,
     __asm__ volatile(
         "1:\n\t"
         "str %[w0], %[wsave]\n\t"
-        "ldr %[x0e], %[zb]\n\t"
-        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
-        "str %[x0e], %[zb]\n\t"
-        "mov %[a10], %[a00]\n\t"
-        "mov %[a11], %[a01]\n\t"
-        "ldr %[x0e], %[n]\n\t"
-        "add %[w1], %[w0], %[x0e]\n\t"
-        "ldr %[x], %[xw]\n\t"
+        TS_DSP_PAIR_START
         TS_DSP_PAIR_INNER_LOOP
         "ldr %[x0e], %[acc]\n\t"
         "strd %[a00], %[a10], [%[x0e]], #8\n\t"
@@ -632,14 +630,7 @@ TS_INLINE void ts_dsp_pairs_rqf(const int32_t *xw, int32_t n4, const int8_t *w, 
     const int32_t *x;
     __asm__ volatile(
         "1:\n\t"
-        "ldr %[x0e], %[zb]\n\t"
-        "ldrd %[a00], %[a01], [%[x0e]], #8\n\t"
-        "str %[x0e], %[zb]\n\t"
-        "mov %[a10], %[a00]\n\t"
-        "mov %[a11], %[a01]\n\t"
-        "ldr %[x0e], %[n]\n\t"
-        "add %[w1], %[w0], %[x0e]\n\t"
-        "ldr %[x], %[xw]\n\t"
+        TS_DSP_PAIR_START
         TS_DSP_PAIR_INNER_LOOP
         "mov %[w0], %[w1]\n\t"
         "ldr %[x], %[tab]\n\t"
