@@ -156,8 +156,10 @@ def test_qemu_command_line():
 def test_xtensa_qemu_command_line():
     cmd = qemu_command(get_board("qemu-xtensa-lx106"), Path("fw.elf"), 5555)
     joined = " ".join(cmd)
-    assert cmd[0] == "qemu-system-xtensa" and "-M sim -cpu lx106" in joined
-    assert "enable=on,target=native" in joined and "-serial chardev:s0" in joined  # the SIMCALL console
+    # the SIMCALL console on QEMU's stdin/stdout, served on the port by the relay
+    assert cmd[1:6] == ["-m", "tinysplit.firmware.stdio_relay", "--port", "5555", "--"]
+    assert cmd[6] == "qemu-system-xtensa" and "-M sim -cpu lx106" in joined
+    assert "enable=on,target=native" in joined and cmd[-2:] == ["-serial", "none"] and "chardev" not in joined
 
 
 def test_xtensa_image_runs_on_the_plain_sim_command_line():

@@ -14,6 +14,7 @@ import logging
 import select
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -84,17 +85,27 @@ def boot_entropy_args(elf: Path, value: int | None = None) -> list[str]:
     return ["-device", f"loader,addr=0x{addr:08x},data=0x{v:08x},data-len=4"]
 
 
+# UART kinds whose QEMU console is served through tinysplit.firmware.stdio_relay instead of a socket
+# chardev: the Xtensa sim machine's chardev console loses or repeats input bytes under load (the
+# relay's docstring says why)
+STDIO_CONSOLES = frozenset({"xtensa_simcall"})
+
+
 def qemu_command(board: Board, elf: Path, port: int, qemu: str | None = None) -> list[str]:
     """The QEMU command line for ``elf`` on ``board`` with its UART on 127.0.0.1:``port`` (and, for an
-    authenticated build, a fresh boot nonce: ``boot_entropy_args``)."""
+    authenticated build, a fresh boot nonce: ``boot_entropy_args``). Arguments appended to it reach
+    QEMU (for a console in STDIO_CONSOLES the line starts the relay, and QEMU's own line ends it)."""
     if board.emulator is None:
         raise InputError(f"board '{board.name}' has no emulator; it runs only on hardware")
     em = board.emulator
-    return [qemu or em.qemu_binary, "-M", em.qemu_machine, *em.extra_args, *boot_entropy_args(Path(elf)),
+    base = [qemu or em.qemu_binary, "-M", em.qemu_machine, *em.extra_args, *boot_entropy_args(Path(elf)),
             "-kernel", str(elf), "-nographic", "-monitor", "none",
             "-icount", f"shift={ICOUNT_SHIFT},sleep=off",
-            "-semihosting-config", "enable=on,target=native",
-            "-chardev", f"socket,id=s0,host=127.0.0.1,port={port},server=on,wait=on,nodelay=on",
+            "-semihosting-config", "enable=on,target=native"]
+    if board.uart.kind in STDIO_CONSOLES:
+        return [sys.executable, "-m", "tinysplit.firmware.stdio_relay", "--port", str(port), "--", *base,
+                "-serial", "none"]
+    return [*base, "-chardev", f"socket,id=s0,host=127.0.0.1,port={port},server=on,wait=on,nodelay=on",
             "-serial", "chardev:s0"]
 
 
