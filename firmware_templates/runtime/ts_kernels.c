@@ -473,6 +473,13 @@ static int ts_dsp_dwconv_s8(const ts_conv_params_t *p, const int8_t *filter, con
     return 1;
 }
 
+/* The register operands of the pair kernels' asm blocks (their locals of the same names; w is the
+ * first weight row, advanced) */
+#define TS_DSP_PAIR_REGS \
+    [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w), \
+    [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f), \
+    [fo] "=&r"(fo)
+
 /* The start of one channel pair in the pair kernels below: the accumulators from zbias (advancing
  * it), the second weight row n bytes after the first, the widened inputs from their start. */
 #define TS_DSP_PAIR_START \
@@ -531,9 +538,7 @@ TS_INLINE void ts_dsp_pairs(const int32_t *xw, int32_t n4, const int8_t *w, int3
         "ldr %[f], %[aend]\n\t"
         "cmp %[x0e], %[f]\n\t"
         "bne 1b"
-        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
-          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
-          [fo] "=&r"(fo), [zb] "+m"(zb), [acc] "+m"(acc)
+        : TS_DSP_PAIR_REGS, [zb] "+m"(zb), [acc] "+m"(acc)
         : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [aend] "m"(aend)
         : "cc", "memory");
 }
@@ -562,9 +567,7 @@ TS_INLINE void ts_dsp_pairs_tail(const int32_t *xw, int32_t n4, const int8_t *w,
         "ldr %[f], %[aend]\n\t"
         "cmp %[x0e], %[f]\n\t"
         "bne 1b"
-        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
-          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
-          [fo] "=&r"(fo), [zb] "+m"(zb), [acc] "+m"(acc), [wsave] "+m"(wsave)
+        : TS_DSP_PAIR_REGS, [zb] "+m"(zb), [acc] "+m"(acc), [wsave] "+m"(wsave)
         : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [aend] "m"(aend)
         : "cc", "memory");
 }
@@ -654,9 +657,7 @@ TS_INLINE void ts_dsp_pairs_rqf(const int32_t *xw, int32_t n4, const int8_t *w, 
         "strb %[a11], [%[x]], #1\n\t"
         "str %[x], %[o1]\n\t"
         "bne 1b"
-        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [x] "=&r"(x), [w0] "+&r"(w),
-          [w1] "=&r"(w1), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [f] "=&r"(f),
-          [fo] "=&r"(fo), [zb] "+m"(zb), [tab] "+m"(tab), [o0] "+m"(o0), [o1] "+m"(o1)
+        : TS_DSP_PAIR_REGS, [zb] "+m"(zb), [tab] "+m"(tab), [o0] "+m"(o0), [o1] "+m"(o1)
         : [xend] "r"(xend), [n] "m"(n), [xw] "m"(xw), [tend] "m"(tend)
         : "cc", "memory");
 }
