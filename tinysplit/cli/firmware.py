@@ -77,7 +77,9 @@ def add_model_board_args(p: Any) -> None:
                    help="run inverted-residual blocks layer at a time (every expanded tensor whole in the arena) "
                         "instead of streamed row by row in one call each (the default: a smaller arena, the same "
                         "outputs)")
-    p.add_argument("--kernels", choices=("auto", "portable", "dsp", "mve"), default="auto",
+    from tinysplit.firmware.kernelsets import KERNEL_SETS
+
+    p.add_argument("--kernels", choices=("auto", *KERNEL_SETS), default="auto",
                    help="kernel set the inner loops compile with: auto (the default: the most capable one the "
                         "board's core runs: mve on Cortex-M55, dsp on Cortex-M4/M7/M33, else portable), portable "
                         "(plain C, every core), dsp (Arm DSP extension), mve (Helium); a set the core cannot run "

@@ -14,9 +14,12 @@ two agree for every board).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tinysplit.boards import Board
 from tinysplit.errors import InputError
+
+if TYPE_CHECKING:  # annotations only: the CLI reads KERNEL_SETS without loading the boards
+    from tinysplit.boards import Board
 
 
 @dataclass(frozen=True)
